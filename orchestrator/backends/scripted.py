@@ -1,0 +1,87 @@
+"""A scripted fake backend, for unit tests of pure logic only (strategies' bookkeeping,
+budget enforcement, selection rules). Anything about generation itself is tested on
+the real engine.
+
+A script maps the prompt text to the completions to return; tokens are characters,
+so counts are easy to predict in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import anyio
+
+from orchestrator.backends.base import (
+    BackendCounters,
+    Completion,
+    GenerationBackend,
+    GenerationResult,
+    ModelInfo,
+    SamplingSettings,
+)
+from orchestrator.costmodel import ModelShape
+from orchestrator.rendering import ChatRenderer
+
+Script = Callable[[str, SamplingSettings], Sequence[str]]
+"""Given the prompt text and sampling settings, the texts of the ``n`` completions."""
+
+TINY_SHAPE = ModelShape(parameters=1_000_000, layers=2, query_heads=2, kv_heads=1, head_dim=8)
+
+
+class CharTokenizer:
+    """One token per character; a minimal chat template."""
+
+    chat_template = "plain"
+
+    def apply_chat_template(self, messages, tokenize: bool = False, add_generation_prompt: bool = True) -> str:
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join(chr(t) for t in token_ids)
+
+
+class ScriptedBackend(GenerationBackend):
+    """Returns scripted completions; records every call for assertions."""
+
+    def __init__(self, script: Script, *, max_model_len: int = 4096, delay_s: float = 0.0) -> None:
+        super().__init__(ChatRenderer(CharTokenizer()), ModelInfo("scripted", max_model_len, TINY_SHAPE))
+        self.script = script
+        self.delay_s = delay_s
+        self.calls: list[tuple[str, SamplingSettings, str | None]] = []
+        self.aborted: list[str] = []
+        self._seen_prompts: set[str] = set()
+
+    async def _generate_one(
+        self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
+    ) -> GenerationResult:
+        prompt = self.renderer.decode(token_ids)
+        self.calls.append((prompt, sampling, tree_id))
+        if self.delay_s:
+            await anyio.sleep(self.delay_s)
+        texts = list(self.script(prompt, sampling))[: sampling.n]
+        completions = tuple(self._completion(text, sampling) for text in texts)
+        cached = len(token_ids) if prompt in self._seen_prompts else 0  # a perfect prefix cache
+        self._seen_prompts.add(prompt)
+        return GenerationResult(request_id, completions, len(token_ids), cached)
+
+    def _completion(self, text: str, sampling: SamplingSettings) -> Completion:
+        clipped = text[: sampling.max_tokens]
+        reason = "length" if len(text) > sampling.max_tokens else "stop"
+        return Completion(clipped, tuple(ord(ch) for ch in clipped), reason)
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+    async def health(self) -> None:
+        return None
+
+    async def counters(self) -> BackendCounters:
+        return BackendCounters()
+
+    async def aclose(self) -> None:
+        return None

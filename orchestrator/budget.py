@@ -1,0 +1,165 @@
+"""The budget meter: one per request, shared by every branch and child the request spawns.
+
+It counts what the request spent (tokens by kind, model and verifier calls, wall time,
+estimated FLOPs and KV memory traffic, the KV footprint of its search tree) and enforces
+the request's limits. Token limits count *compute tokens*: prompt tokens the engine had
+to prefill (not those served from the prefix cache) plus completion tokens — so a search
+that shares prefixes, which is what tree search is designed to do, is not billed for
+KV it never recomputed.
+
+Enforcement: before each model call the caller asks ``admit`` how many completion tokens
+the call may produce; the meter reserves them so concurrent branches cannot all spend
+the same remainder, and raises ``BudgetExceededError`` once nothing is left. A request is
+therefore never charged more than its limit plus the prompt of the one step in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from orchestrator.costmodel import ModelShape, generation_cost
+from orchestrator.errors import BudgetExceededError
+
+
+class Budget(BaseModel):
+    """The limits of one request; ``None`` means unlimited on that axis."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int | None = Field(None, ge=1, description="compute tokens: uncached prompt + completion")
+    max_flops: float | None = Field(None, gt=0, description="effective FLOPs (compute + 562.5 x KV bytes read)")
+    deadline_s: float | None = Field(None, gt=0, description="wall-clock seconds from the request's start")
+
+
+class Usage(BaseModel):
+    """What a request spent. The same record goes to the CLI, the API and the store."""
+
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model_calls: int = 0
+    verifier_calls: int = 0
+    wall_time_s: float = 0.0
+    flops: float = 0.0
+    kv_bytes_read: float = 0.0
+    eflops: float = 0.0
+    kv_footprint_tokens: int = Field(0, description="search tree KV: unique live-node tokens, summed over depths")
+    budget_exhausted: str | None = Field(None, description="the limit that stopped the request, if one did")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens, as OpenAI-compatible clients count them."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def compute_tokens(self) -> int:
+        """Tokens the engine actually computed: the quantity ``Budget.max_tokens`` bounds."""
+        return self.prompt_tokens - self.cached_prompt_tokens + self.completion_tokens
+
+
+class BudgetMeter:
+    """Counts one request's spending and enforces its ``Budget``.
+
+    Example::
+
+        meter = BudgetMeter(Budget(max_tokens=1000), shape)
+        with meter.admit(prompts=4, samples_per_prompt=2, max_tokens=256) as allowed:
+            results = await backend.generate(..., max_tokens=allowed)
+            meter.charge_generation(prompt_tokens, cached, completion_lengths)
+    """
+
+    def __init__(
+        self, budget: Budget, shape: ModelShape | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.budget = budget
+        self.shape = shape
+        self._clock = clock
+        self._started = clock()
+        self._reserved_tokens = 0
+        self.usage = Usage()
+
+    # --- limits ----------------------------------------------------------------------------
+
+    def remaining_seconds(self) -> float | None:
+        """Seconds until the deadline, or ``None`` without one."""
+        if self.budget.deadline_s is None:
+            return None
+        return self.budget.deadline_s - (self._clock() - self._started)
+
+    def remaining_tokens(self) -> int | None:
+        """Compute tokens not yet spent nor reserved by calls in flight."""
+        if self.budget.max_tokens is None:
+            return None
+        return self.budget.max_tokens - self.usage.compute_tokens - self._reserved_tokens
+
+    def check(self) -> None:
+        """Raise ``BudgetExceededError`` if any limit is already reached."""
+        remaining_s = self.remaining_seconds()
+        if remaining_s is not None and remaining_s <= 0:
+            self._exhaust("deadline", f"the deadline of {self.budget.deadline_s} s has passed")
+        remaining = self.remaining_tokens()
+        if remaining is not None and remaining <= 0:
+            self._exhaust("tokens", f"the token budget of {self.budget.max_tokens} compute tokens is spent")
+        if self.budget.max_flops is not None and self.usage.eflops >= self.budget.max_flops:
+            self._exhaust("flops", f"the FLOPs budget of {self.budget.max_flops:.3g} effective FLOPs is spent")
+
+    @contextmanager
+    def admit(self, *, prompts: int, samples_per_prompt: int, max_tokens: int) -> Iterator[int]:
+        """Admit one model call; yield the per-sample ``max_tokens`` it may use.
+
+        The call's completion tokens are reserved until the block exits, so branches
+        running concurrently share the remainder instead of each overspending it.
+        """
+        self.check()
+        streams = prompts * samples_per_prompt
+        allowed = max_tokens
+        remaining = self.remaining_tokens()
+        if remaining is not None:
+            allowed = min(max_tokens, remaining // streams)
+            if allowed < 1:
+                self._exhaust("tokens", f"the token budget of {self.budget.max_tokens} cannot fit another call")
+        reserved = allowed * streams if remaining is not None else 0
+        self._reserved_tokens += reserved
+        try:
+            yield allowed
+        finally:
+            self._reserved_tokens -= reserved
+
+    def _exhaust(self, limit: str, message: str) -> None:
+        self.usage.budget_exhausted = self.usage.budget_exhausted or limit
+        raise BudgetExceededError(message, limit=limit)
+
+    # --- charging ----------------------------------------------------------------------------
+
+    def charge_generation(self, prompt_tokens: int, cached_prompt_tokens: int, completion_lengths: list[int]) -> None:
+        """Charge one engine request: its prompt, cache hits and the length of each sample."""
+        usage = self.usage
+        usage.model_calls += 1
+        usage.prompt_tokens += prompt_tokens
+        usage.cached_prompt_tokens += cached_prompt_tokens
+        usage.completion_tokens += sum(completion_lengths)
+        if self.shape is not None:
+            cost = generation_cost(self.shape, prompt_tokens, cached_prompt_tokens, completion_lengths)
+            usage.flops += cost.flops
+            usage.kv_bytes_read += cost.kv_bytes
+            usage.eflops += cost.eflops
+
+    def charge_verifier(self, calls: int = 1) -> None:
+        """Charge verifier calls (their model tokens, if any, are charged as generations)."""
+        self.usage.verifier_calls += calls
+
+    def record_tree_depth(self, live_unique_tokens: int) -> None:
+        """Add one search depth's KV footprint: tokens of unique nodes on the live paths."""
+        self.usage.kv_footprint_tokens += live_unique_tokens
+
+    def snapshot(self) -> Usage:
+        """A copy of the usage so far, with the wall time filled in."""
+        usage = self.usage.model_copy()
+        usage.wall_time_s = round(self._clock() - self._started, 6)
+        return usage

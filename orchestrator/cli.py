@@ -1,0 +1,129 @@
+"""The ``ttc`` command: ``serve``, ``reason``, ``model pull``.
+
+Every command reads the same settings (``TTC_*`` environment, optional ``ttc.toml``)
+and reports errors as one line naming what to fix, with exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from orchestrator.errors import TTCError
+
+app = typer.Typer(help="ttc: the most accurate answer a given amount of inference compute can buy.", no_args_is_help=True)
+model_app = typer.Typer(help="Manage the model the service runs.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+def _quiet_engine_logs() -> None:
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(error: Exception) -> None:
+    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _load_settings():
+    from pydantic import ValidationError
+
+    from orchestrator.settings import Settings
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        _fail(TTCError(f"invalid settings: {problems}"))
+
+
+@app.command()
+def reason(
+    question: Annotated[str, typer.Argument(help="the question to answer")],
+    strategy: Annotated[str, typer.Option(help="strategy name")] = "direct",
+    max_tokens: Annotated[int | None, typer.Option(help="compute-token budget")] = None,
+    deadline: Annotated[float | None, typer.Option(help="deadline in seconds")] = None,
+    params: Annotated[str, typer.Option(help="strategy params as JSON")] = "{}",
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole job record as JSON")] = False,
+) -> None:
+    """Answer one question in this process (starts the engine) and print the answer and its usage."""
+    import anyio
+
+    from orchestrator.budget import Budget
+    from orchestrator.runtime import Runtime
+
+    _quiet_engine_logs()
+    settings = _load_settings()
+
+    async def run():
+        async with Runtime.open(settings) as runtime:
+            return await runtime.reason(
+                question, strategy=strategy, budget=Budget(max_tokens=max_tokens, deadline_s=deadline),
+                params=json.loads(params),
+            )
+
+    try:
+        job = anyio.run(run)
+    except (TTCError, json.JSONDecodeError) as error:
+        _fail(error)
+    if as_json:
+        typer.echo(job.model_dump_json(indent=2))
+        return
+    if job.status != "succeeded":
+        _fail(TTCError(f"job {job.id} {job.status}: {(job.error or {}).get('message', '')}"))
+    typer.secho(f"answer: {job.answer}", bold=True)
+    typer.echo(f"output: {job.output.strip() if job.output else ''}")
+    typer.echo("usage: " + job.usage.model_dump_json(indent=2))
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="bind address (default TTC_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default TTC_PORT)")] = None,
+    demo_question: Annotated[
+        str | None, typer.Option(help="once ready, ask this over HTTP and print the answer")
+    ] = None,
+) -> None:
+    """Run the HTTP API with the configured backend and Redis."""
+    from orchestrator.serve import run_server
+
+    _quiet_engine_logs()
+    settings = _load_settings()
+    if host:
+        settings.host = host
+    if port:
+        settings.port = port
+    try:
+        run_server(settings, demo_question=demo_question)
+    except TTCError as error:
+        _fail(error)
+
+
+@model_app.command("pull")
+def model_pull() -> None:
+    """Fetch and convert the embedded model (SmolLM2-135M-Instruct) into the model cache."""
+    from orchestrator.embedded_model import ensure_embedded_model
+
+    _quiet_engine_logs()
+    settings = _load_settings()
+    try:
+        path = ensure_embedded_model(settings.model_cache_dir)
+    except TTCError as error:
+        _fail(error)
+    typer.echo(str(path))
+
+
+def main() -> None:
+    """Console entry point (guarded: vLLM starts worker processes with spawn)."""
+    app(prog_name="ttc")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

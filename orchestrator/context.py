@@ -1,0 +1,67 @@
+"""The reasoning context: the only way a strategy acts on the world.
+
+A strategy gets one context per request. ``generate`` runs a batch on the backend under
+the request's budget meter (admission, deadline, charging); ``fork`` gives a child
+context that shares the meter but has its own search tree id, so its requests are
+pinned to one replica and share that replica's prefix cache. Strategies never touch
+vLLM, HTTP or Redis directly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from contextlib import nullcontext
+
+import anyio
+
+from orchestrator.backends.base import GenerationBackend, GenerationResult, Prompt, SamplingSettings
+from orchestrator.budget import BudgetMeter
+from orchestrator.errors import BudgetExceededError
+from orchestrator.rendering import ChatRenderer
+
+
+class ReasoningContext:
+    """Generate, fork and meter for one request (or one branch of it)."""
+
+    def __init__(self, backend: GenerationBackend, meter: BudgetMeter, *, tree_id: str | None = None) -> None:
+        self.backend = backend
+        self.meter = meter
+        self.tree_id = tree_id or f"tree-{uuid.uuid4().hex[:12]}"
+
+    @property
+    def renderer(self) -> ChatRenderer:
+        return self.backend.renderer
+
+    async def generate(self, prompts: Sequence[Prompt], sampling: SamplingSettings) -> list[GenerationResult]:
+        """Generate for all prompts in one batch, within the budget; charges the meter.
+
+        ``max_tokens`` may be lowered to what the budget still allows. Raises
+        ``BudgetExceededError`` when no budget is left or the deadline passes mid-call
+        (the engine requests are then aborted). Example::
+
+            [result] = await ctx.generate([ctx.renderer.render_question("2+2?")], SamplingSettings(n=4))
+        """
+        with self.meter.admit(
+            prompts=len(prompts), samples_per_prompt=sampling.n, max_tokens=sampling.max_tokens
+        ) as allowed:
+            if allowed != sampling.max_tokens:
+                sampling = sampling.model_copy(update={"max_tokens": allowed})
+            remaining_s = self.meter.remaining_seconds()
+            deadline = anyio.fail_after(max(remaining_s, 0.0)) if remaining_s is not None else nullcontext()
+            try:
+                with deadline:
+                    results = await self.backend.generate(prompts, sampling, tree_id=self.tree_id)
+            except TimeoutError:
+                self.meter.usage.budget_exhausted = self.meter.usage.budget_exhausted or "deadline"
+                raise BudgetExceededError(
+                    f"the deadline of {self.meter.budget.deadline_s} s passed during generation", limit="deadline"
+                ) from None
+            for result in results:
+                lengths = [len(c.token_ids) for c in result.completions]
+                self.meter.charge_generation(result.prompt_tokens, result.cached_prompt_tokens, lengths)
+        return results
+
+    def fork(self, tree_id: str | None = None) -> ReasoningContext:
+        """A child context sharing this request's meter, with its own (or a given) tree id."""
+        return ReasoningContext(self.backend, self.meter, tree_id=tree_id)

@@ -1,0 +1,40 @@
+"""Every Redis key name the service uses is built here, and nowhere else.
+
+Keys live under one namespace (``TTC_REDIS_NAMESPACE``, default ``ttc``) so several
+deployments, or a test run, can share one Redis without touching each other.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class Keys:
+    """Key builder for one namespace."""
+
+    def __init__(self, namespace: str = "ttc") -> None:
+        self.namespace = namespace
+
+    def job(self, job_id: str) -> str:
+        """JSON record of one job: request, status, result, usage, trace, timestamps."""
+        return f"{self.namespace}:job:{_checked(job_id)}"
+
+    def jobs_by_time(self) -> str:
+        """Sorted set of job ids scored by creation time (newest last)."""
+        return f"{self.namespace}:jobs:by-time"
+
+    def idempotency(self, key: str) -> str:
+        """Maps a client's idempotency key to the job it created."""
+        return f"{self.namespace}:idem:{_checked(key)}"
+
+    def schema_version(self) -> str:
+        """The layout version of everything under this namespace."""
+        return f"{self.namespace}:schema-version"
+
+
+def _checked(identifier: str) -> str:
+    if not _ID.match(identifier):
+        raise ValueError(f"invalid identifier {identifier!r}: use 1-128 letters, digits, '_', '.', ':' or '-'")
+    return identifier

@@ -1,0 +1,36 @@
+"""``direct``: one sample, no search — the baseline every other strategy must beat."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.backends.base import SamplingSettings
+from orchestrator.context import ReasoningContext
+from strategies.base import StrategyResult, register
+from verifiers.extraction import extract_answer
+
+DEFAULT_SYSTEM_PROMPT = "Solve the problem. Think step by step, then finish with 'The answer is <answer>.'"
+
+
+class DirectParams(BaseModel):
+    """Parameters of ``direct``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    temperature: float = Field(0.0, ge=0.0, le=5.0, description="0 is greedy decoding")
+    max_tokens: int = Field(256, ge=1, le=8192)
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+
+
+@register("direct", DirectParams)
+async def direct(question: str, ctx: ReasoningContext, params: DirectParams) -> StrategyResult:
+    """One sample from the model; the answer is extracted from its text."""
+    prompt = ctx.renderer.render_question(question, system=params.system_prompt)
+    sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens)
+    [result] = await ctx.generate([prompt], sampling)
+    completion = result.completions[0]
+    return StrategyResult(
+        answer=extract_answer(completion.text),
+        output=completion.text,
+        trace={"finish_reason": completion.finish_reason, "completion_tokens": len(completion.token_ids)},
+    )

@@ -1,0 +1,1 @@
+"""Verifiers and answer checking: one protocol for step scores, plus answer extraction."""

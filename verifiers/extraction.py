@@ -1,0 +1,32 @@
+"""Pulling the final answer out of a model's free text."""
+
+from __future__ import annotations
+
+import re
+
+_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def extract_answer(text: str) -> str | None:
+    """The final answer in ``text``: a ``\\boxed{}``, else an "answer is" phrase, else the last number.
+
+    Example: ``extract_answer("7 + 5 = 12. The answer is 12.")`` returns ``"12"``.
+    """
+    if boxed := _BOXED.findall(text):
+        return boxed[-1].strip()
+    if stated := _ANSWER_IS.findall(text):
+        return _normalise_number(stated[-1].strip().rstrip("."))
+    if numbers := _NUMBER.findall(text):
+        return _normalise_number(numbers[-1])
+    return None
+
+
+def _normalise_number(text: str) -> str:
+    """``"1,000"`` -> ``"1000"``, ``"12.0"`` -> ``"12"``; other text unchanged."""
+    candidate = text.replace(",", "")
+    if _NUMBER.fullmatch(candidate):
+        number = float(candidate)
+        return str(int(number)) if number.is_integer() else candidate
+    return text
