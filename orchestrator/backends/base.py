@@ -22,7 +22,7 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.costmodel import ModelShape
-from orchestrator.errors import InvalidRequestError, PromptTooLongError
+from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError
 from orchestrator.rendering import ChatRenderer
 
 Prompt = str | Sequence[int]
@@ -106,6 +106,20 @@ def new_request_id(tree_id: str | None = None) -> str:
     return f"{tree_id}-{suffix}" if tree_id else f"req-{suffix}"
 
 
+def _first_service_error(group: BaseExceptionGroup) -> BaseException:
+    """One request of a batch failed (and the others were cancelled): surface its error.
+
+    Callers catch ``TTCError`` subclasses, not exception groups; anything else (a bug)
+    keeps the whole group for debugging.
+    """
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            error = _first_service_error(error)
+        if isinstance(error, TTCError):
+            return error
+    return group
+
+
 class GenerationBackend(abc.ABC):
     """Base class of every backend: batch submission, validation, lifecycle.
 
@@ -143,9 +157,12 @@ class GenerationBackend(abc.ABC):
             token_ids, settings = jobs[index]
             results[index] = await self._generate_one(token_ids, settings, ids[index], tree_id)
 
-        async with anyio.create_task_group() as group:
-            for index in range(len(jobs)):
-                group.start_soon(run, index)
+        try:
+            async with anyio.create_task_group() as group:
+                for index in range(len(jobs)):
+                    group.start_soon(run, index)
+        except BaseExceptionGroup as group_error:
+            raise _first_service_error(group_error) from None
         return [result for result in results if result is not None]
 
     def _prepare(self, prompt: Prompt, sampling: SamplingSettings) -> tuple[list[int], SamplingSettings]:

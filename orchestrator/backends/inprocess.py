@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -189,7 +189,7 @@ class InProcessBackend(GenerationBackend):
             ) from None
         except ValueError as error:  # vLLM's own request validation
             raise InvalidRequestError(f"the engine rejected the request: {error}") from None
-        if final is None or not final.finished:
+        if final is None or not final.finished or any(c.finish_reason == "abort" for c in final.outputs):
             raise RequestAbortedError(f"request {request_id} was aborted")
         return _to_result(request_id, final, len(token_ids))
 
@@ -225,7 +225,13 @@ class InProcessBackend(GenerationBackend):
             raise EngineDiedError("the inference engine has died; it is being restarted")
 
     async def counters(self) -> BackendCounters:
-        return self._counters.snapshot()
+        counters = self._counters.snapshot()
+        engine = self._engine
+        if engine is not None and engine.output_processor.get_num_unfinished_requests() == 0:
+            # Engine statistics arrive with engine steps; an idle engine sends none, so the
+            # last running/waiting figures would stay stale after the final request ends.
+            counters = replace(counters, requests_running=0, requests_waiting=0)
+        return counters
 
     async def aclose(self) -> None:
         engine, self._engine = self._engine, None

@@ -1,0 +1,113 @@
+"""Shared fixtures: the real embedded engine, a real `vllm serve` subprocess and real Redis.
+
+Engines are expensive (about 30 s each on 2 cores), so each is built once per session
+and only when a test asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from orchestrator.backends.inprocess import EngineOptions, InProcessBackend  # noqa: E402
+from orchestrator.backends.remote import RemoteBackend  # noqa: E402
+from orchestrator.embedded_model import ensure_embedded_model  # noqa: E402
+from orchestrator.settings import Settings  # noqa: E402
+from orchestrator.store import RedisConnection, Store, open_redis  # noqa: E402
+
+ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s} s")
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The converted embedded model (pulled on first use)."""
+    return ensure_embedded_model(Settings().model_cache_dir)
+
+
+@pytest.fixture(scope="session")
+async def inprocess_backend(model_dir: Path) -> AsyncIterator[InProcessBackend]:
+    backend = await InProcessBackend.start(str(model_dir), ENGINE_OPTIONS)
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI server on loopback serving the embedded model."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+           "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}"}
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
+        "--dtype", "bfloat16", "--block-size", "32", "--seed", "0", "--enable-prompt-tokens-details",
+    ]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", 300, process)
+        yield f"http://127.0.0.1:{port}"
+    except Exception:
+        print(log_path.read_text()[-4000:])
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+async def remote_backend(vllm_server: str, model_dir: Path) -> AsyncIterator[RemoteBackend]:
+    backend = await RemoteBackend.connect([vllm_server], tokenizer=str(model_dir))
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture(scope="session")
+async def redis_connection(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[RedisConnection]:
+    """One embedded Redis for the session; tests isolate themselves by namespace."""
+    connection = await open_redis(None, tmp_path_factory.mktemp("redis-data"))
+    yield connection
+    await connection.aclose()
+
+
+@pytest.fixture
+def store(redis_connection: RedisConnection) -> Store:
+    return Store(redis_connection, namespace=f"test-{uuid.uuid4().hex[:8]}")
