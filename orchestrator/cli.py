@@ -104,6 +104,8 @@ def serve(
         run_server(settings, demo_question=demo_question)
     except TTCError as error:
         _fail(error)
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal end
+        typer.echo("stopped")
 
 
 @model_app.command("pull")

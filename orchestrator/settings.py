@@ -8,13 +8,15 @@ accepted as well as ``TTC_REDIS_URL``.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -70,7 +72,7 @@ class Settings(BaseSettings):
     )
     tokenizer: str = Field("", description="tokenizer directory or hub name; empty means the model's")
     engine: EngineSettings = Field(default_factory=EngineSettings)
-    remote_urls: list[str] = Field(default_factory=list, description="base URLs of vLLM OpenAI servers")
+    remote_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, description="base URLs of vLLM OpenAI servers")
     remote_model_name: str = Field("", description="served model name on the remote servers; empty: ask them")
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: str = ""
@@ -85,7 +87,9 @@ class Settings(BaseSettings):
     @field_validator("remote_urls", mode="before")
     @classmethod
     def _split_urls(cls, value: Any) -> Any:
-        if isinstance(value, str):  # TTC_REMOTE_URLS=http://a:8000,http://b:8000
+        if isinstance(value, str):  # TTC_REMOTE_URLS=http://a:8000,http://b:8000 (or a JSON list)
+            if value.strip().startswith("["):
+                return json.loads(value)
             return [url.strip() for url in value.split(",") if url.strip()]
         return value
 

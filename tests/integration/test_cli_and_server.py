@@ -1,0 +1,91 @@
+"""The two user paths, as a user runs them: `ttc reason` and `ttc serve` in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port, wait_for_http
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+TTC = [sys.executable, "-m", "orchestrator.cli"]
+
+
+def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TTC_") and k != "REDIS_URL"}
+    env.update(TTC_DATA_DIR=str(tmp_path / "data"), TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB="1", **extra)
+    return env
+
+
+def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*TTC, "reason", "What is 7 + 5?", "--json"], env=ttc_env(tmp_path), capture_output=True, text=True,
+        timeout=400, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    job = json.loads(done.stdout[done.stdout.index("{"):])
+    assert job["status"] == "succeeded" and job["answer"]
+    assert job["usage"]["completion_tokens"] > 0 and job["usage"]["model_calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"TTC_MODEL": "/nonexistent/model"}, "TTC_MODEL"),
+        ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL"),
+        ({"TTC_BACKEND": "remote", "TTC_REMOTE_URLS": "http://127.0.0.1:1"}, "TTC_REMOTE_URLS"),
+        ({"TTC_BACKEND": "remote"}, "TTC_REMOTE_URLS"),
+    ],
+)
+def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[str, str], named: str) -> None:
+    done = subprocess.run(
+        [*TTC, "serve", "--port", str(free_port())], env=ttc_env(tmp_path, **settings), capture_output=True,
+        text=True, timeout=120, cwd=tmp_path,
+    )
+    assert done.returncode == 2
+    assert named in done.stderr and "Traceback" not in done.stderr
+
+
+def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [*TTC, "serve", "--port", str(port)], env=ttc_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    try:
+        wait_for_http(f"{base}/readyz", 300, server)
+        assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
+
+        answered = httpx.post(f"{base}/v1/reason", json={"question": "What is 7 + 5?"}, timeout=120)
+        assert answered.status_code == 200, answered.text
+        body = answered.json()
+        assert body["status"] == "succeeded" and body["usage"]["completion_tokens"] > 0
+        assert httpx.get(f"{base}/v1/jobs/{body['job_id']}").json()["answer"] == body["answer"]
+
+        missing = httpx.get(f"{base}/v1/jobs/job-unknown")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        malformed = httpx.post(f"{base}/v1/reason", json={"question": ""})
+        assert malformed.status_code == 422 and "question" in malformed.json()["error"]["message"]
+        unknown = httpx.post(f"{base}/v1/reason", json={"question": "q", "strategy": "nope"})
+        assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalid_request"
+        too_long = httpx.post(f"{base}/v1/reason", json={"question": "word " * 4000}, timeout=60)
+        assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "prompt_too_long"
+        assert httpx.get(f"{base}/readyz").status_code == 200  # the engine survived all of it
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            raise
+        log.close()
+    assert server.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]

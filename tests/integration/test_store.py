@@ -1,0 +1,60 @@
+"""The store against real Redis (the embedded redis-server)."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.budget import Budget, Usage
+from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from orchestrator.store import JobRecord, Store, open_redis
+
+
+async def test_job_round_trip(store: Store) -> None:
+    job = JobRecord(question="What is 7 + 5?", budget=Budget(max_tokens=100))
+    await store.create_job(job)
+    job.status, job.answer, job.usage = "succeeded", "12", Usage(prompt_tokens=5, completion_tokens=7)
+    await store.update_job(job)
+    loaded = await store.get_job(job.id)
+    assert loaded.status == "succeeded" and loaded.answer == "12"
+    assert loaded.usage.total_tokens == 12 and loaded.budget.max_tokens == 100
+    assert await store.recent_job_ids() == [job.id]
+
+
+async def test_creating_an_existing_job_never_overwrites_it(store: Store) -> None:
+    job = JobRecord(question="original")
+    await store.create_job(job)
+    with pytest.raises(InvalidRequestError, match="already exists"):
+        await store.create_job(JobRecord(id=job.id, question="impostor"))
+    assert (await store.get_job(job.id)).question == "original"
+
+
+async def test_unknown_and_malformed_ids_are_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        await store.get_job("job-does-not-exist")
+    with pytest.raises(NotFoundError):
+        await store.get_job("no such id!")
+    with pytest.raises(NotFoundError):
+        await store.update_job(JobRecord(question="never created"))
+
+
+async def test_namespaces_are_isolated(redis_connection) -> None:
+    first, second = Store(redis_connection, "ns-a"), Store(redis_connection, "ns-b")
+    job = await first.create_job(JobRecord(question="q"))
+    with pytest.raises(NotFoundError):
+        await second.get_job(job.id)
+
+
+async def test_embedded_redis_persists_across_restarts(tmp_path) -> None:
+    connection = await open_redis(None, tmp_path)
+    job = await Store(connection).create_job(JobRecord(question="keep me"))
+    await connection.aclose()
+    reopened = await open_redis(None, tmp_path)
+    try:
+        assert (await Store(reopened).get_job(job.id)).question == "keep me"
+    finally:
+        await reopened.aclose()
+
+
+async def test_unreachable_redis_names_the_setting() -> None:
+    with pytest.raises(StoreUnavailableError, match="REDIS_URL"):
+        await open_redis("redis://127.0.0.1:1/0", data_dir=None)  # type: ignore[arg-type]

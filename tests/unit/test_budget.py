@@ -1,0 +1,145 @@
+"""The budget meter: counting, limits, and enforcement through the reasoning context."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from orchestrator.backends.base import SamplingSettings
+from orchestrator.backends.scripted import TINY_SHAPE, ScriptedBackend
+from orchestrator.budget import Budget, BudgetMeter
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import BudgetExceededError
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_charges_add_up() -> None:
+    meter = BudgetMeter(Budget(), TINY_SHAPE)
+    meter.charge_generation(prompt_tokens=50, cached_prompt_tokens=30, completion_lengths=[10, 20])
+    meter.charge_generation(prompt_tokens=50, cached_prompt_tokens=50, completion_lengths=[5])
+    meter.charge_verifier(3)
+    meter.record_tree_depth(120)
+    meter.record_tree_depth(80)
+    usage = meter.snapshot()
+    assert (usage.prompt_tokens, usage.cached_prompt_tokens, usage.completion_tokens) == (100, 80, 35)
+    assert usage.compute_tokens == 100 - 80 + 35
+    assert usage.total_tokens == 135
+    assert (usage.model_calls, usage.verifier_calls, usage.kv_footprint_tokens) == (2, 3, 200)
+    assert usage.flops > 0 and usage.kv_bytes_read > 0
+    assert usage.eflops == pytest.approx(usage.flops + 562.5 * usage.kv_bytes_read)
+
+
+def test_token_limit_raises_once_spent_and_names_the_limit() -> None:
+    meter = BudgetMeter(Budget(max_tokens=100))
+    meter.charge_generation(prompt_tokens=60, cached_prompt_tokens=0, completion_lengths=[40])
+    with pytest.raises(BudgetExceededError) as caught:
+        meter.check()
+    assert caught.value.limit == "tokens" and caught.value.code == "budget_exceeded"
+    assert meter.usage.budget_exhausted == "tokens"
+
+
+def test_admit_clamps_max_tokens_to_what_is_left() -> None:
+    meter = BudgetMeter(Budget(max_tokens=100))
+    meter.charge_generation(prompt_tokens=20, cached_prompt_tokens=0, completion_lengths=[20])
+    with meter.admit(prompts=2, samples_per_prompt=3, max_tokens=50) as allowed:
+        assert allowed == 60 // 6
+        assert meter.remaining_tokens() == 0  # reserved for the call in flight
+    assert meter.remaining_tokens() == 60
+
+
+def test_admit_refuses_when_not_even_one_token_per_sample_fits() -> None:
+    meter = BudgetMeter(Budget(max_tokens=10))
+    with pytest.raises(BudgetExceededError), meter.admit(prompts=4, samples_per_prompt=4, max_tokens=8):
+        pass
+
+
+def test_deadline_uses_the_clock() -> None:
+    clock = FakeClock()
+    meter = BudgetMeter(Budget(deadline_s=5), clock=clock)
+    meter.check()
+    clock.now += 4.9
+    assert meter.remaining_seconds() == pytest.approx(0.1)
+    clock.now += 0.2
+    with pytest.raises(BudgetExceededError, match="deadline"):
+        meter.check()
+    assert meter.snapshot().wall_time_s == pytest.approx(5.1)
+
+
+def test_flops_limit() -> None:
+    meter = BudgetMeter(Budget(max_flops=1e9), TINY_SHAPE)
+    meter.check()
+    meter.charge_generation(prompt_tokens=400, cached_prompt_tokens=0, completion_lengths=[400] * 4)
+    assert meter.usage.eflops >= 1e9
+    with pytest.raises(BudgetExceededError, match="FLOPs"):
+        meter.check()
+
+
+def test_invalid_budgets_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Budget(max_tokens=0)
+    with pytest.raises(ValueError):
+        Budget(deadline_s=-1)
+    with pytest.raises(ValueError):
+        Budget(max_tokns=5)  # type: ignore[call-arg]
+
+
+# --- enforcement through the context (scripted backend: pure bookkeeping) --------------------
+
+
+def ten_char_answers(prompt: str, sampling: SamplingSettings) -> list[str]:
+    return ["0123456789" * 10] * sampling.n
+
+
+async def test_context_never_exceeds_limit_plus_the_step_in_flight() -> None:
+    backend = ScriptedBackend(ten_char_answers)
+    meter = BudgetMeter(Budget(max_tokens=500))
+    ctx = ReasoningContext(backend, meter)
+    prompt = ctx.renderer.render_question("q")  # a few dozen "tokens"
+    steps = 0
+    with pytest.raises(BudgetExceededError):
+        while True:
+            await ctx.generate([prompt], SamplingSettings(n=2, max_tokens=60))
+            steps += 1
+    prompt_tokens = len(ctx.renderer.encode(prompt))
+    assert steps >= 3
+    assert meter.usage.compute_tokens <= 500 + prompt_tokens
+    assert meter.usage.model_calls == steps
+
+
+async def test_concurrent_forks_share_one_budget() -> None:
+    backend = ScriptedBackend(ten_char_answers, delay_s=0.05)
+    meter = BudgetMeter(Budget(max_tokens=300))
+    root = ReasoningContext(backend, meter)
+    prompt = root.renderer.render_question("q")
+    failures: list[BudgetExceededError] = []
+
+    async def branch() -> None:
+        child = root.fork()
+        try:
+            await child.generate([prompt], SamplingSettings(max_tokens=100))
+        except BudgetExceededError as error:
+            failures.append(error)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(6):
+            group.start_soon(branch)
+    assert meter.usage.completion_tokens <= 300  # reservations kept branches from overspending
+    assert failures, "some branches must be refused once the budget is reserved"
+    tree_ids = {call[2] for call in backend.calls}
+    assert len(tree_ids) == len(backend.calls)  # every fork has its own tree id
+
+
+async def test_deadline_during_generation_aborts_and_raises() -> None:
+    backend = ScriptedBackend(ten_char_answers, delay_s=5.0)
+    meter = BudgetMeter(Budget(deadline_s=0.2))
+    ctx = ReasoningContext(backend, meter)
+    with pytest.raises(BudgetExceededError, match="deadline"):
+        await ctx.generate([ctx.renderer.render_question("q")], SamplingSettings())
+    assert meter.usage.budget_exhausted == "deadline"
