@@ -16,7 +16,9 @@ import typer
 
 from orchestrator.errors import TTCError
 
-app = typer.Typer(help="ttc: the most accurate answer a given amount of inference compute can buy.", no_args_is_help=True)
+app = typer.Typer(
+    help="ttc: the most accurate answer a given amount of inference compute can buy.", no_args_is_help=True
+)
 model_app = typer.Typer(help="Manage the model the service runs.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
@@ -65,7 +67,9 @@ def reason(
     async def run():
         async with Runtime.open(settings) as runtime:
             return await runtime.reason(
-                question, strategy=strategy, budget=Budget(max_tokens=max_tokens, deadline_s=deadline),
+                question,
+                strategy=strategy,
+                budget=Budget(max_tokens=max_tokens, deadline_s=deadline),
                 params=json.loads(params),
             )
 

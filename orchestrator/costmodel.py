@@ -59,7 +59,6 @@ class ModelShape:
         )
 
 
-
 def load_model_shape(name_or_path: str | Path, setting: str = "TTC_MODEL") -> ModelShape:
     """The shape of a local model directory or hub model, from its config."""
     local = Path(name_or_path) / "config.json"

@@ -55,7 +55,12 @@ class Runtime:
         )
 
     async def reason(
-        self, question: str, *, budget: Budget | None = None, strategy: str = "direct", params: dict[str, Any] | None = None
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        strategy: str = "direct",
+        params: dict[str, Any] | None = None,
     ) -> JobRecord:
         """Answer ``question`` with ``strategy`` under ``budget``; returns the stored job record.
 

@@ -31,13 +31,13 @@ async def _serve(settings: Settings, demo_question: str | None) -> None:
 
 async def _ask_demo_question(server: uvicorn.Server, settings: Settings, question: str) -> None:
     """Show the service answering: one request over HTTP, printed as a person would read it."""
-    while not server.started:
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers no start-up event to wait on)
         await anyio.sleep(0.1)
     base = f"http://{settings.host}:{settings.port}"
     async with httpx.AsyncClient(timeout=300) as client:
         response = await client.post(f"{base}/v1/reason", json={"question": question})
     body = response.json()
-    typer.secho(f"\n$ curl -X POST {base}/v1/reason -d '{{\"question\": \"{question}\"}}'", bold=True)
+    typer.secho(f'\n$ curl -X POST {base}/v1/reason -d \'{{"question": "{question}"}}\'', bold=True)
     if response.status_code != 200:
         typer.secho(f"error: {body}", fg=typer.colors.RED)
         return

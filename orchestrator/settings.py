@@ -72,7 +72,9 @@ class Settings(BaseSettings):
     )
     tokenizer: str = Field("", description="tokenizer directory or hub name; empty means the model's")
     engine: EngineSettings = Field(default_factory=EngineSettings)
-    remote_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, description="base URLs of vLLM OpenAI servers")
+    remote_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="base URLs of vLLM OpenAI servers"
+    )
     remote_model_name: str = Field("", description="served model name on the remote servers; empty: ask them")
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: str = ""

@@ -22,11 +22,11 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from orchestrator.backends.inprocess import EngineOptions, InProcessBackend  # noqa: E402
-from orchestrator.backends.remote import RemoteBackend  # noqa: E402
-from orchestrator.embedded_model import ensure_embedded_model  # noqa: E402
-from orchestrator.settings import Settings  # noqa: E402
-from orchestrator.store import RedisConnection, Store, open_redis  # noqa: E402
+from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
+from orchestrator.backends.remote import RemoteBackend
+from orchestrator.embedded_model import ensure_embedded_model
+from orchestrator.settings import Settings
+from orchestrator.store import RedisConnection, Store, open_redis
 
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
 
@@ -70,12 +70,32 @@ def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """A real vLLM OpenAI server on loopback serving the embedded model."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-           "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}"}
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}",
+    }
     command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
-        "--dtype", "bfloat16", "--block-size", "32", "--seed", "0", "--enable-prompt-tokens-details",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--dtype",
+        "bfloat16",
+        "--block-size",
+        "32",
+        "--seed",
+        "0",
+        "--enable-prompt-tokens-details",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

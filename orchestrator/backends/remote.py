@@ -52,7 +52,12 @@ class RemoteBackend(GenerationBackend):
     """vLLM servers reached over HTTP with httpx."""
 
     def __init__(
-        self, base_urls: list[str], served_model: str, renderer: ChatRenderer, model: ModelInfo, client: httpx.AsyncClient
+        self,
+        base_urls: list[str],
+        served_model: str,
+        renderer: ChatRenderer,
+        model: ModelInfo,
+        client: httpx.AsyncClient,
     ) -> None:
         super().__init__(renderer, model)
         self.base_urls = base_urls

@@ -27,11 +27,15 @@ def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
     done = subprocess.run(
-        [*TTC, "reason", "What is 7 + 5?", "--json"], env=ttc_env(tmp_path), capture_output=True, text=True,
-        timeout=400, cwd=tmp_path,
+        [*TTC, "reason", "What is 7 + 5?", "--json"],
+        env=ttc_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    job = json.loads(done.stdout[done.stdout.index("{"):])
+    job = json.loads(done.stdout[done.stdout.index("{") :])
     assert job["status"] == "succeeded" and job["answer"]
     assert job["usage"]["completion_tokens"] > 0 and job["usage"]["model_calls"] == 1
 
@@ -47,8 +51,12 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
 )
 def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[str, str], named: str) -> None:
     done = subprocess.run(
-        [*TTC, "serve", "--port", str(free_port())], env=ttc_env(tmp_path, **settings), capture_output=True,
-        text=True, timeout=120, cwd=tmp_path,
+        [*TTC, "serve", "--port", str(free_port())],
+        env=ttc_env(tmp_path, **settings),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert done.returncode == 2
     assert named in done.stderr and "Traceback" not in done.stderr

@@ -53,13 +53,13 @@ def test_toml_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch,
 
 def test_missing_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("TTC_CONFIG_FILE", str(tmp_path / "absent.toml"))
-    with pytest.raises(ConfigurationError, match="absent.toml"):
+    with pytest.raises(ConfigurationError, match=r"absent\.toml"):
         Settings()
 
 
 def test_model_resolution_errors_name_the_setting(tmp_path) -> None:
     with pytest.raises(ModelNotFoundError, match="TTC_MODEL"):
         resolve_model(Settings(model=str(tmp_path / "missing-dir")))
-    with pytest.raises(ModelNotFoundError, match="config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"config\.json"):
         resolve_model(Settings(model=str(tmp_path)))
     assert resolve_model(Settings(model="HuggingFaceTB/SmolLM2-135M-Instruct")) == "HuggingFaceTB/SmolLM2-135M-Instruct"

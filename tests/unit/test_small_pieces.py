@@ -47,22 +47,25 @@ def test_error_codes_map_to_http_statuses() -> None:
     assert http_status_for_code(PromptTooLongError.code) == 400
     assert http_status_for_code(BudgetExceededError.code) == 402
     assert http_status_for_code("no-such-code") == 500
-    assert PromptTooLongError("x").to_dict() == {"type": "invalid_request_error", "code": "prompt_too_long", "message": "x"}
+    envelope = PromptTooLongError("x").to_dict()
+    assert envelope == {"type": "invalid_request_error", "code": "prompt_too_long", "message": "x"}
 
 
 def test_prometheus_counters_are_read_from_vllm_metrics() -> None:
-    page = "\n".join([
-        "# TYPE vllm:prefix_cache_queries counter",
-        'vllm:prefix_cache_queries_total{engine="0"} 120.0',
-        "# TYPE vllm:prefix_cache_hits counter",
-        'vllm:prefix_cache_hits_total{engine="0"} 96.0',
-        "# TYPE vllm:kv_cache_usage_perc gauge",
-        'vllm:kv_cache_usage_perc{engine="0"} 0.25',
-        "# TYPE vllm:num_requests_running gauge",
-        'vllm:num_requests_running{engine="0"} 3.0',
-        "# TYPE vllm:num_requests_waiting gauge",
-        'vllm:num_requests_waiting{engine="0"} 1.0',
-    ])
+    page = "\n".join(
+        [
+            "# TYPE vllm:prefix_cache_queries counter",
+            'vllm:prefix_cache_queries_total{engine="0"} 120.0',
+            "# TYPE vllm:prefix_cache_hits counter",
+            'vllm:prefix_cache_hits_total{engine="0"} 96.0',
+            "# TYPE vllm:kv_cache_usage_perc gauge",
+            'vllm:kv_cache_usage_perc{engine="0"} 0.25',
+            "# TYPE vllm:num_requests_running gauge",
+            'vllm:num_requests_running{engine="0"} 3.0',
+            "# TYPE vllm:num_requests_waiting gauge",
+            'vllm:num_requests_waiting{engine="0"} 1.0',
+        ]
+    )
     counters = parse_prometheus_counters(page + "\n")
     assert (counters.prefix_cache_queries, counters.prefix_cache_hits) == (120, 96)
     assert counters.prefix_cache_hit_rate == pytest.approx(0.8)

