@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 
 def engine_core_processes() -> list[psutil.Process]:
-    return [p for p in psutil.Process(os.getpid()).children(recursive=True) if "EngineCore" in p.name()]
+    """The in-process engine's core: a direct child (a `vllm serve` fixture's core is a grandchild)."""
+    return [p for p in psutil.Process(os.getpid()).children(recursive=False) if "EngineCore" in p.name()]
 
 
 async def test_engine_death_fails_in_flight_requests_then_recovers(inprocess_backend, store) -> None:
