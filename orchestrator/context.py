@@ -19,6 +19,7 @@ from orchestrator.backends.base import GenerationBackend, GenerationResult, Prom
 from orchestrator.budget import BudgetMeter
 from orchestrator.errors import BudgetExceededError
 from orchestrator.rendering import ChatRenderer
+from verifiers.base import Aggregation, ScoreRequest, Verifier, aggregate
 
 
 class ReasoningContext:
@@ -33,8 +34,12 @@ class ReasoningContext:
     def renderer(self) -> ChatRenderer:
         return self.backend.renderer
 
-    async def generate(self, prompts: Sequence[Prompt], sampling: SamplingSettings) -> list[GenerationResult]:
+    async def generate(
+        self, prompts: Sequence[Prompt], sampling: SamplingSettings, *, n_per_prompt: Sequence[int] | None = None
+    ) -> list[GenerationResult]:
         """Generate for all prompts in one batch, within the budget; charges the meter.
+
+        ``n_per_prompt`` gives each prompt its own number of samples (default ``sampling.n``).
 
         ``max_tokens`` may be lowered to what the budget still allows. Raises
         ``BudgetExceededError`` when no budget is left or the deadline passes mid-call
@@ -42,16 +47,17 @@ class ReasoningContext:
 
             [result] = await ctx.generate([ctx.renderer.render_question("2+2?")], SamplingSettings(n=4))
         """
-        with self.meter.admit(
-            prompts=len(prompts), samples_per_prompt=sampling.n, max_tokens=sampling.max_tokens
-        ) as allowed:
+        streams = sum(n_per_prompt) if n_per_prompt is not None else len(prompts) * sampling.n
+        with self.meter.admit(prompts=streams, samples_per_prompt=1, max_tokens=sampling.max_tokens) as allowed:
             if allowed != sampling.max_tokens:
                 sampling = sampling.model_copy(update={"max_tokens": allowed})
             remaining_s = self.meter.remaining_seconds()
             deadline = anyio.fail_after(max(remaining_s, 0.0)) if remaining_s is not None else nullcontext()
             try:
                 with deadline:
-                    results = await self.backend.generate(prompts, sampling, tree_id=self.tree_id)
+                    results = await self.backend.generate(
+                        prompts, sampling, tree_id=self.tree_id, n_per_prompt=n_per_prompt
+                    )
             except TimeoutError:
                 self.meter.usage.budget_exhausted = self.meter.usage.budget_exhausted or "deadline"
                 raise BudgetExceededError(
@@ -61,6 +67,26 @@ class ReasoningContext:
                 lengths = [len(c.token_ids) for c in result.completions]
                 self.meter.charge_generation(result.prompt_tokens, result.cached_prompt_tokens, lengths)
         return results
+
+    async def score(
+        self, verifier: Verifier, batch: Sequence[ScoreRequest], aggregation: Aggregation = "last"
+    ) -> list[float]:
+        """Score candidates with a verifier (charged to this request); one aggregated score each."""
+        if not batch:
+            return []
+        self.meter.check()
+        step_scores = await verifier.score(batch, self)
+        self.meter.charge_verifier(len(batch))
+        return [aggregate(scores, aggregation) for scores in step_scores]
+
+    async def score_steps(self, verifier: Verifier, batch: Sequence[ScoreRequest]) -> list[list[float]]:
+        """Like ``score`` but keeps every step's score."""
+        if not batch:
+            return []
+        self.meter.check()
+        step_scores = await verifier.score(batch, self)
+        self.meter.charge_verifier(len(batch))
+        return step_scores
 
     def fork(self, tree_id: str | None = None) -> ReasoningContext:
         """A child context sharing this request's meter, with its own (or a given) tree id."""

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     remote_model_name: str = Field("", description="served model name on the remote servers; empty: ask them")
     remote_timeout_s: float = Field(300.0, gt=0)
     remote_api_key: str = ""
+    prm_url: str = Field("", description="base URL of a vLLM pooling server running a process reward model")
+    prm_model: str = Field("", description="served name of the PRM; empty: ask the server")
+    prm_step_tag: str = Field("<extra_0>", description="text marking the end of each step for the PRM")
     redis_url: str | None = Field(None, validation_alias=AliasChoices("TTC_REDIS_URL", "REDIS_URL", "redis_url"))
     redis_namespace: str = Field("ttc", pattern=r"^[A-Za-z0-9_.-]+$")
     data_dir: Path = Field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share"))

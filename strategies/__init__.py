@@ -1,9 +1,13 @@
 """Test-time compute strategies: small async functions over a ``ReasoningContext``.
 
-Importing this package registers every strategy in ``REGISTRY``.
+Importing this package registers every strategy in ``REGISTRY`` (and every verifier).
 """
 
-from strategies import direct as _direct  # noqa: F401  (registers "direct")
+import verifiers  # noqa: F401  (registers the verifiers the strategies name)
+from strategies import beam_search as _beam_search  # noqa: F401
+from strategies import best_of_n as _best_of_n  # noqa: F401
+from strategies import direct as _direct  # noqa: F401
+from strategies import rebase as _rebase  # noqa: F401
 from strategies.base import REGISTRY, Strategy, StrategyResult, get_strategy, register
 
 __all__ = ["REGISTRY", "Strategy", "StrategyResult", "get_strategy", "register"]

@@ -39,6 +39,10 @@ class Strategy:
     run: StrategyFn
     description: str
 
+    def params_schema(self) -> dict[str, Any]:
+        """The JSON schema of this strategy's params (published by the API)."""
+        return self.params_model.model_json_schema()
+
     def parse_params(self, raw: dict[str, Any] | None) -> BaseModel:
         """Validate raw params; the error says which field to fix."""
         try:

@@ -17,7 +17,9 @@ def extract_answer(text: str) -> str | None:
     if boxed := _BOXED.findall(text):
         return boxed[-1].strip()
     if stated := _ANSWER_IS.findall(text):
-        return _normalise_number(stated[-1].strip().rstrip("."))
+        phrase = stated[-1].strip().rstrip(".")
+        numbers_in_phrase = _NUMBER.findall(phrase)  # "4 apples" -> "4"; "12 - 2 = 10" -> "10"
+        return _normalise_number(numbers_in_phrase[-1] if numbers_in_phrase else phrase)
     if numbers := _NUMBER.findall(text):
         return _normalise_number(numbers[-1])
     return None

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.costmodel import ModelShape
 from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError
@@ -41,6 +41,12 @@ class SamplingSettings(BaseModel):
     stop: tuple[str, ...] = Field((), description="stop strings, e.g. the step delimiter")
     include_stop_str_in_output: bool = False
     logprobs: int | None = Field(None, ge=0, le=20, description="top-k logprobs per sampled token")
+
+    @model_validator(mode="after")
+    def _greedy_means_one_sample(self) -> SamplingSettings:
+        if self.temperature == 0.0 and self.n > 1:  # vLLM refuses it: greedy samples would be identical
+            raise ValueError("n > 1 needs temperature > 0 (greedy decoding makes every sample identical)")
+        return self
 
 
 @dataclass(frozen=True)
@@ -106,7 +112,7 @@ def new_request_id(tree_id: str | None = None) -> str:
     return f"{tree_id}-{suffix}" if tree_id else f"req-{suffix}"
 
 
-def _first_service_error(group: BaseExceptionGroup) -> BaseException:
+def first_service_error(group: BaseExceptionGroup) -> BaseException:
     """One request of a batch failed (and the others were cancelled): surface its error.
 
     Callers catch ``TTCError`` subclasses, not exception groups; anything else (a bug)
@@ -114,7 +120,7 @@ def _first_service_error(group: BaseExceptionGroup) -> BaseException:
     """
     for error in group.exceptions:
         if isinstance(error, BaseExceptionGroup):
-            error = _first_service_error(error)
+            error = first_service_error(error)
         if isinstance(error, TTCError):
             return error
     return group
@@ -138,8 +144,12 @@ class GenerationBackend(abc.ABC):
         *,
         tree_id: str | None = None,
         request_ids: Sequence[str] | None = None,
+        n_per_prompt: Sequence[int] | None = None,
     ) -> list[GenerationResult]:
         """Generate for every prompt concurrently; results come back in prompt order.
+
+        ``n_per_prompt`` overrides ``sampling.n`` prompt by prompt (tree search expands
+        each node into its own number of children, all in one batch).
 
         All prompts of one call (and all calls with one ``tree_id``) go to the same
         engine replica, so siblings share the prefix cache. Cancelling the caller
@@ -149,8 +159,14 @@ class GenerationBackend(abc.ABC):
         """
         if request_ids is not None and len(request_ids) != len(prompts):
             raise InvalidRequestError("request_ids must have one id per prompt")
+        if n_per_prompt is not None and len(n_per_prompt) != len(prompts):
+            raise InvalidRequestError("n_per_prompt must have one count per prompt")
         ids = list(request_ids) if request_ids is not None else [new_request_id(tree_id) for _ in prompts]
-        jobs = [self._prepare(prompt, sampling) for prompt in prompts]
+        counts = list(n_per_prompt) if n_per_prompt is not None else [sampling.n] * len(prompts)
+        jobs = [
+            self._prepare(prompt, sampling if n == sampling.n else sampling.model_copy(update={"n": n}))
+            for prompt, n in zip(prompts, counts, strict=True)
+        ]
         results: list[GenerationResult | None] = [None] * len(jobs)
 
         async def run(index: int) -> None:
@@ -162,7 +178,7 @@ class GenerationBackend(abc.ABC):
                 for index in range(len(jobs)):
                     group.start_soon(run, index)
         except BaseExceptionGroup as group_error:
-            raise _first_service_error(group_error) from None
+            raise first_service_error(group_error) from None
         return [result for result in results if result is not None]
 
     def _prepare(self, prompt: Prompt, sampling: SamplingSettings) -> tuple[list[int], SamplingSettings]:

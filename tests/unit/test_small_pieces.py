@@ -18,6 +18,9 @@ from verifiers.extraction import extract_answer
         ("The answer is: 1,000", "1000"),
         ("first 3 then 4 and finally 42", "42"),
         ("The answer is 12.0.", "12"),
+        ("The answer is 4 apples.", "4"),
+        ("The answer is 12 - 2 = 10.", "10"),
+        ("The answer is yes.", "yes"),
         ("no numbers here", None),
     ],
 )

@@ -1,0 +1,197 @@
+"""The PRM verifier against a real vLLM pooling server on loopback.
+
+The server runs the embedded SmolLM2 as a 2-label token classifier whose step tag is
+the newline token (id 198): its scores are meaningless, but the wire contract
+(``POST /pooling``, one ``[p_bad, p_good]`` pair per tag) is the one a real PRM speaks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from orchestrator.budget import Budget, BudgetMeter
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import BackendError, BackendUnavailableError, ConfigurationError
+from tests.conftest import free_port, wait_for_http
+from verifiers.base import ScoreRequest, get_verifier
+from verifiers.prm import ProcessRewardModel, format_prm_input, step_probabilities
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+NEWLINE_TOKEN_ID = 198  # SmolLM2's "\n": the step tag of the test server
+STEP_TAG = "\n"
+
+
+@pytest.fixture(scope="module")
+def prm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM pooling server scoring one [p_bad, p_good] pair per newline."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("prm-server") / "server.log"
+    env = {
+        **os.environ,
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}",
+    }
+    pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": NEWLINE_TOKEN_ID}
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--runner",
+        "pooling",
+        "--convert",
+        "classify",
+        "--hf-overrides",
+        json.dumps({"num_labels": 2}),
+        "--pooler-config",
+        json.dumps(pooler),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--dtype",
+        "bfloat16",
+        "--seed",
+        "0",
+    ]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", 300, process)
+        yield f"http://127.0.0.1:{port}"
+    except Exception:
+        print(log_path.read_text()[-4000:])
+        raise
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def new_context() -> ReasoningContext:
+    # Scoring never generates, so no backend is needed; the meter is what the test reads.
+    return ReasoningContext(backend=None, meter=BudgetMeter(Budget()))  # type: ignore[arg-type]
+
+
+BATCH = [
+    ScoreRequest("What is 2 + 3?", ("2 + 3 = 5.",)),
+    ScoreRequest("What is 4 * 5?\nShow your work.", ("4 * 5 = 20.", "The answer is 20.")),
+    ScoreRequest("What is 10 - 7?", ("Start with 10.\nTake away 7.", "10 - 7 = 3.", "The answer is \\boxed{3}.")),
+]
+
+
+@pytest.mark.parametrize("tag", [STEP_TAG, "<extra_0>"])
+async def test_format_puts_exactly_one_tag_after_each_step(tag: str) -> None:
+    steps = ["First\nline", f"has a {tag} inside", "  padded  \n\n"]
+    text = format_prm_input(f"Question {tag} with the tag?", steps, tag)
+    assert text.count(tag) == len(steps)
+    answer = text.split("<|im_start|>assistant", 1)[1]
+    pieces = answer.split(tag)
+    assert len(pieces) == len(steps) + 1 and pieces[-1].strip() == "<|im_end|>"
+    assert pieces[1] == "has a   inside" and pieces[2] == "padded"  # the inner tag became a space; stripped
+    assert "Question" in text.split("<|im_start|>assistant", 1)[0]
+
+
+async def test_format_matches_qwen_prm_layout() -> None:
+    text = format_prm_input("1+1?", ["1+1=2", "So 2."], "<extra_0>", system="Reason.")
+    assert text == (
+        "<|im_start|>system\nReason.<|im_end|>\n<|im_start|>user\n1+1?<|im_end|>\n"
+        "<|im_start|>assistant\n1+1=2<extra_0>So 2.<extra_0><|im_end|>\n"
+    )
+
+
+async def test_scores_a_batch_one_probability_per_step(prm_server: str) -> None:
+    ctx = new_context()
+    async with ProcessRewardModel(prm_server, step_tag=STEP_TAG) as prm:
+        scores = await ctx.score_steps(prm, BATCH)
+        assert prm.model  # discovered from /v1/models
+    assert [len(s) for s in scores] == [len(r.steps) for r in BATCH]
+    assert all(isinstance(x, float) and 0.0 <= x <= 1.0 for s in scores for x in s)
+    assert ctx.meter.usage.verifier_calls == len(BATCH)
+
+
+async def test_borrowed_client_named_model_and_empty_steps(prm_server: str, model_dir: Path) -> None:
+    ctx = new_context()
+    async with httpx.AsyncClient(timeout=120) as client:
+        prm = ProcessRewardModel(prm_server, str(model_dir), step_tag=STEP_TAG, system_prompt=None, client=client)
+        scores = await ctx.score_steps(prm, [ScoreRequest("Q?", ()), BATCH[0]])
+        await prm.aclose()  # must not close the borrowed client
+        assert not client.is_closed
+    assert len(scores[0]) == 0 and len(scores[1]) == 1
+    assert ctx.meter.usage.verifier_calls == 2
+
+
+async def test_logits_are_turned_into_probabilities(prm_server: str) -> None:
+    # With the activation off the server returns raw logits (about 1e19 for this untrained head).
+    text = format_prm_input("Q?", ["a", "b"], STEP_TAG)
+    async with httpx.AsyncClient(timeout=120) as client:
+        model = (await client.get(f"{prm_server}/v1/models")).json()["data"][0]["id"]
+        body = {"model": model, "input": text, "task": "token_classify", "use_activation": False}
+        response = await client.post(f"{prm_server}/pooling", json=body)
+    rows = response.json()["data"][0]["data"]
+    assert len(rows) == 2 and any(abs(sum(row) - 1) > 0.01 for row in rows)  # really logits
+    assert all(0.0 <= p <= 1.0 for p in step_probabilities(rows))
+
+
+async def test_a_tag_the_server_does_not_pool_on_is_reported(prm_server: str) -> None:
+    # "<extra_0>" is not token 198, and the layout's own newlines are: the counts cannot match.
+    async with ProcessRewardModel(prm_server, step_tag="<extra_0>") as prm:
+        with pytest.raises(BackendError, match=r"returned .* step scores for 2 steps.*TTC_PRM_STEP_TAG"):
+            await new_context().score_steps(prm, [BATCH[1]])
+
+
+async def test_http_errors_carry_the_server_message(prm_server: str) -> None:
+    async with ProcessRewardModel(prm_server, "no-such-model", step_tag=STEP_TAG) as prm:
+        with pytest.raises(BackendError, match=r"does not exist.*TTC_PRM_MODEL") as caught:
+            await new_context().score_steps(prm, BATCH)
+    assert not isinstance(caught.value, BackendUnavailableError)
+
+
+async def test_unreachable_server_names_the_setting() -> None:
+    ctx = new_context()
+    async with ProcessRewardModel("http://127.0.0.1:1", step_tag=STEP_TAG) as prm:
+        with pytest.raises(BackendUnavailableError, match="TTC_PRM_URL"):
+            await ctx.score_steps(prm, BATCH)
+    assert ctx.meter.usage.verifier_calls == 0
+
+
+@pytest.fixture
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    """No PRM settings from the environment, a ``.env`` or a ``ttc.toml``."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("TTC_CONFIG_FILE", "TTC_PRM_URL", "TTC_PRM_MODEL", "TTC_PRM_STEP_TAG"):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+async def test_registry_needs_a_prm_url(clean_settings: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigurationError, match="TTC_PRM_URL"):
+        get_verifier("prm")
+
+
+async def test_registry_builds_the_prm_from_settings(clean_settings: pytest.MonkeyPatch, prm_server: str) -> None:
+    clean_settings.setenv("TTC_PRM_URL", prm_server)
+    clean_settings.setenv("TTC_PRM_STEP_TAG", STEP_TAG)
+    prm = get_verifier("prm")
+    assert isinstance(prm, ProcessRewardModel) and prm.name == "prm"
+    try:
+        [scores] = await new_context().score_steps(prm, [BATCH[2]])
+    finally:
+        await prm.aclose()
+    assert len(scores) == 3

@@ -1,0 +1,74 @@
+"""Every strategy end to end on the embedded engine with real verifiers."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.budget import Budget, BudgetMeter
+from orchestrator.context import ReasoningContext
+from strategies import get_strategy
+
+pytestmark = [pytest.mark.engine]
+
+QUESTION = "Tom has 3 boxes with 4 apples in each box. He eats 2 apples. How many apples are left?"
+SHORT = {"max_steps": 3, "step_max_tokens": 48}
+
+
+async def run(backend, name: str, params: dict, budget: Budget, question: str = QUESTION):
+    strategy = get_strategy(name)
+    meter = BudgetMeter(budget, backend.model.shape)
+    result = await strategy.run(question, ReasoningContext(backend, meter), strategy.parse_params(params))
+    return result, meter.snapshot()
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("direct", {"max_tokens": 96}),
+        ("best_of_n", {"n": 4, "max_tokens": 96, "adaptive": False}),
+        ("best_of_n", {"n": 4, "max_tokens": 96, "selection": "weighted", "wave_size": 2}),
+        ("beam_search", {"width": 2, "samples_per_beam": 2, **SHORT}),
+        ("dvts", {"width": 2, "samples_per_beam": 2, **SHORT}),
+        ("rebase", {"width": 4, **SHORT}),
+        ("ets", {"width": 4, **SHORT}),
+    ],
+)
+async def test_strategy_runs_within_budget_and_accounts_every_token(inprocess_backend, name, params) -> None:
+    budget = Budget(max_tokens=3000, deadline_s=300)
+    result, usage = await run(inprocess_backend, name, params, budget)
+    assert result.output
+    assert usage.completion_tokens <= budget.max_tokens
+    assert usage.model_calls >= 1 and usage.wall_time_s > 0
+    if "tree" in result.trace:
+        nodes = result.trace["tree"]["nodes"]
+        assert sum(node["tokens"] for node in nodes) == usage.completion_tokens
+        assert usage.kv_footprint_tokens == sum(result.trace["tree"]["kv_footprint_per_depth"])
+        assert usage.verifier_calls >= 1
+        assert usage.cached_prompt_tokens > 0  # later depths reuse the prompt's KV
+    if name == "best_of_n":
+        assert result.trace["samples_drawn"] <= params["n"]
+
+
+async def test_a_model_verifier_is_charged_to_the_request(inprocess_backend) -> None:
+    params = {"width": 2, "samples_per_beam": 2, "verifier": "self_judge", **SHORT}
+    result, usage = await run(inprocess_backend, "beam_search", params, Budget(max_tokens=4000, deadline_s=300))
+    nodes = result.trace["tree"]["nodes"]
+    judged_steps = sum(node["depth"] for node in nodes)  # one one-token judgement per step on each path
+    assert usage.completion_tokens == sum(node["tokens"] for node in nodes) + judged_steps
+    assert all(node["score"] is not None and 0.0 <= node["score"] <= 1.0 for node in nodes)
+
+
+async def test_a_small_budget_returns_the_best_answer_so_far(inprocess_backend) -> None:
+    result, usage = await run(inprocess_backend, "rebase", {"width": 8, **SHORT}, Budget(max_tokens=120))
+    assert result.best_so_far
+    assert usage.budget_exhausted == "tokens"
+    assert usage.completion_tokens <= 120
+
+
+async def test_early_stop_saves_samples_on_a_question_answered_the_same_way(inprocess_backend) -> None:
+    params = {"n": 16, "wave_size": 2, "temperature": 0.05, "max_tokens": 160}
+    budget = Budget(max_tokens=8000, deadline_s=300)
+    result, usage = await run(inprocess_backend, "best_of_n", params, budget, question="What is 7 + 5?")
+    assert result.answer == "12", result.trace
+    assert result.trace["samples_drawn"] < 16  # near-greedy samples agree, so the vote settles early
+    assert usage.model_calls == len(result.trace["waves"])

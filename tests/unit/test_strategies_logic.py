@@ -1,0 +1,125 @@
+"""Strategy bookkeeping on the scripted backend: voting, early stop, tree traces, params."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.backends.base import SamplingSettings
+from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.budget import Budget, BudgetMeter
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import InvalidRequestError
+from strategies import REGISTRY, get_strategy
+from strategies.best_of_n import tally, vote_is_decided
+
+
+def context(script, budget: Budget | None = None) -> tuple[ReasoningContext, ScriptedBackend]:
+    backend = ScriptedBackend(script)
+    return ReasoningContext(backend, BudgetMeter(budget or Budget())), backend
+
+
+def test_vote_rules() -> None:
+    assert tally(["12", "12", None, "13"], [1, 1, 1, 1]) == {"12": 2, "13": 1}
+    assert vote_is_decided({"12": 5, "13": 1}, remaining=3)
+    assert not vote_is_decided({"12": 5, "13": 2}, remaining=3)
+    assert not vote_is_decided({}, remaining=0)
+
+
+async def test_early_stop_saves_samples_when_every_sample_agrees() -> None:
+    ctx, backend = context(lambda prompt, s: ["2 + 2 = 4. The answer is 4."] * s.n)
+    strategy = get_strategy("best_of_n")
+    result = await strategy.run("2+2?", ctx, strategy.parse_params({"n": 16, "wave_size": 2}))
+    assert result.answer == "4"
+    assert result.trace["samples_drawn"] == 10  # 10 votes to 0 cannot be caught by the 6 left
+    assert sum(call[1].n for call in backend.calls) == 10
+
+
+async def test_without_early_stop_all_samples_are_drawn_in_one_request() -> None:
+    ctx, backend = context(lambda prompt, s: ["The answer is 4."] * s.n)
+    strategy = get_strategy("best_of_n")
+    result = await strategy.run("2+2?", ctx, strategy.parse_params({"n": 16, "adaptive": False}))
+    assert result.trace["samples_drawn"] == 16 and len(backend.calls) == 1
+
+
+async def test_weighted_vote_and_argmax_follow_the_verifier() -> None:
+    texts = ["3 x 4 = 13. The answer is 13.", "3 x 4 = 13. The answer is 13.", "3 x 4 = 12. The answer is 12."]
+    strategy = get_strategy("best_of_n")
+    # majority counts heads; weighted sums verifier scores (2 x 0.05 for 13 loses to 0.95 for 12)
+    for selection, expected in [("majority", "13"), ("weighted", "12"), ("argmax", "12")]:
+        ctx, _ = context(lambda prompt, s: texts[: s.n])
+        params = strategy.parse_params({"n": 3, "selection": selection, "adaptive": False})
+        result = await strategy.run("3x4?", ctx, params)
+        assert result.answer == expected, selection
+
+
+def make_stepper():
+    """Two steps then an answer; every other second step is wrong (11 instead of 10)."""
+    second_steps = 0
+
+    def stepper(prompt: str, sampling: SamplingSettings) -> list[str]:
+        nonlocal second_steps
+        depth = prompt.count("\n\n")
+        if depth == 0:
+            return ["3 x 4 = 12\n\n"] * sampling.n
+        if depth == 1:
+            texts = []
+            for _ in range(sampling.n):
+                second_steps += 1
+                texts.append("12 - 2 = 10\n\n" if second_steps % 2 else "12 - 2 = 11\n\n")
+            return texts
+        return ["The answer is 10."] * sampling.n
+
+    return stepper
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("beam_search", {"width": 2, "samples_per_beam": 2}),
+        ("dvts", {"width": 2, "samples_per_beam": 2}),
+        ("rebase", {"width": 4}),
+    ],
+)
+async def test_tree_search_traces_add_up(name: str, params: dict) -> None:
+    ctx, backend = context(make_stepper())
+    strategy = get_strategy(name)
+    result = await strategy.run("Tom has 3 boxes of 4 apples and eats 2.", ctx, strategy.parse_params(params))
+    assert result.answer == "10" and not result.best_so_far
+    nodes = result.trace["tree"]["nodes"]
+    usage = ctx.meter.snapshot()
+    assert sum(node["tokens"] for node in nodes) == usage.completion_tokens
+    assert usage.kv_footprint_tokens == sum(result.trace["tree"]["kv_footprint_per_depth"]) > 0
+    assert {call[2] for call in backend.calls} == {ctx.tree_id}  # one tree id: one replica
+    wrong = [n for n in nodes if "11" in n["step"]]
+    assert wrong and all(n["status"] in {"pruned", "live"} or n["score"] < 0.5 for n in wrong)
+
+
+async def test_tree_search_out_of_budget_returns_best_so_far() -> None:
+    ctx, _ = context(make_stepper(), Budget(max_tokens=40))
+    strategy = get_strategy("rebase")
+    result = await strategy.run("q", ctx, strategy.parse_params({"width": 4}))
+    assert result.best_so_far
+    assert ctx.meter.usage.completion_tokens <= 40
+
+
+def test_every_strategy_publishes_a_params_schema() -> None:
+    assert {"direct", "best_of_n", "beam_search", "dvts", "rebase", "ets"} <= set(REGISTRY)
+    for strategy in REGISTRY.values():
+        assert strategy.params_schema()["type"] == "object"
+        assert strategy.description
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "field"),
+    [
+        ("beam_search", {"width": 0}, "width"),
+        ("rebase", {"verifier": "oracle"}, "verifier"),
+        ("best_of_n", {"n": -1}, "n"),
+        ("ets", {"lambda_cost": -1}, "lambda_cost"),
+        ("dvts", {"bogus": 1}, "bogus"),
+        ("best_of_n", {"n": 4, "temperature": 0}, "temperature"),
+    ],
+)
+def test_bad_params_get_a_clear_error(name: str, params: dict, field: str) -> None:
+    with pytest.raises(InvalidRequestError, match=field):
+        get_strategy(name).parse_params(params)

@@ -1,0 +1,89 @@
+"""Verifiers that need no model: the calculator, outcome checks, aggregation, P(Yes)."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import pytest
+
+from orchestrator.backends.base import TokenLogprob
+from orchestrator.errors import InvalidRequestError
+from verifiers.arith_steps import NEUTRAL, RIGHT, RIGHT_WITH_ANSWER, WRONG, check_equations, evaluate, score_step
+from verifiers.base import aggregate, get_verifier
+from verifiers.outcome import answers_match, countdown_correct
+from verifiers.self_judge import probability_of_yes
+
+
+def test_evaluate_is_exact() -> None:
+    assert evaluate("12 x 3 + 4") == Fraction(40)
+    assert evaluate("1/3 + 1/6") == Fraction(1, 2)
+    assert evaluate("1,000 - 1") == Fraction(999)
+    assert evaluate("apples") is None
+    assert evaluate("5 / 0") is None
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        ("3 x 4 = 12 apples", RIGHT),
+        ("Then 12 - 2 = 10. The answer is 10.", RIGHT_WITH_ANSWER),
+        ("So 3 x 4 = 13.", WRONG),
+        ("2 + 2 = 4 and 4 * 3 = 11", WRONG),
+        ("First, read the problem carefully.", NEUTRAL),
+    ],
+)
+def test_step_scores(step: str, expected: float) -> None:
+    assert score_step(step) == expected
+
+
+def test_equations_are_counted() -> None:
+    assert check_equations("7 + 5 = 12, 12 * 2 = 24, 24 / 5 = 4") == (3, 2)
+
+
+async def test_calculator_verifier_scores_every_step() -> None:
+    from verifiers.base import ScoreRequest
+
+    verifier = get_verifier("arith_steps")
+    scores = await verifier.score(
+        [ScoreRequest("q", ("3 x 4 = 12\n\n", "12 - 2 = 9\n\n")), ScoreRequest("q", ())], None
+    )
+    assert scores == [[RIGHT, WRONG], []]
+
+
+def test_aggregation() -> None:
+    assert aggregate([0.9, 0.5, 0.8], "last") == 0.8
+    assert aggregate([0.9, 0.5, 0.8], "min") == 0.5
+    assert aggregate([0.5, 0.5], "prod") == 0.25
+    assert aggregate([], "min") == 0.0
+    with pytest.raises(InvalidRequestError):
+        aggregate([1.0], "mean")  # type: ignore[arg-type]
+
+
+def test_unknown_verifier_lists_the_known_ones() -> None:
+    with pytest.raises(InvalidRequestError, match="arith_steps"):
+        get_verifier("oracle")
+
+
+def test_answer_equivalence() -> None:
+    assert answers_match("12", "12.0")
+    assert answers_match("1,000", "1000")
+    assert answers_match("\\frac{1}{2}", "0.5")
+    assert not answers_match("13", "12")
+    assert not answers_match(None, "12")
+
+
+def test_countdown_checker() -> None:
+    assert countdown_correct("(25 - 5) * 4", [25, 5, 4, 7], 80)
+    assert countdown_correct("25 * 4 - 5 * 4 = 80", [25, 4, 5, 4], 80)
+    assert not countdown_correct("25 * 4 - 5 * 4", [25, 5, 4, 7], 80)  # 4 used twice
+    assert not countdown_correct("25 + 5", [25, 5], 31)
+    assert not countdown_correct("import os", [1], 1)
+    assert not countdown_correct(None, [1], 1)
+
+
+def test_probability_of_yes_renormalises_over_yes_and_no() -> None:
+    token = TokenLogprob("Yes", math.log(0.6), {"Yes": math.log(0.6), " No": math.log(0.2), "Maybe": math.log(0.2)})
+    assert probability_of_yes(token) == pytest.approx(0.75)
+    assert probability_of_yes(TokenLogprob("Hmm", -0.1, {"Hmm": -0.1})) == 0.5
+    assert probability_of_yes(None) == 0.5
