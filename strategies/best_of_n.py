@@ -107,16 +107,17 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
                 break
     except BudgetExceededError:
         exhausted = True
-    return _choose(texts, answers, scores, params.selection, exhausted, waves)
+    return select_answer(texts, answers, scores, params.selection, exhausted, waves)
 
 
 def _steps(text: str, delimiter: str) -> tuple[str, ...]:
     return tuple(step for step in text.split(delimiter) if step.strip()) or (text,)
 
 
-def _choose(
+def select_answer(
     texts: list[str], answers: list[str | None], scores: list[float], selection: Selection, exhausted: bool, waves
 ) -> StrategyResult:
+    """Pick among samples by ``selection``; also used to score subsets in budget sweeps."""
     sample_scores: list[float | None] = list(scores) if scores else [None] * len(answers)
     trace = {"samples": [{"answer": a, "score": s} for a, s in zip(answers, sample_scores, strict=True)]}
     trace |= {"waves": waves, "samples_drawn": len(texts), "selection": selection}

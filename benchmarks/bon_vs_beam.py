@@ -1,0 +1,113 @@
+"""Best-of-N (majority, weighted, argmax) vs beam search at 1, 2, 4, 8, 16 samples' worth of tokens.
+
+Best-of-N curves come from one pass: 16 samples per question, scored once by the calculator
+verifier; the first k samples give the k-sample point (as search-and-learn does). Beam search
+runs once per budget with N = k beams x samples and a token budget of k average samples.
+
+    .venv/bin/python benchmarks/bon_vs_beam.py [--questions 7] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+from pathlib import Path
+
+import anyio
+
+RESULTS_DIR = Path(__file__).parent / "results"
+BUDGETS = [1, 2, 4, 8, 16]
+BEAM_SHAPES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}  # width x samples_per_beam = k
+
+
+async def main(args: argparse.Namespace) -> dict:
+    from harness.datasets import graded_arithmetic
+    from orchestrator.backends.base import SamplingSettings
+    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
+    from orchestrator.budget import Budget, BudgetMeter
+    from orchestrator.context import ReasoningContext
+    from orchestrator.embedded_model import ensure_embedded_model
+    from orchestrator.settings import Settings
+    from strategies import get_strategy
+    from strategies.best_of_n import select_answer
+    from strategies.direct import DEFAULT_SYSTEM_PROMPT
+    from verifiers.base import ScoreRequest, get_verifier
+    from verifiers.extraction import extract_answer
+    from verifiers.outcome import answers_match
+
+    model = ensure_embedded_model(Settings().model_cache_dir)
+    backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
+    problems = graded_arithmetic(args.questions, args.seed)
+    verifier = get_verifier("arith_steps")
+    samples: list[dict] = []
+    try:
+        for index, problem in enumerate(problems):  # one pass of 16 samples per question
+            ctx = ReasoningContext(backend, BudgetMeter(Budget(), backend.model.shape))
+            prompt = ctx.renderer.render_question(problem.question, system=DEFAULT_SYSTEM_PROMPT)
+            [result] = await ctx.generate([prompt], SamplingSettings(n=max(BUDGETS), temperature=0.7, max_tokens=160))
+            texts = [c.text for c in result.completions]
+            batch = [ScoreRequest(problem.question, tuple(t.split("\n\n"))) for t in texts]
+            scores = await ctx.score(verifier, batch, "last")
+            samples.append(
+                {
+                    "texts": texts,
+                    "answers": [extract_answer(t) for t in texts],
+                    "scores": scores,
+                    "tokens": [len(c.token_ids) for c in result.completions],
+                }
+            )
+            print(
+                f"[{index + 1}/{len(problems)}] sampled 16, right: "
+                f"{sum(answers_match(a, problem.answer) for a in samples[-1]['answers'])}/16"
+            )
+        tokens_per_sample = statistics.mean(t for s in samples for t in s["tokens"])
+        curves: dict[str, list[dict]] = {"majority": [], "weighted": [], "argmax": [], "beam_search": []}
+        for k in BUDGETS:
+            for selection in ("majority", "weighted", "argmax"):
+                correct, spent = 0, []
+                for problem, s in zip(problems, samples, strict=True):
+                    chosen = select_answer(s["texts"][:k], s["answers"][:k], s["scores"][:k], selection, False, [k])
+                    correct += answers_match(chosen.answer, problem.answer)
+                    spent.append(sum(s["tokens"][:k]))
+                curves[selection].append(
+                    {"k": k, "accuracy": correct / len(problems), "tokens": statistics.mean(spent)}
+                )
+            width, per_beam = BEAM_SHAPES[k]
+            strategy = get_strategy("beam_search")
+            params = strategy.parse_params(
+                {"width": width, "samples_per_beam": per_beam, "max_steps": 4, "step_max_tokens": 64}
+            )
+            correct, spent = 0, []
+            for problem in problems:
+                meter = BudgetMeter(Budget(max_tokens=int(k * tokens_per_sample)), backend.model.shape)
+                result = await strategy.run(problem.question, ReasoningContext(backend, meter), params)
+                correct += answers_match(result.answer, problem.answer)
+                spent.append(meter.usage.completion_tokens)
+            curves["beam_search"].append(
+                {"k": k, "accuracy": correct / len(problems), "tokens": statistics.mean(spent)}
+            )
+            print(f"k={k:>2}: " + "  ".join(f"{m}={c[-1]['accuracy']:.2f}" for m, c in curves.items()))
+    finally:
+        await backend.aclose()
+    return {
+        "benchmark": "bon_vs_beam",
+        "questions": len(problems),
+        "seed": args.seed,
+        "tokens_per_sample": tokens_per_sample,
+        "curves": curves,
+    }
+
+
+if __name__ == "__main__":  # vLLM starts its engine core with spawn
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--questions", type=int, default=7)
+    parser.add_argument("--seed", type=int, default=1)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    report = anyio.run(main, parser.parse_args())
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / "bon_vs_beam.json"
+    out.write_text(json.dumps(report, indent=2))
+    print(json.dumps(report["curves"], indent=2))
+    print(f"saved {out}")
