@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse
+from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from orchestrator.errors import InvalidRequestError, TTCError, http_status_for_code
+from orchestrator.jobs import JobQueue, Worker
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store import JobRecord
+from orchestrator.store.store import TERMINAL
+from strategies import REGISTRY
+
+ERRORS = {404: {"model": ErrorEnvelope}, 400: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -21,23 +28,43 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 
     Without ``runtime`` the engine and Redis start with the app and stop with it; with
     one (``ttc serve`` opens it first, so start-up errors reach the terminal as such)
-    the app only uses it.
+    the app only uses it. With ``embedded_worker`` on, the process also runs jobs.
     """
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if runtime is not None:
-            app.state.runtime = runtime
+        async with _runtime(settings, runtime) as active, anyio.create_task_group() as group:
+            app.state.runtime = active
+            app.state.queue = JobQueue(active.store)
+            await app.state.queue.ensure_group()
+            if settings.embedded_worker:
+                worker = Worker(
+                    active.store,
+                    active.execute,
+                    concurrency=settings.worker_concurrency,
+                    stale_after_s=settings.job_stale_after_s,
+                )
+                group.start_soon(worker.serve)
             yield
-            return
-        async with Runtime.open(settings) as opened:
-            app.state.runtime = opened
-            yield
+            group.cancel_scope.cancel()
 
-    app = FastAPI(title="ttc", version="0.1.0", lifespan=lifespan, responses={400: {"model": ErrorEnvelope}})
+    app = FastAPI(title="ttc", version="0.1.0", lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
+    _install_routes(app)
+    return app
 
+
+@asynccontextmanager
+async def _runtime(settings: Settings, given: Runtime | None) -> AsyncIterator[Runtime]:
+    if given is not None:
+        yield given
+        return
+    async with Runtime.open(settings) as opened:
+        yield opened
+
+
+def _install_routes(app: FastAPI) -> None:
     @app.get("/healthz", response_model=Health)
     async def healthz() -> Health:
         """The process is up."""
@@ -52,24 +79,83 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         counters = await runtime.backend.counters()
         return Health(status="ready", detail={"model": runtime.backend.model.name, "counters": counters.__dict__})
 
-    @app.post("/v1/reason", response_model=ReasonResponse)
-    async def reason(body: ReasonRequest, request: Request) -> ReasonResponse:
-        """Answer a question within a budget and wait for the result."""
-        runtime: Runtime = request.app.state.runtime
-        job = await runtime.reason(body.question, budget=body.budget, strategy=body.strategy, params=body.params)
+    @app.get("/v1/strategies", response_model=list[StrategyInfo])
+    async def strategies() -> list[StrategyInfo]:
+        """Every strategy with its params' JSON schema."""
+        return [
+            StrategyInfo(name=s.name, description=s.description, params_schema=s.params_schema())
+            for s in REGISTRY.values()
+        ]
+
+    @app.post("/v1/reason", response_model=ReasonResponse, responses={202: {"model": ReasonResponse}})
+    async def reason(body: ReasonRequest, request: Request):
+        """Answer a question within a budget: wait for the answer, or get the job id at once."""
+        job = await _submit(request, body)
+        if not body.wait:
+            return JSONResponse(_to_response(job).model_dump(mode="json"), status_code=202)
+        job = await _wait_for(request, job)
         if job.status == "failed" and job.error:  # the job record keeps the details under its id
-            return JSONResponse(  # type: ignore[return-value]
-                {"error": {**job.error, "job_id": job.id}}, status_code=http_status_for_code(job.error["code"])
-            )
+            status = http_status_for_code(job.error["code"])
+            return JSONResponse({"error": {**job.error, "job_id": job.id}}, status_code=status)
         return _to_response(job)
 
-    @app.get("/v1/jobs/{job_id}", response_model=ReasonResponse, responses={404: {"model": ErrorEnvelope}})
+    @app.get("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def get_job(job_id: str, request: Request) -> ReasonResponse:
         """A job's status, answer and usage."""
-        runtime: Runtime = request.app.state.runtime
-        return _to_response(await runtime.store.get_job(job_id))
+        return _to_response(await request.app.state.runtime.store.get_job(job_id))
 
-    return app
+    @app.delete("/v1/jobs/{job_id}", response_model=ReasonResponse)
+    async def cancel_job(job_id: str, request: Request) -> ReasonResponse:
+        """Cancel a job; a running one stops within a moment and its engine requests are aborted."""
+        return _to_response(await request.app.state.runtime.store.request_cancel(job_id))
+
+    @app.get("/v1/jobs/{job_id}/events")
+    async def job_events(job_id: str, request: Request) -> StreamingResponse:
+        """Server-Sent Events while the job runs: each depth or wave, then the result."""
+        store = request.app.state.runtime.store
+        await store.get_job(job_id)  # 404 before the stream starts
+
+        async def stream() -> AsyncIterator[str]:
+            after = "0-0"
+            while not await request.is_disconnected():
+                for event_id, event in await store.read_events(job_id, after, block_ms=1000):
+                    after = event_id
+                    yield f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                    if event["type"] == "result":
+                        return
+                if (await store.get_job(job_id)).status in TERMINAL and not await store.read_events(job_id, after):
+                    yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
+                    return
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+async def _submit(request: Request, body: ReasonRequest) -> JobRecord:
+    runtime: Runtime = request.app.state.runtime
+    store = runtime.store
+    if body.idempotency_key:
+        existing = await store.redis.get(store.keys.idempotency(body.idempotency_key))
+        if existing:
+            return await store.get_job(existing)
+    job = await runtime.submit(body.question, budget=body.budget, strategy=body.strategy, params=body.params)
+    if body.idempotency_key:
+        key = store.keys.idempotency(body.idempotency_key)
+        if not await store.redis.set(key, job.id, nx=True, ex=24 * 3600):  # a concurrent twin won
+            await store.request_cancel(job.id)
+            return await store.get_job(await store.redis.get(key))
+    await request.app.state.queue.enqueue(job.id)
+    return job
+
+
+async def _wait_for(request: Request, job: JobRecord) -> JobRecord:
+    """Poll until the job ends; a client that goes away cancels it."""
+    store = request.app.state.runtime.store
+    while job.status not in TERMINAL:
+        await anyio.sleep(0.1)
+        if await request.is_disconnected():  # nobody is waiting for the answer any more
+            return await store.request_cancel(job.id)
+        job = await store.get_job(job.id)
+    return job
 
 
 def _to_response(job: JobRecord) -> ReasonResponse:

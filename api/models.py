@@ -18,6 +18,18 @@ class ReasonRequest(BaseModel):
     budget: Budget | None = None
     strategy: str = "direct"
     params: dict[str, Any] = Field(default_factory=dict)
+    wait: bool = Field(True, description="wait for the answer; false returns the job id at once (202)")
+    idempotency_key: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the same key returns the same job"
+    )
+
+
+class StrategyInfo(BaseModel):
+    """A strategy's name, what it does, and its params' JSON schema."""
+
+    name: str
+    description: str
+    params_schema: dict[str, Any]
 
 
 class ReasonResponse(BaseModel):

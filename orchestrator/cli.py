@@ -112,6 +112,38 @@ def serve(
         typer.echo("stopped")
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="jobs run at once (default TTC_WORKER_CONCURRENCY)")] = None,
+) -> None:
+    """Run jobs from the Redis queue (start several, on several machines, against one Redis)."""
+    import anyio
+
+    from orchestrator.jobs import Worker
+    from orchestrator.runtime import Runtime
+
+    _quiet_engine_logs()
+    settings = _load_settings()
+
+    async def run() -> None:
+        async with Runtime.open(settings) as runtime:
+            jobs = Worker(
+                runtime.store,
+                runtime.execute,
+                concurrency=concurrency or settings.worker_concurrency,
+                stale_after_s=settings.job_stale_after_s,
+            )
+            typer.echo(f"worker {jobs.name} ready (model {runtime.backend.model.name})")
+            await jobs.serve()
+
+    try:
+        anyio.run(run)
+    except TTCError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        typer.echo("stopped")
+
+
 @model_app.command("pull")
 def model_pull() -> None:
     """Fetch and convert the embedded model (SmolLM2-135M-Instruct) into the model cache."""

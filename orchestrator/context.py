@@ -10,8 +10,9 @@ vLLM, HTTP or Redis directly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import nullcontext
+from typing import Any
 
 import anyio
 
@@ -21,14 +22,29 @@ from orchestrator.errors import BudgetExceededError
 from orchestrator.rendering import ChatRenderer
 from verifiers.base import Aggregation, ScoreRequest, Verifier, aggregate
 
+EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+
 
 class ReasoningContext:
     """Generate, fork and meter for one request (or one branch of it)."""
 
-    def __init__(self, backend: GenerationBackend, meter: BudgetMeter, *, tree_id: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: GenerationBackend,
+        meter: BudgetMeter,
+        *,
+        tree_id: str | None = None,
+        emit: EventSink | None = None,
+    ) -> None:
         self.backend = backend
         self.meter = meter
         self.tree_id = tree_id or f"tree-{uuid.uuid4().hex[:12]}"
+        self._emit = emit
+
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Publish a progress event (a search depth, a voting wave) to whoever follows the request."""
+        if self._emit is not None:
+            await self._emit(event)
 
     @property
     def renderer(self) -> ChatRenderer:
@@ -90,4 +106,4 @@ class ReasoningContext:
 
     def fork(self, tree_id: str | None = None) -> ReasoningContext:
         """A child context sharing this request's meter, with its own (or a given) tree id."""
-        return ReasoningContext(self.backend, self.meter, tree_id=tree_id)
+        return ReasoningContext(self.backend, self.meter, tree_id=tree_id, emit=self._emit)

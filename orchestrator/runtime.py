@@ -16,7 +16,7 @@ import anyio
 from orchestrator.backends import GenerationBackend, open_backend
 from orchestrator.budget import Budget, BudgetMeter
 from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError, InvalidRequestError, TTCError
+from orchestrator.errors import InvalidRequestError, TTCError
 from orchestrator.settings import Settings
 from orchestrator.store import JobRecord, Store, open_redis
 from strategies import get_strategy
@@ -54,6 +54,67 @@ class Runtime:
             deadline_s=requested.deadline_s if requested.deadline_s is not None else defaults.deadline_s,
         )
 
+    async def submit(
+        self,
+        question: str,
+        *,
+        budget: Budget | None = None,
+        strategy: str = "direct",
+        params: dict[str, Any] | None = None,
+    ) -> JobRecord:
+        """Validate a request and store it as a queued job (no compute spent yet)."""
+        if not question.strip():
+            raise InvalidRequestError("the question is empty")
+        chosen = get_strategy(strategy)
+        parsed = chosen.parse_params(params)
+        job = JobRecord(
+            question=question, strategy=strategy, params=parsed.model_dump(), budget=self.effective_budget(budget)
+        )
+        return await self.store.create_job(job)
+
+    async def execute(self, job: JobRecord) -> JobRecord:
+        """Run a claimed job's strategy under a fresh meter; fills in the outcome (not stored here).
+
+        Progress events go to the job's event stream. On cancellation the job is marked
+        ``cancelled`` with its usage so far, and the cancellation propagates.
+        """
+        chosen = get_strategy(job.strategy)
+        meter = BudgetMeter(job.budget, self.backend.model.shape)
+
+        async def emit(event: dict[str, Any]) -> None:
+            await self.store.append_event(job.id, {**event, "usage": meter.snapshot().model_dump()})
+
+        ctx = ReasoningContext(self.backend, meter, emit=emit)
+        await emit({"type": "started", "strategy": job.strategy})
+        try:
+            result = await chosen.run(job.question, ctx, chosen.parse_params(job.params))
+        except TTCError as error:  # a budget error here means nothing usable was produced in time
+            job.status, job.error = "failed", error.to_dict()
+        except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
+            cancelled = isinstance(error, anyio.get_cancelled_exc_class())
+            job.status = "cancelled" if cancelled else "failed"
+            if not cancelled:
+                job.error = TTCError(f"internal error: {type(error).__name__}: {error}").to_dict()
+            job.usage = meter.snapshot()
+            raise
+        else:
+            job.status = "succeeded"
+            job.answer, job.output, job.trace = result.answer, result.output, result.trace
+            job.best_so_far = result.best_so_far
+        job.usage = meter.snapshot()
+        with anyio.CancelScope(shield=True):
+            await self.store.append_event(
+                job.id,
+                {
+                    "type": "result",
+                    "status": job.status,
+                    "answer": job.answer,
+                    "best_so_far": job.best_so_far,
+                    "usage": job.usage.model_dump(),
+                },
+            )
+        return job
+
     async def reason(
         self,
         question: str,
@@ -62,41 +123,17 @@ class Runtime:
         strategy: str = "direct",
         params: dict[str, Any] | None = None,
     ) -> JobRecord:
-        """Answer ``question`` with ``strategy`` under ``budget``; returns the stored job record.
+        """Answer ``question`` in this process, no queue; returns the stored job record.
 
         Example: ``job = await runtime.reason("What is 7 + 5?")``; ``job.answer == "12"``.
         """
-        if not question.strip():
-            raise InvalidRequestError("the question is empty")
-        chosen = get_strategy(strategy)
-        parsed = chosen.parse_params(params)
-        job = JobRecord(
-            question=question, strategy=strategy, params=parsed.model_dump(), budget=self.effective_budget(budget)
-        )
-        await self.store.create_job(job)
-        meter = BudgetMeter(job.budget, self.backend.model.shape)
-        job.status = "running"
-        await self.store.update_job(job)
+        job = await self.submit(question, budget=budget, strategy=strategy, params=params)
+        owner = f"inline-{job.id}"
+        claimed = await self.store.claim_job(job.id, owner)
+        assert claimed is not None  # just created, nobody else knows it
         try:
-            result = await chosen.run(question, ReasoningContext(self.backend, meter), parsed)
-        except BudgetExceededError as error:  # nothing usable was produced within the budget
-            job.status, job.error = "failed", error.to_dict()
-        except TTCError as error:
-            job.status, job.error = "failed", error.to_dict()
-        except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
-            cancelled = isinstance(error, anyio.get_cancelled_exc_class())
-            job.status = "cancelled" if cancelled else "failed"
-            if not cancelled:
-                job.error = TTCError(f"internal error: {type(error).__name__}: {error}").to_dict()
+            await self.execute(claimed)
+        finally:
             with anyio.CancelScope(shield=True):
-                job.usage = meter.snapshot()
-                await self.store.update_job(job)
-            raise
-        else:
-            job.status = "succeeded"
-            job.answer, job.output, job.trace = result.answer, result.output, result.trace
-            job.best_so_far = result.best_so_far
-        job.usage = meter.snapshot()
-        with anyio.CancelScope(shield=True):
-            await self.store.update_job(job)
-        return job
+                await self.store.finish_job(claimed, owner)
+        return claimed

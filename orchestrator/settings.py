@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share"))
     model_cache_dir: Path = Field(default_factory=lambda: _user_dir("XDG_CACHE_HOME", ".cache") / "models")
     budget: BudgetDefaults = Field(default_factory=BudgetDefaults)
+    embedded_worker: bool = Field(True, description="ttc serve also runs jobs (the one-process default)")
+    worker_concurrency: int = Field(8, ge=1, le=256, description="jobs one worker runs at once")
+    job_stale_after_s: float = Field(30.0, gt=0, description="a job unclaimed this long is taken over")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

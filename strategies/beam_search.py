@@ -44,7 +44,7 @@ async def _search(search: StepSearch, width: int, samples: int, per_parent: bool
             for child in live:
                 if child not in beams:
                     child.status = "pruned"
-            search.record_depth(beams)
+            await search.record_depth(children, beams)
             if sum(n.finished for n in search.tree.nodes.values()) >= width:
                 break
             first = False

@@ -103,6 +103,7 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
                 scores += await ctx.score(verifier, batch, params.aggregation)
             waves.append(size)
             weights = scores if params.selection == "weighted" else [1.0] * len(texts)
+            await ctx.emit({"type": "wave", "samples": len(texts), "tally": tally(answers, weights)})
             if params.adaptive and vote_is_decided(tally(answers, weights), params.n - len(texts)):
                 break
     except BudgetExceededError:

@@ -56,7 +56,7 @@ async def _search(search: StepSearch, params: RebaseParams, prune) -> StrategyRe
                 if node not in expanded:
                     node.status = "pruned"  # by the program (ETS) or by a zero share of the width
             pruned_per_depth.append(len(live) - len(expanded))
-            search.record_depth(expanded)  # their paths are the KV the next depth keeps alive
+            await search.record_depth(children, expanded)  # their paths: the KV the next depth keeps
             counts = [count for count in counts if count > 0]
             candidates = expanded
     except BudgetExceededError:

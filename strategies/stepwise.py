@@ -103,9 +103,21 @@ class StepSearch:
         for node, score in zip(nodes, scores, strict=True):
             node.score = score
 
-    def record_depth(self, live: Sequence[Node]) -> None:
-        """Charge this depth's KV footprint (tokens of unique nodes on the live paths)."""
-        self.ctx.meter.record_tree_depth(self.tree.record_depth(list(live)))
+    async def record_depth(self, children: Sequence[Node], live: Sequence[Node]) -> None:
+        """Charge this depth's KV footprint (tokens of unique nodes on the live paths) and report the depth."""
+        footprint = self.tree.record_depth(list(live))
+        self.ctx.meter.record_tree_depth(footprint)
+        await self.ctx.emit(
+            {
+                "type": "depth",
+                "depth": len(self.tree.kv_per_depth),
+                "kv_footprint_tokens": footprint,
+                "candidates": [
+                    {"id": n.id, "parent": n.parent, "step": n.step, "score": n.score, "status": n.status}
+                    for n in children
+                ],
+            }
+        )
 
     def result(self, *, best_so_far: bool, extra_trace: dict | None = None) -> StrategyResult:
         """The best finished leaf (or, out of budget, the best partial path), with the tree."""

@@ -29,6 +29,18 @@ class Keys:
         """Maps a client's idempotency key to the job it created."""
         return f"{self.namespace}:idem:{_checked(key)}"
 
+    def job_stream(self) -> str:
+        """Stream of job ids waiting for a worker (one consumer group: ``workers``)."""
+        return f"{self.namespace}:jobs:stream"
+
+    def job_events(self, job_id: str) -> str:
+        """Stream of one job's progress events (candidates, scores, pruning, budget, result)."""
+        return f"{self.namespace}:job:{_checked(job_id)}:events"
+
+    def workers(self) -> str:
+        """Hash of live worker names to their last heartbeat time."""
+        return f"{self.namespace}:workers"
+
     def schema_version(self) -> str:
         """The layout version of everything under this namespace."""
         return f"{self.namespace}:schema-version"

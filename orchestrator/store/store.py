@@ -7,12 +7,13 @@ job in the time index without its record.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from orchestrator.budget import Budget, Usage
 from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
@@ -20,7 +21,20 @@ from orchestrator.store.connection import RedisConnection
 from orchestrator.store.keys import Keys
 
 SCHEMA_VERSION = "1"
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+EVENTS_KEPT = 2000  # per job: enough for a deep search's every depth, bounded for Redis' sake
+EVENTS_TTL_S = 24 * 3600
+
+
+def _claim(job: JobRecord, owner: str) -> JobRecord | None:
+    if job.status in TERMINAL:
+        return None
+    if job.status == "cancelling":  # its worker died before it could cancel: finish the cancel
+        job.status, job.updated_at = "cancelled", time.time()
+        return job
+    job.status, job.owner, job.attempts, job.updated_at = "running", owner, job.attempts + 1, time.time()
+    return job
 
 
 def new_job_id() -> str:
@@ -43,6 +57,8 @@ class JobRecord(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     trace: dict[str, Any] = Field(default_factory=dict)
     error: dict[str, str] | None = None
+    owner: str | None = Field(None, description="the worker running (or that ran) the job")
+    attempts: int = 0
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 
@@ -90,6 +106,77 @@ class Store:
         if raw is None:
             raise NotFoundError(f"job {job_id} does not exist")
         return JobRecord.model_validate_json(raw)
+
+    async def claim_job(self, job_id: str, owner: str) -> JobRecord | None:
+        """Mark a queued (or orphaned running) job as running under ``owner``.
+
+        Returns ``None`` when the job is already finished or cancelled: its queue entry is stale.
+        """
+        job = await self._transform(job_id, lambda job: _claim(job, owner))
+        return job if job is not None and job.owner == owner and job.status == "running" else None
+
+    async def finish_job(self, job: JobRecord, owner: str) -> bool:
+        """Store a finished job's outcome if ``owner`` still owns it; exactly one finisher wins."""
+
+        def finish(current: JobRecord) -> JobRecord | None:
+            if current.owner != owner or current.status in TERMINAL:
+                return None
+            job.updated_at = time.time()
+            return job
+
+        return await self._transform(job.id, finish) is not None
+
+    async def request_cancel(self, job_id: str) -> JobRecord:
+        """Cancel a job: a queued one at once, a running one through its worker."""
+
+        def cancel(current: JobRecord) -> JobRecord | None:
+            if current.status == "queued":
+                current.status = "cancelled"
+            elif current.status == "running":
+                current.status = "cancelling"
+            else:
+                return None
+            current.updated_at = time.time()
+            return current
+
+        await self._transform(job_id, cancel)
+        return await self.get_job(job_id)
+
+    async def _transform(self, job_id: str, change) -> JobRecord | None:
+        """Optimistic read-modify-write of one job (WATCH/MULTI); ``change`` returns None to skip."""
+        key = self.keys.job(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFoundError(f"job {job_id} does not exist")
+                    changed = change(JobRecord.model_validate_json(raw))
+                    if changed is None:
+                        await pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.set(key, changed.model_dump_json())
+                    await pipe.execute()
+                    return changed
+                except WatchError:
+                    continue  # someone wrote the job meanwhile: read it again
+
+    async def append_event(self, job_id: str, event: dict[str, Any]) -> None:
+        """Add a progress event to the job's event stream (bounded, expiring)."""
+        key = self.keys.job_events(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {"event": json.dumps(event)}, maxlen=EVENTS_KEPT, approximate=True)
+            pipe.expire(key, EVENTS_TTL_S)
+            await self._execute(pipe)
+
+    async def read_events(
+        self, job_id: str, after: str = "0-0", block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Events after the id ``after``, waiting up to ``block_ms`` for the first one."""
+        answer = await self.redis.xread({self.keys.job_events(job_id): after}, block=block_ms, count=100)
+        return [(entry_id, json.loads(fields["event"])) for _, entries in answer for entry_id, fields in entries]
 
     async def recent_job_ids(self, limit: int = 20) -> list[str]:
         """Ids of the newest jobs, newest first."""

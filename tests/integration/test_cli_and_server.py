@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -88,6 +89,8 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         too_long = httpx.post(f"{base}/v1/reason", json={"question": "word " * 4000}, timeout=60)
         assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "prompt_too_long"
         assert httpx.get(f"{base}/readyz").status_code == 200  # the engine survived all of it
+
+        check_jobs_events_and_cancel(base)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -97,3 +100,54 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
             raise
         log.close()
     assert server.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+
+
+def check_jobs_events_and_cancel(base: str) -> None:
+    """Queued jobs, live progress events, idempotency, cancellation, the strategy catalogue."""
+    names = {s["name"] for s in httpx.get(f"{base}/v1/strategies").json()}
+    assert {"direct", "best_of_n", "beam_search", "dvts", "rebase", "ets"} <= names
+
+    search = {
+        "question": "Tom has 3 boxes with 4 apples each. He eats 2. How many are left?",
+        "strategy": "beam_search",
+        "params": {"width": 2, "samples_per_beam": 2, "max_steps": 3, "step_max_tokens": 48},
+        "wait": False,
+        "idempotency_key": "events-test-1",
+    }
+    queued = httpx.post(f"{base}/v1/reason", json=search)
+    assert queued.status_code == 202
+    job_id = queued.json()["job_id"]
+    assert httpx.post(f"{base}/v1/reason", json=search).json()["job_id"] == job_id  # same key, same job
+
+    seen: list[tuple[str, str]] = []  # (event type, job status when it arrived)
+    with httpx.stream("GET", f"{base}/v1/jobs/{job_id}/events", timeout=300) as events:
+        kind = None
+        for line in events.iter_lines():
+            if line.startswith("event: "):
+                kind = line.removeprefix("event: ")
+            elif line.startswith("data: ") and kind:
+                seen.append((kind, httpx.get(f"{base}/v1/jobs/{job_id}").json()["status"]))
+    kinds = [kind for kind, _ in seen]
+    assert kinds[0] == "started" and kinds[-1] == "result" and "depth" in kinds
+    assert any(kind == "depth" and status == "running" for kind, status in seen)  # live, before the end
+    finished = httpx.get(f"{base}/v1/jobs/{job_id}").json()
+    assert finished["status"] == "succeeded" and finished["usage"]["kv_footprint_tokens"] > 0
+
+    story = {"question": "Write a very long story about a dragon.", "params": {"max_tokens": 1500, "temperature": 1.0}}
+    long_job = httpx.post(f"{base}/v1/reason", json={**story, "wait": False}).json()["job_id"]
+    for _ in range(100):
+        if httpx.get(f"{base}/v1/jobs/{long_job}").json()["status"] == "running":
+            break
+        time.sleep(0.1)
+    assert httpx.delete(f"{base}/v1/jobs/{long_job}").json()["status"] in {"cancelling", "cancelled"}
+    for _ in range(100):
+        if httpx.get(f"{base}/v1/jobs/{long_job}").json()["status"] == "cancelled":
+            break
+        time.sleep(0.1)
+    assert httpx.get(f"{base}/v1/jobs/{long_job}").json()["status"] == "cancelled"
+    for _ in range(40):  # the engine requests were aborted, not left to run to 1500 tokens
+        counters = httpx.get(f"{base}/readyz").json()["detail"]["counters"]
+        if counters["requests_running"] == 0 and counters["requests_waiting"] == 0:
+            break
+        time.sleep(0.5)
+    assert counters["requests_running"] == 0 and counters["requests_waiting"] == 0

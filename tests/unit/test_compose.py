@@ -20,8 +20,8 @@ def compose() -> dict:
 
 def test_services_and_health_checks(compose: dict) -> None:
     services = compose["services"]
-    assert {"redis", "vllm", "api"} <= set(services)
-    for name in ("redis", "vllm", "api"):
+    assert {"redis", "vllm", "api", "worker"} <= set(services)
+    for name in ("redis", "vllm", "api", "worker"):
         assert services[name]["healthcheck"]["test"], f"{name} needs a health check"
 
 
@@ -59,3 +59,12 @@ def test_api_points_at_the_fleet_and_redis(compose: dict) -> None:
 def test_docker_compose_config_accepts_it() -> None:
     done = subprocess.run(["docker", "compose", "config", "-q"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_workers_share_the_fleet_and_redis_and_the_api_leaves_jobs_to_them(compose: dict) -> None:
+    worker, api = compose["services"]["worker"], compose["services"]["api"]
+    assert worker["command"] == ["ttc", "worker"]
+    assert worker["environment"]["REDIS_URL"] == api["environment"]["REDIS_URL"]
+    assert worker["environment"]["TTC_REMOTE_URLS"] == api["environment"]["TTC_REMOTE_URLS"]
+    assert worker["deploy"]["replicas"] >= 2
+    assert api["environment"]["TTC_EMBEDDED_WORKER"] == "false"

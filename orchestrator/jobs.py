@@ -1,0 +1,158 @@
+"""Jobs in Redis: a stream with one consumer group, and the workers that run them.
+
+A job id is added to the stream when a request is submitted. Workers read it with
+``XREADGROUP`` and acknowledge it only when the job's outcome is stored, so a job is
+never lost. A worker refreshes its claim on every running job (``XCLAIM ... JUSTID``)
+while it works; a job whose claim has not been refreshed for ``stale_after_s`` belongs to
+a dead worker and is taken over (``XAUTOCLAIM``). The outcome is written with a
+compare-and-set on the job's owner, so even a slow worker that was presumed dead cannot
+finish a job a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+import anyio
+from redis.exceptions import ResponseError
+
+from orchestrator.store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+GROUP = "workers"
+
+
+def worker_name() -> str:
+    """A unique consumer name: host, process and a random suffix."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+class JobQueue:
+    """The job stream and its consumer group."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.redis = store.redis
+        self.stream = store.keys.job_stream()
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (and the stream) once; later calls are no-ops."""
+        try:
+            await self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def enqueue(self, job_id: str) -> None:
+        """Make a stored job available to the workers."""
+        await self.redis.xadd(self.stream, {"job": job_id})
+
+    async def next(self, consumer: str, *, stale_after_s: float, block_ms: int) -> tuple[str, str] | None:
+        """The next (message id, job id) for ``consumer``: a dead worker's job first, else a new one."""
+        reply = await self.redis.xautoclaim(
+            self.stream, GROUP, consumer, min_idle_time=int(stale_after_s * 1000), start_id="0-0", count=1
+        )
+        reclaimed = reply[1]  # Redis 6.2 answers [cursor, entries]; 7+ adds deleted ids
+        if reclaimed:
+            message_id, fields = reclaimed[0]
+            log.warning("taking over job %s from a worker that stopped answering", fields["job"])
+            return message_id, fields["job"]
+        answer = await self.redis.xreadgroup(GROUP, consumer, {self.stream: ">"}, count=1, block=block_ms)
+        for _, entries in answer or []:
+            for message_id, fields in entries:
+                return message_id, fields["job"]
+        return None
+
+    async def keep_claimed(self, consumer: str, message_id: str) -> None:
+        """Refresh this worker's claim so nobody takes the job over while it runs."""
+        await self.redis.xclaim(self.stream, GROUP, consumer, min_idle_time=0, message_ids=[message_id], justid=True)
+
+    async def ack(self, message_id: str) -> None:
+        """The job's outcome is stored: remove it from the stream."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, GROUP, message_id)
+            pipe.xdel(self.stream, message_id)
+            await pipe.execute()
+
+
+JobRunner = Callable[[JobRecord], Awaitable[JobRecord]]
+"""Runs a claimed job, filling in its outcome in place (``Runtime.execute``)."""
+
+
+class Worker:
+    """Takes jobs from the queue and runs up to ``concurrency`` of them at once."""
+
+    def __init__(
+        self,
+        store: Store,
+        run_job: JobRunner,
+        *,
+        name: str | None = None,
+        concurrency: int = 8,
+        stale_after_s: float = 30.0,
+        poll_ms: int = 1000,
+    ) -> None:
+        self.store = store
+        self.queue = JobQueue(store)
+        self.run_job = run_job
+        self.name = name or worker_name()
+        self.slots = anyio.Semaphore(concurrency)
+        self.stale_after_s = stale_after_s
+        self.poll_ms = poll_ms
+        self.finished = 0
+
+    async def serve(self) -> None:
+        """Run until cancelled; jobs in flight at cancellation stay claimed and are taken over later."""
+        await self.queue.ensure_group()
+        log.info("worker %s ready", self.name)
+        async with anyio.create_task_group() as group:
+            while True:
+                await self.slots.acquire()
+                try:
+                    claimed = await self.queue.next(self.name, stale_after_s=self.stale_after_s, block_ms=self.poll_ms)
+                except BaseException:
+                    self.slots.release()
+                    raise
+                if claimed is None:
+                    self.slots.release()
+                    continue
+                group.start_soon(self._handle, *claimed)
+
+    async def _handle(self, message_id: str, job_id: str) -> None:
+        try:
+            job = await self.store.claim_job(job_id, self.name)
+            if job is None:  # finished or cancelled already: the queue entry is stale
+                await self.queue.ack(message_id)
+                return
+            async with anyio.create_task_group() as group:
+                group.start_soon(self._keep_claimed, message_id)
+                group.start_soon(self._watch_for_cancel, job_id, group.cancel_scope)
+                await self.run_job(job)  # fills in the job's outcome; marks it cancelled if cancelled
+                group.cancel_scope.cancel()
+            if job.status == "running":  # cancelled before the strategy started
+                job.status = "cancelled"
+            with anyio.CancelScope(shield=True):
+                if await self.store.finish_job(job, self.name):
+                    self.finished += 1
+                await self.queue.ack(message_id)
+        finally:
+            self.slots.release()
+
+    async def _keep_claimed(self, message_id: str) -> None:
+        while True:
+            await anyio.sleep(self.stale_after_s / 3)
+            await self.queue.keep_claimed(self.name, message_id)
+
+    async def _watch_for_cancel(self, job_id: str, scope: anyio.CancelScope) -> None:
+        """Cancel the job's work (and so its engine requests) once a client asks to."""
+        while True:
+            await anyio.sleep(0.25)
+            if (await self.store.get_job(job_id)).status == "cancelling":
+                log.info("cancelling job %s", job_id)
+                scope.cancel()
+                return
