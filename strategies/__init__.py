@@ -4,6 +4,7 @@ Importing this package registers every strategy in ``REGISTRY`` (and every verif
 """
 
 import verifiers  # noqa: F401  (registers the verifiers the strategies name)
+from strategies import auto as _auto  # noqa: F401  (last: its policy names the others)
 from strategies import beam_search as _beam_search  # noqa: F401
 from strategies import best_of_n as _best_of_n  # noqa: F401
 from strategies import direct as _direct  # noqa: F401

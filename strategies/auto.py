@@ -1,0 +1,135 @@
+"""``auto``: compute-optimal routing (Snell et al.).
+
+1. Probe: a few short samples of the question, charged to the request. Their answer
+   agreement and mean verifier score estimate the difficulty in [0, 1] — no ground truth.
+2. Saturation: if every probe sample states the same answer and the verifier finds no
+   fault in any of them, the answer is settled; spending more would buy nothing.
+3. Otherwise the difficulty bin and the budget left pick a strategy and its params from a
+   versioned policy table (the budget-sweep harness fits it; a hand-set default ships).
+
+The decision and its reasons go into the trace.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections import Counter
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.backends.base import SamplingSettings
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import BudgetExceededError, ConfigurationError
+from strategies.base import REGISTRY, StrategyResult, register
+from strategies.direct import DEFAULT_SYSTEM_PROMPT
+from verifiers.base import ScoreRequest, get_verifier
+from verifiers.extraction import extract_answer
+
+DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.json"
+
+
+class PolicyEntry(BaseModel):
+    """Use ``strategy`` with ``params`` when at least ``min_tokens`` of budget remain."""
+
+    min_tokens: int = Field(ge=0)
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Policy(BaseModel):
+    """Difficulty bin edges and, per bin, entries ordered by the budget they need."""
+
+    version: str
+    description: str = ""
+    difficulty_bins: list[float]
+    table: dict[str, list[PolicyEntry]]
+
+    def choose(self, difficulty: float, remaining_tokens: int | None) -> tuple[int, PolicyEntry]:
+        """The bin of ``difficulty`` and the largest entry the remaining budget affords."""
+        bin_index = bisect.bisect_right(self.difficulty_bins, difficulty)
+        entries = sorted(self.table[str(bin_index)], key=lambda e: e.min_tokens)
+        affordable = [e for e in entries if remaining_tokens is None or e.min_tokens <= remaining_tokens]
+        return bin_index, (affordable or entries[:1])[-1]
+
+
+@cache
+def load_policy(path: str = str(DEFAULT_POLICY)) -> Policy:
+    """Read and check a policy file: every bin present, every strategy and params valid."""
+    try:
+        policy = Policy.model_validate(json.loads(Path(path).read_text()))
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"cannot read the routing policy {path}: {error}") from None
+    for bin_index in range(len(policy.difficulty_bins) + 1):
+        if not policy.table.get(str(bin_index)):
+            raise ConfigurationError(f"routing policy {path} has no entries for difficulty bin {bin_index}")
+    for entries in policy.table.values():
+        for entry in entries:
+            if entry.strategy == "auto" or entry.strategy not in REGISTRY:
+                raise ConfigurationError(f"routing policy {path} names unusable strategy {entry.strategy!r}")
+            REGISTRY[entry.strategy].parse_params(entry.params)
+    return policy
+
+
+class AutoParams(BaseModel):
+    """Parameters of ``auto``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    probe_samples: int = Field(4, ge=2, le=16, description="short samples that estimate difficulty")
+    probe_max_tokens: int = Field(160, ge=16, le=1024)
+    verifier: str = Field("arith_steps", description="scores the probe samples")
+    policy_path: str = Field(str(DEFAULT_POLICY), description="routing policy file (JSON)")
+
+
+def estimate_difficulty(answers: list[str | None], scores: list[float]) -> tuple[float, float]:
+    """(difficulty in [0, 1], answer agreement): low when samples agree and verify well.
+
+    Example: ``estimate_difficulty(["4", "4", "4", "4"], [0.95] * 4)`` is about ``(0.03, 1.0)``.
+    """
+    counts = Counter(a for a in answers if a is not None)
+    agreement = counts.most_common(1)[0][1] / len(answers) if counts else 0.0
+    mean_score = sum(scores) / len(scores) if scores else 0.5
+    return 1.0 - (agreement + mean_score) / 2.0, agreement
+
+
+@register("auto", AutoParams)
+async def auto(question: str, ctx: ReasoningContext, params: AutoParams) -> StrategyResult:
+    """Probe the question's difficulty, then run the policy's strategy for that difficulty and budget."""
+    policy = load_policy(params.policy_path)
+    prompt = ctx.renderer.render_question(question, system=DEFAULT_SYSTEM_PROMPT)
+    probe = SamplingSettings(n=params.probe_samples, temperature=0.7, max_tokens=params.probe_max_tokens)
+    [result] = await ctx.generate([prompt], probe)
+    texts = [c.text for c in result.completions]
+    answers = [extract_answer(text) for text in texts]
+    batch = [ScoreRequest(question, tuple(t for t in text.split("\n\n") if t.strip()) or (text,)) for text in texts]
+    scores = await ctx.score(get_verifier(params.verifier), batch)
+    difficulty, agreement = estimate_difficulty(answers, scores)
+    decision: dict[str, Any] = {
+        "policy": policy.version,
+        "probe": {"answers": answers, "scores": scores, "agreement": agreement, "difficulty": difficulty},
+    }
+    if agreement == 1.0 and answers[0] is not None and min(scores) >= 0.5:
+        decision["choice"] = "settled by the probe: every sample agrees and none fails verification"
+        await ctx.emit({"type": "route", **decision})
+        return StrategyResult(answer=answers[0], output=texts[0], trace={"route": decision})
+    bin_index, entry = policy.choose(difficulty, ctx.meter.remaining_tokens())
+    decision |= {
+        "bin": bin_index,
+        "strategy": entry.strategy,
+        "params": entry.params,
+        "choice": f"difficulty {difficulty:.2f} is bin {bin_index}; {entry.strategy} fits the budget left",
+    }
+    await ctx.emit({"type": "route", **decision})
+    chosen = REGISTRY[entry.strategy]
+    try:
+        routed = await chosen.run(question, ctx, chosen.parse_params(entry.params))
+    except BudgetExceededError:  # the probe's majority is still an answer
+        top = Counter(a for a in answers if a is not None).most_common(1)
+        answer = top[0][0] if top else None
+        output = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
+        return StrategyResult(answer=answer, output=output, best_so_far=True, trace={"route": decision})
+    return routed.model_copy(update={"trace": {"route": decision, **routed.trace}})

@@ -1,0 +1,75 @@
+"""Compute-optimal routing: difficulty probe, saturation, policy table."""
+
+from __future__ import annotations
+
+import json
+from itertools import cycle
+
+import pytest
+
+from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.budget import Budget, BudgetMeter
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import ConfigurationError
+from strategies import get_strategy
+from strategies.auto import estimate_difficulty, load_policy
+
+
+def run_auto(script, budget: Budget | None = None, **params):
+    backend = ScriptedBackend(script)
+    ctx = ReasoningContext(backend, BudgetMeter(budget or Budget(max_tokens=10_000)))
+    strategy = get_strategy("auto")
+    return strategy.run("What is 2 + 2?", ctx, strategy.parse_params(params)), backend, ctx
+
+
+def test_difficulty_estimate() -> None:
+    easy, agreement = estimate_difficulty(["4"] * 4, [0.95] * 4)
+    hard, _ = estimate_difficulty(["1", "2", None, "3"], [0.05, 0.5, 0.5, 0.05])
+    assert agreement == 1.0 and easy < 0.1 < 0.7 < hard
+
+
+async def test_a_settled_question_stops_after_the_probe() -> None:
+    coro, backend, ctx = run_auto(lambda p, s: ["2 + 2 = 4. The answer is 4."] * s.n)
+    result = await coro
+    assert result.answer == "4"
+    assert "settled" in result.trace["route"]["choice"]
+    assert len(backend.calls) == 1 and ctx.meter.usage.model_calls == 1
+
+
+async def test_a_contested_question_is_routed_by_the_policy() -> None:
+    answers = cycle(["2 + 2 = 5. The answer is 5.", "The answer is 4.", "2 + 2 = 4. The answer is 4.", "No idea."])
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)])
+    result = await coro
+    route = result.trace["route"]
+    assert route["strategy"] in {"best_of_n", "beam_search", "dvts", "ets"}
+    assert route["bin"] == load_policy().choose(route["probe"]["difficulty"], 10_000)[0]
+    assert len(backend.calls) > 1  # the probe, then the routed strategy
+    assert result.answer is not None
+
+
+def test_policy_choice_follows_the_budget() -> None:
+    policy = load_policy()
+    _, small = policy.choose(0.9, 500)
+    _, large = policy.choose(0.9, 50_000)
+    assert small.min_tokens <= 500 < large.min_tokens
+    assert policy.choose(0.05, None)[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("not json", "cannot read"),
+        (json.dumps({"version": "x", "difficulty_bins": [0.5], "table": {"0": []}}), "bin"),
+        (
+            json.dumps(
+                {"version": "x", "difficulty_bins": [], "table": {"0": [{"min_tokens": 0, "strategy": "magic"}]}}
+            ),
+            "magic",
+        ),
+    ],
+)
+def test_bad_policy_files_are_refused_with_the_reason(tmp_path, content: str, problem: str) -> None:
+    path = tmp_path / "policy.json"
+    path.write_text(content)
+    with pytest.raises(ConfigurationError, match=problem):
+        load_policy(str(path))
