@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
@@ -12,6 +13,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
+from api.openai_compat import router as openai_router
+from orchestrator.budget import Budget
 from orchestrator.errors import InvalidRequestError, TTCError, http_status_for_code
 from orchestrator.jobs import JobQueue, Worker
 from orchestrator.runtime import Runtime
@@ -52,6 +55,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app = FastAPI(title="ttc", version="0.1.0", lifespan=lifespan, responses=ERRORS)
     _install_error_handlers(app)
     _install_routes(app)
+    app.include_router(openai_router)
     return app
 
 
@@ -90,10 +94,10 @@ def _install_routes(app: FastAPI) -> None:
     @app.post("/v1/reason", response_model=ReasonResponse, responses={202: {"model": ReasonResponse}})
     async def reason(body: ReasonRequest, request: Request):
         """Answer a question within a budget: wait for the answer, or get the job id at once."""
-        job = await _submit(request, body)
+        job = await submit_job(request, body.question, body.budget, body.strategy, body.params, body.idempotency_key)
         if not body.wait:
             return JSONResponse(_to_response(job).model_dump(mode="json"), status_code=202)
-        job = await _wait_for(request, job)
+        job = await wait_for_job(request, job)
         if job.status == "failed" and job.error:  # the job record keeps the details under its id
             status = http_status_for_code(job.error["code"])
             return JSONResponse({"error": {**job.error, "job_id": job.id}}, status_code=status)
@@ -130,16 +134,24 @@ def _install_routes(app: FastAPI) -> None:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def _submit(request: Request, body: ReasonRequest) -> JobRecord:
+async def submit_job(
+    request: Request,
+    question: str,
+    budget: Budget | None,
+    strategy: str,
+    params: dict[str, Any],
+    idempotency_key: str | None,
+) -> JobRecord:
+    """Validate, store and enqueue a job; an idempotency key already used returns its job."""
     runtime: Runtime = request.app.state.runtime
     store = runtime.store
-    if body.idempotency_key:
-        existing = await store.redis.get(store.keys.idempotency(body.idempotency_key))
+    if idempotency_key:
+        existing = await store.redis.get(store.keys.idempotency(idempotency_key))
         if existing:
             return await store.get_job(existing)
-    job = await runtime.submit(body.question, budget=body.budget, strategy=body.strategy, params=body.params)
-    if body.idempotency_key:
-        key = store.keys.idempotency(body.idempotency_key)
+    job = await runtime.submit(question, budget=budget, strategy=strategy, params=params)
+    if idempotency_key:
+        key = store.keys.idempotency(idempotency_key)
         if not await store.redis.set(key, job.id, nx=True, ex=24 * 3600):  # a concurrent twin won
             await store.request_cancel(job.id)
             return await store.get_job(await store.redis.get(key))
@@ -147,7 +159,7 @@ async def _submit(request: Request, body: ReasonRequest) -> JobRecord:
     return job
 
 
-async def _wait_for(request: Request, job: JobRecord) -> JobRecord:
+async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:
     """Poll until the job ends; a client that goes away cancels it."""
     store = request.app.state.runtime.store
     while job.status not in TERMINAL:

@@ -91,6 +91,8 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         assert httpx.get(f"{base}/readyz").status_code == 200  # the engine survived all of it
 
         check_jobs_events_and_cancel(base)
+        check_sdk(base)
+        check_openai_compatible_endpoint(base)
     finally:
         server.send_signal(signal.SIGINT)
         try:
@@ -151,3 +153,42 @@ def check_jobs_events_and_cancel(base: str) -> None:
             break
         time.sleep(0.5)
     assert counters["requests_running"] == 0 and counters["requests_waiting"] == 0
+
+
+def check_sdk(base: str) -> None:
+    """The SDK against the live server: the same models, handles and errors."""
+    from ttc import Client
+    from ttc.errors import BadRequestError, NotFoundError
+
+    with Client(base) as client:
+        answered = client.reason("What is 7 + 5?", budget={"max_tokens": 400})
+        assert answered.status == "succeeded" and answered.usage.completion_tokens > 0
+        job = client.submit("What is 2 + 3?", strategy="best_of_n", params={"n": 4, "max_tokens": 96})
+        events = [event["type"] for event in job.events()]
+        assert events[0] == "started" and events[-1] == "result" and "wave" in events
+        assert job.result(timeout=120).status == "succeeded"
+        assert {s.name for s in client.strategies()} >= {"auto", "ets"}
+        with pytest.raises(NotFoundError):
+            client.job("job-nope").status()
+        with pytest.raises(BadRequestError, match="width"):
+            client.submit("q", strategy="beam_search", params={"width": 0})
+
+
+def check_openai_compatible_endpoint(base: str) -> None:
+    """The `openai` package talks to /v1/chat/completions; usage counts every token spent."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+    question = [{"role": "user", "content": "What is 7 + 5?"}]
+    plain = client.chat.completions.create(model="ttc/direct", messages=question)
+    assert plain.choices[0].message.content and plain.usage.completion_tokens > 0
+    voted = client.chat.completions.create(
+        model="ttc/best_of_n", messages=question, extra_body={"params": {"n": 4, "max_tokens": 96, "adaptive": False}}
+    )
+    assert voted.usage.completion_tokens > plain.usage.completion_tokens  # all four samples are counted
+    assert voted.model_extra["ttc"]["status"] == "succeeded"
+    chunks = list(client.chat.completions.create(model="ttc/direct", messages=question, stream=True))
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="ttc/nope", messages=question)

@@ -1,0 +1,255 @@
+"""``Client`` and ``AsyncClient``: the same methods, the same typed models as the API.
+
+Retries: at most ``max_retries`` (default 2) on connection errors, 408, 429 and 5xx, with
+jittered exponential backoff that honours ``Retry-After``. Submitting is made safe to
+retry with an idempotency key generated per call.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import httpx
+
+from api.models import ReasonResponse, StrategyInfo
+from orchestrator.budget import Budget
+from ttc.errors import APIConnectionError, APITimeoutError, TTCAPIError, error_for
+
+RETRYABLE = {408, 429, 500, 502, 503, 504}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+
+class _Base:
+    def __init__(self, base_url: str, api_key: str | None, max_retries: int) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.max_retries = max_retries
+
+    @staticmethod
+    def _reason_body(question: str, budget: Budget | dict | None, strategy: str, params: dict | None, wait: bool):
+        if isinstance(budget, dict):
+            budget = Budget.model_validate(budget)
+        return {
+            "question": question,
+            "budget": budget.model_dump(exclude_none=True) if budget else None,
+            "strategy": strategy,
+            "params": params or {},
+            "wait": wait,
+            "idempotency_key": f"sdk-{uuid.uuid4().hex}",  # a retried submit returns the same job
+        }
+
+    def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after:
+            try:
+                return min(float(retry_after), 60.0)
+            except ValueError:
+                pass
+        return min(0.5 * 2**attempt, 8.0) * (0.75 + random.random() / 2)
+
+    @staticmethod
+    def _check(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except json.JSONDecodeError:
+            body = response.text
+        if response.status_code >= 400:
+            raise error_for(response.status_code, body)
+        return body
+
+
+class Client(_Base):
+    """Synchronous client. Example::
+
+    with Client("http://localhost:8000") as client:
+        print(client.reason("What is 7 + 5?").answer)
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, max_retries)
+        self._http = httpx.Client(base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self.max_retries + 1):
+            response = None
+            try:
+                response = self._http.request(method, path, **kwargs)
+                if response.status_code not in RETRYABLE or attempt == self.max_retries:
+                    return self._check(response)
+            except httpx.TimeoutException as error:
+                if attempt == self.max_retries:
+                    raise APITimeoutError(f"{method} {path} timed out: {error}") from None
+            except httpx.TransportError as error:
+                if attempt == self.max_retries:
+                    raise APIConnectionError(f"cannot reach {self.base_url}: {error}") from None
+            time.sleep(self._backoff(attempt, response))
+        raise AssertionError("unreachable")
+
+    def reason(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None):
+        """Answer a question and wait for the result (a ``ReasonResponse``)."""
+        body = self._reason_body(question, budget, strategy, params, wait=True)
+        return ReasonResponse.model_validate(self._request("POST", "/v1/reason", json=body))
+
+    def submit(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None) -> Job:
+        """Queue a question; returns a ``Job`` handle at once."""
+        body = self._reason_body(question, budget, strategy, params, wait=False)
+        return Job(self, ReasonResponse.model_validate(self._request("POST", "/v1/reason", json=body)).job_id)
+
+    def job(self, job_id: str) -> Job:
+        """A handle on an existing job."""
+        return Job(self, job_id)
+
+    def strategies(self) -> list[StrategyInfo]:
+        """Every strategy with its params' JSON schema."""
+        return [StrategyInfo.model_validate(s) for s in self._request("GET", "/v1/strategies")]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Job:
+    """A submitted job: ``status()``, ``result(timeout)``, ``cancel()``, ``events()``."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client, self.id = client, job_id
+
+    def status(self) -> ReasonResponse:
+        return ReasonResponse.model_validate(self.client._request("GET", f"/v1/jobs/{self.id}"))
+
+    def result(self, timeout: float | None = None, poll_s: float = 0.25) -> ReasonResponse:
+        """Wait until the job ends; raises ``APITimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (current := self.status()).status not in TERMINAL:
+            if deadline is not None and time.monotonic() > deadline:
+                raise APITimeoutError(f"job {self.id} still {current.status} after {timeout} s")
+            time.sleep(poll_s)
+        return current
+
+    def cancel(self) -> ReasonResponse:
+        return ReasonResponse.model_validate(self.client._request("DELETE", f"/v1/jobs/{self.id}"))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The job's progress events as they happen (Server-Sent Events), ending with the result."""
+        with self.client._http.stream("GET", f"/v1/jobs/{self.id}/events") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise error_for(response.status_code, response.json())
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line.removeprefix("data: "))
+
+
+class AsyncClient(_Base):
+    """Asynchronous client with the same methods as ``Client``."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        *,
+        api_key: str | None = None,
+        timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
+        max_retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, max_retries)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self.headers, timeout=timeout, transport=transport
+        )
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        for attempt in range(self.max_retries + 1):
+            response = None
+            try:
+                response = await self._http.request(method, path, **kwargs)
+                if response.status_code not in RETRYABLE or attempt == self.max_retries:
+                    return self._check(response)
+            except httpx.TimeoutException as error:
+                if attempt == self.max_retries:
+                    raise APITimeoutError(f"{method} {path} timed out: {error}") from None
+            except httpx.TransportError as error:
+                if attempt == self.max_retries:
+                    raise APIConnectionError(f"cannot reach {self.base_url}: {error}") from None
+            await anyio.sleep(self._backoff(attempt, response))
+        raise AssertionError("unreachable")
+
+    async def reason(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None):
+        body = self._reason_body(question, budget, strategy, params, wait=True)
+        return ReasonResponse.model_validate(await self._request("POST", "/v1/reason", json=body))
+
+    async def submit(
+        self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None
+    ) -> AsyncJob:
+        body = self._reason_body(question, budget, strategy, params, wait=False)
+        answer = await self._request("POST", "/v1/reason", json=body)
+        return AsyncJob(self, ReasonResponse.model_validate(answer).job_id)
+
+    def job(self, job_id: str) -> AsyncJob:
+        return AsyncJob(self, job_id)
+
+    async def strategies(self) -> list[StrategyInfo]:
+        return [StrategyInfo.model_validate(s) for s in await self._request("GET", "/v1/strategies")]
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class AsyncJob:
+    """The asynchronous twin of ``Job``."""
+
+    def __init__(self, client: AsyncClient, job_id: str) -> None:
+        self.client, self.id = client, job_id
+
+    async def status(self) -> ReasonResponse:
+        return ReasonResponse.model_validate(await self.client._request("GET", f"/v1/jobs/{self.id}"))
+
+    async def result(self, timeout: float | None = None, poll_s: float = 0.25) -> ReasonResponse:  # noqa: ASYNC109
+        """Wait until the job ends (the same signature as ``Job.result``, hence ``timeout``)."""
+        try:
+            with anyio.fail_after(timeout):
+                while (current := await self.status()).status not in TERMINAL:  # noqa: ASYNC110 (HTTP polling)
+                    await anyio.sleep(poll_s)
+        except TimeoutError:
+            raise APITimeoutError(f"job {self.id} did not finish within {timeout} s") from None
+        return current
+
+    async def cancel(self) -> ReasonResponse:
+        return ReasonResponse.model_validate(await self.client._request("DELETE", f"/v1/jobs/{self.id}"))
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        async with self.client._http.stream("GET", f"/v1/jobs/{self.id}/events") as response:
+            if response.status_code >= 400:
+                await response.aread()
+                raise error_for(response.status_code, response.json())
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    yield json.loads(line.removeprefix("data: "))
+
+
+__all__ = ["AsyncClient", "AsyncJob", "Client", "Job", "TTCAPIError"]
