@@ -12,8 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.metrics import count_requests, record_job
+from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
+from api.security import guard_requests
 from orchestrator.budget import Budget
 from orchestrator.errors import InvalidRequestError, TTCError, http_status_for_code
 from orchestrator.jobs import JobQueue, Worker
@@ -42,9 +45,16 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.state.queue = JobQueue(active.store)
             await app.state.queue.ensure_group()
             if settings.embedded_worker:
+
+                async def execute_and_count(job: JobRecord) -> JobRecord:
+                    try:
+                        return await active.execute(job)
+                    finally:
+                        record_job(job)
+
                 worker = Worker(
                     active.store,
-                    active.execute,
+                    execute_and_count,
                     concurrency=settings.worker_concurrency,
                     stale_after_s=settings.job_stale_after_s,
                 )
@@ -56,6 +66,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(openai_router)
+    app.include_router(metrics_router)
+    app.middleware("http")(guard_requests(settings))
+    app.middleware("http")(count_requests)
     return app
 
 
@@ -149,7 +162,10 @@ async def submit_job(
         existing = await store.redis.get(store.keys.idempotency(idempotency_key))
         if existing:
             return await store.get_job(existing)
-    job = await runtime.submit(question, budget=budget, strategy=strategy, params=params)
+    api_key = getattr(request.state, "api_key", None)
+    job = await runtime.submit(
+        question, budget=budget, strategy=strategy, params=params, api_key_id=api_key.id if api_key else None
+    )
     if idempotency_key:
         key = store.keys.idempotency(idempotency_key)
         if not await store.redis.set(key, job.id, nx=True, ex=24 * 3600):  # a concurrent twin won

@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Manage the model the service runs.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+keys_app = typer.Typer(help="Manage API keys (required by the API once one exists).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 def _quiet_engine_logs() -> None:
@@ -142,6 +144,52 @@ def worker(
         _fail(error)
     except KeyboardInterrupt:
         typer.echo("stopped")
+
+
+def _with_store(action):
+    """Run ``action(store)`` against the configured Redis (no engine needed)."""
+    import anyio
+
+    from orchestrator.store import Store, open_redis
+
+    settings = _load_settings()
+
+    async def run():
+        connection = await open_redis(settings.redis_url, settings.data_dir)
+        try:
+            return await action(Store(connection, settings.redis_namespace))
+        finally:
+            await connection.aclose()
+
+    try:
+        return anyio.run(run)
+    except TTCError as error:
+        _fail(error)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="who or what the key is for")],
+    quota: Annotated[int | None, typer.Option(help="compute tokens the key may spend")] = None,
+) -> None:
+    """Create an API key and print it (it is shown only once)."""
+    plaintext, record = _with_store(lambda store: store.create_api_key(name, quota))
+    typer.echo(f"{record.id}  {plaintext}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Keys with their quotas and the tokens they have spent."""
+    for record, used in _with_store(lambda store: store.list_api_keys()):
+        typer.echo(f"{record.id}  {record.name}  used {used} of {record.quota_tokens or 'unlimited'}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `ttc keys list`)")]) -> None:
+    """Revoke a key at once."""
+    if not _with_store(lambda store: store.revoke_api_key(key_id)):
+        _fail(TTCError(f"no API key with id {key_id}"))
+    typer.echo(f"revoked {key_id}")
 
 
 @model_app.command("pull")

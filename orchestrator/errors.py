@@ -41,6 +41,29 @@ class PromptTooLongError(InvalidRequestError):
     code = "prompt_too_long"
 
 
+class RequestTooLargeError(InvalidRequestError):
+    """The request body is larger than the service accepts."""
+
+    code = "request_too_large"
+    http_status = 413
+
+
+class AuthenticationError(TTCError):
+    """No API key, or one the service does not know."""
+
+    code = "unauthorized"
+    http_status = 401
+    error_type = "authentication_error"
+
+
+class QuotaExceededError(TTCError):
+    """The API key's token quota is spent."""
+
+    code = "quota_exceeded"
+    http_status = 429
+    error_type = "rate_limit_error"
+
+
 class NotFoundError(TTCError):
     """A named object (job, context, strategy) does not exist."""
 

@@ -61,6 +61,7 @@ class Runtime:
         budget: Budget | None = None,
         strategy: str = "direct",
         params: dict[str, Any] | None = None,
+        api_key_id: str | None = None,
     ) -> JobRecord:
         """Validate a request and store it as a queued job (no compute spent yet)."""
         if not question.strip():
@@ -68,7 +69,11 @@ class Runtime:
         chosen = get_strategy(strategy)
         parsed = chosen.parse_params(params)
         job = JobRecord(
-            question=question, strategy=strategy, params=parsed.model_dump(), budget=self.effective_budget(budget)
+            question=question,
+            strategy=strategy,
+            params=parsed.model_dump(),
+            budget=self.effective_budget(budget),
+            api_key_id=api_key_id,
         )
         return await self.store.create_job(job)
 

@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     embedded_worker: bool = Field(True, description="ttc serve also runs jobs (the one-process default)")
     worker_concurrency: int = Field(8, ge=1, le=256, description="jobs one worker runs at once")
     job_stale_after_s: float = Field(30.0, gt=0, description="a job unclaimed this long is taken over")
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

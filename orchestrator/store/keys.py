@@ -41,6 +41,14 @@ class Keys:
         """Hash of live worker names to their last heartbeat time."""
         return f"{self.namespace}:workers"
 
+    def api_keys(self) -> str:
+        """Hash of sha256(API key) to the key's JSON record; plaintext keys are never stored."""
+        return f"{self.namespace}:api-keys"
+
+    def api_key_usage(self) -> str:
+        """Hash of API key id to the compute tokens its finished jobs spent."""
+        return f"{self.namespace}:api-keys:usage"
+
     def schema_version(self) -> str:
         """The layout version of everything under this namespace."""
         return f"{self.namespace}:schema-version"

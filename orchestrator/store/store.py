@@ -7,7 +7,9 @@ job in the time index without its record.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 import time
 import uuid
 from typing import Any, Literal
@@ -37,6 +39,20 @@ def _claim(job: JobRecord, owner: str) -> JobRecord | None:
     return job
 
 
+def hash_api_key(plaintext: str) -> str:
+    """What the store keeps instead of the key."""
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+class ApiKey(BaseModel):
+    """An API key's stored record (its hash is the Redis field name)."""
+
+    id: str = Field(default_factory=lambda: f"key-{uuid.uuid4().hex[:12]}")
+    name: str
+    quota_tokens: int | None = Field(None, ge=1, description="compute tokens the key may spend; None: unlimited")
+    created_at: float = Field(default_factory=time.time)
+
+
 def new_job_id() -> str:
     """A fresh job id (sortable by nothing; the time index orders jobs)."""
     return f"job-{uuid.uuid4().hex}"
@@ -58,6 +74,7 @@ class JobRecord(BaseModel):
     trace: dict[str, Any] = Field(default_factory=dict)
     error: dict[str, str] | None = None
     owner: str | None = Field(None, description="the worker running (or that ran) the job")
+    api_key_id: str | None = Field(None, description="the API key that submitted the job")
     attempts: int = 0
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -124,7 +141,10 @@ class Store:
             job.updated_at = time.time()
             return job
 
-        return await self._transform(job.id, finish) is not None
+        finished = await self._transform(job.id, finish) is not None
+        if finished and job.api_key_id:  # once per job, since only one finisher gets here
+            await self.redis.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
+        return finished
 
     async def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a job: a queued one at once, a running one through its worker."""
@@ -177,6 +197,36 @@ class Store:
         """Events after the id ``after``, waiting up to ``block_ms`` for the first one."""
         answer = await self.redis.xread({self.keys.job_events(job_id): after}, block=block_ms, count=100)
         return [(entry_id, json.loads(fields["event"])) for _, entries in answer for entry_id, fields in entries]
+
+    async def create_api_key(self, name: str, quota_tokens: int | None = None) -> tuple[str, ApiKey]:
+        """A new API key: returns the plaintext (shown once) and its stored record."""
+        plaintext = f"ttc-{secrets.token_urlsafe(32)}"
+        record = ApiKey(name=name, quota_tokens=quota_tokens)
+        await self.redis.hset(self.keys.api_keys(), hash_api_key(plaintext), record.model_dump_json())
+        return plaintext, record
+
+    async def has_api_keys(self) -> bool:
+        return bool(await self.redis.hlen(self.keys.api_keys()))
+
+    async def find_api_key(self, plaintext: str) -> ApiKey | None:
+        raw = await self.redis.hget(self.keys.api_keys(), hash_api_key(plaintext))
+        return ApiKey.model_validate_json(raw) if raw else None
+
+    async def list_api_keys(self) -> list[tuple[ApiKey, int]]:
+        """Every key with the tokens it has spent."""
+        records = [ApiKey.model_validate_json(raw) for raw in (await self.redis.hgetall(self.keys.api_keys())).values()]
+        used = await self.redis.hgetall(self.keys.api_key_usage())
+        return [(record, int(used.get(record.id, 0))) for record in records]
+
+    async def revoke_api_key(self, key_id: str) -> bool:
+        for key_hash, raw in (await self.redis.hgetall(self.keys.api_keys())).items():
+            if ApiKey.model_validate_json(raw).id == key_id:
+                await self.redis.hdel(self.keys.api_keys(), key_hash)
+                return True
+        return False
+
+    async def api_key_tokens_used(self, key_id: str) -> int:
+        return int(await self.redis.hget(self.keys.api_key_usage(), key_id) or 0)
 
     async def recent_job_ids(self, limit: int = 20) -> list[str]:
         """Ids of the newest jobs, newest first."""

@@ -1,0 +1,100 @@
+"""API keys, quotas, size limits and metrics: the real app and real Redis in this process,
+with the scripted backend (this is pure API logic; generation is tested on the engine)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from tests.conftest import free_port
+
+
+@pytest.fixture
+async def api(redis_connection) -> AsyncIterator[tuple[str, Store]]:
+    settings = Settings(redis_namespace=f"api-{uuid.uuid4().hex[:8]}", max_request_bytes=4096)
+    store = Store(redis_connection, settings.redis_namespace)
+    backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, Runtime(settings, backend, store)), port=port, log_level="warning")
+    )
+    # A plain task, not a task group: pytest runs fixture set-up and tear-down in different tasks.
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn has no start-up event)
+        await anyio.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", store
+    server.should_exit = True
+    await serving
+
+
+async def test_open_until_a_key_exists_then_keys_are_required(api) -> None:
+    base, store = api
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        assert (await client.post("/v1/reason", json={"question": "3 + 4?"})).status_code == 200
+        plaintext, record = await store.create_api_key("team-a")
+        missing = await client.post("/v1/reason", json={"question": "3 + 4?"})
+        assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
+        wrong = await client.post("/v1/reason", json={"question": "q"}, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        ok = await client.post(
+            "/v1/reason", json={"question": "3 + 4?"}, headers={"Authorization": f"Bearer {plaintext}"}
+        )
+        assert ok.status_code == 200 and ok.json()["answer"] == "7"
+        assert (await client.get("/healthz")).status_code == 200  # probes stay open
+    raw = await store.redis.hgetall(store.keys.api_keys())
+    assert plaintext not in str(raw) and record.id in str(raw)  # only the hash is stored
+
+
+async def test_a_spent_quota_is_refused(api) -> None:
+    base, store = api
+    plaintext, record = await store.create_api_key("tiny", quota_tokens=10)
+    headers = {"Authorization": f"Bearer {plaintext}"}
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as client:
+        first = await client.post("/v1/reason", json={"question": "3 + 4?"})
+        assert first.status_code == 200
+        assert await store.api_key_tokens_used(record.id) == first.json()["usage"]["compute_tokens"] > 10
+        second = await client.post("/v1/reason", json={"question": "3 + 4?"})
+        assert second.status_code == 429 and second.json()["error"]["code"] == "quota_exceeded"
+
+
+async def test_oversized_bodies_are_refused(api) -> None:
+    base, _ = api
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        big = await client.post("/v1/reason", json={"question": "x" * 10_000})
+        assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+
+
+async def test_metrics_count_requests_tokens_and_latency(api) -> None:
+    base, _ = api
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        await client.post("/v1/reason", json={"question": "3 + 4?", "strategy": "best_of_n", "params": {"n": 2}})
+        page = (await client.get("/metrics")).text
+    assert 'ttc_http_requests_total{route="/v1/reason",status="200"}' in page
+    assert 'ttc_tokens_total{kind="completion"}' in page
+    assert 'ttc_strategy_latency_seconds_count{strategy="best_of_n"}' in page
+    assert "ttc_engine_prefix_cache_hit_rate" in page
+
+
+async def test_openapi_is_published_with_the_error_envelope(api) -> None:
+    base, _ = api
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        spec = (await client.get("/openapi.json")).json()
+    assert {
+        "/v1/reason",
+        "/v1/jobs/{job_id}",
+        "/v1/jobs/{job_id}/events",
+        "/v1/strategies",
+        "/v1/chat/completions",
+    } <= set(spec["paths"])
+    assert "ErrorEnvelope" in spec["components"]["schemas"]
