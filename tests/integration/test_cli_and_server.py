@@ -63,13 +63,27 @@ def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[
     assert named in done.stderr and "Traceback" not in done.stderr
 
 
+def start_server(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
+    log = (tmp_path / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [*TTC, "serve", "--port", str(port)], env=ttc_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+
+
+def stop_server(server: subprocess.Popen, tmp_path: Path, name: str) -> None:
+    server.send_signal(signal.SIGINT)
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        raise
+    assert server.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+
+
 def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [*TTC, "serve", "--port", str(port)], env=ttc_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
-    )
+    server = start_server(tmp_path, port, "serve")
     try:
         wait_for_http(f"{base}/readyz", 300, server)
         assert httpx.get(f"{base}/healthz").json()["status"] == "ok"
@@ -94,14 +108,16 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         check_sdk(base)
         check_openai_compatible_endpoint(base)
     finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            raise
-        log.close()
-    assert server.returncode == 0, (tmp_path / "serve.log").read_text()[-3000:]
+        stop_server(server, tmp_path, "serve")
+
+    # a restarted service still serves what the first one stored
+    restarted = start_server(tmp_path, port, "restarted")
+    try:
+        wait_for_http(f"{base}/readyz", 300, restarted)
+        again = httpx.get(f"{base}/v1/jobs/{body['job_id']}")
+        assert again.status_code == 200 and again.json()["answer"] == body["answer"]
+    finally:
+        stop_server(restarted, tmp_path, "restarted")
 
 
 def check_jobs_events_and_cancel(base: str) -> None:

@@ -1,0 +1,76 @@
+"""Two `ttc worker` processes on one Redis; one is killed mid-job and the other finishes it, once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from orchestrator.jobs import JobQueue
+from orchestrator.store import JobRecord, Store, open_redis
+from tests.integration.test_cli_and_server import ttc_env
+
+pytestmark = [pytest.mark.engine, pytest.mark.slow]
+
+
+def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
+    env = ttc_env(tmp_path, TTC_JOB_STALE_AFTER_S="4", TTC_WORKER_CONCURRENCY="1")
+    log = (tmp_path / f"{name}.log").open("w")
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", "worker"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+
+
+async def wait_for(predicate, limit_s: float, what: str) -> None:
+    with anyio.fail_after(limit_s):
+        while not await predicate():  # noqa: ASYNC110 (polling Redis state)
+            await anyio.sleep(0.2)
+
+
+async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_path: Path) -> None:
+    connection = await open_redis(None, tmp_path / "data")  # the workers join this embedded Redis
+    store = Store(connection)
+    queue = JobQueue(store)
+    await queue.ensure_group()
+    first = start_worker(tmp_path, "first")
+    second: subprocess.Popen | None = None
+    try:
+        params = {"max_tokens": 400, "temperature": 1.0}
+        job = await store.create_job(JobRecord(question="Write a story about a cat.", params=params))
+        await queue.enqueue(job.id)
+
+        async def running() -> bool:
+            return (await store.get_job(job.id)).status == "running"
+
+        await wait_for(running, 300, "the first worker to start the job")
+        os.kill(first.pid, signal.SIGKILL)  # mid-job: no result, no acknowledgement
+        victim = (await store.get_job(job.id)).owner
+        second = start_worker(tmp_path, "second")
+
+        async def finished() -> bool:
+            return (await store.get_job(job.id)).status == "succeeded"
+
+        await wait_for(finished, 400, "the second worker to take the job over")
+        done = await store.get_job(job.id)
+        assert done.owner != victim and done.attempts == 2
+        assert done.usage.completion_tokens > 0 and done.output
+        assert await store.redis.xlen(store.keys.job_stream()) == 0
+        assert sum(1 for _, e in await store.read_events(job.id) if e["type"] == "result") == 1
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        await connection.aclose()
