@@ -72,3 +72,13 @@ async def test_early_stop_saves_samples_on_a_question_answered_the_same_way(inpr
     assert result.answer == "12", result.trace
     assert result.trace["samples_drawn"] < 16  # near-greedy samples agree, so the vote settles early
     assert usage.model_calls == len(result.trace["waves"])
+
+
+async def test_auto_probes_then_routes_and_charges_everything(inprocess_backend) -> None:
+    params = {"probe_samples": 3, "probe_max_tokens": 96}
+    result, usage = await run(inprocess_backend, "auto", params, Budget(max_tokens=2500, deadline_s=300))
+    route = result.trace["route"]
+    assert route["policy"] and len(route["probe"]["answers"]) == 3
+    assert "settled" in route["choice"] or route["strategy"] in {"best_of_n", "beam_search", "dvts", "ets"}
+    assert usage.model_calls >= 1 and usage.completion_tokens <= 2500
+    assert result.output
