@@ -116,10 +116,7 @@ class Store:
 
     async def get_job(self, job_id: str) -> JobRecord:
         """The job's record, or ``NotFoundError``."""
-        try:
-            raw = await self.redis.get(self.keys.job(job_id))
-        except ValueError as error:  # a malformed id cannot name a job
-            raise NotFoundError(str(error)) from None
+        raw = await self.redis.get(self._job_key(job_id))
         if raw is None:
             raise NotFoundError(f"job {job_id} does not exist")
         return JobRecord.model_validate_json(raw)
@@ -164,7 +161,7 @@ class Store:
 
     async def _transform(self, job_id: str, change) -> JobRecord | None:
         """Optimistic read-modify-write of one job (WATCH/MULTI); ``change`` returns None to skip."""
-        key = self.keys.job(job_id)
+        key = self._job_key(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -195,6 +192,7 @@ class Store:
         self, job_id: str, after: str = "0-0", block_ms: int | None = None
     ) -> list[tuple[str, dict[str, Any]]]:
         """Events after the id ``after``, waiting up to ``block_ms`` for the first one."""
+        self._job_key(job_id)  # validates the id
         answer = await self.redis.xread({self.keys.job_events(job_id): after}, block=block_ms, count=100)
         return [(entry_id, json.loads(fields["event"])) for _, entries in answer for entry_id, fields in entries]
 
@@ -231,6 +229,13 @@ class Store:
     async def recent_job_ids(self, limit: int = 20) -> list[str]:
         """Ids of the newest jobs, newest first."""
         return list(await self.redis.zrevrange(self.keys.jobs_by_time(), 0, limit - 1))
+
+    def _job_key(self, job_id: str) -> str:
+        """The key of a job named by a client; a malformed id names no job."""
+        try:
+            return self.keys.job(job_id)
+        except ValueError as error:
+            raise NotFoundError(f"job {job_id!r} does not exist ({error})") from None
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:
