@@ -33,6 +33,10 @@ class BestOfNParams(BaseModel):
     selection: Selection = "majority"
     verifier: str = Field("arith_steps", description="scores samples for weighted and argmax selection")
     aggregation: Aggregation = "last"
+    vote_by: Literal["exact", "meaning"] = Field(
+        "exact", description="exact: equal answers vote together; meaning: answers that mean the same (embeddings)"
+    )
+    meaning_threshold: float = Field(0.85, gt=0.0, le=1.0, description="cosine similarity that counts as the same")
     adaptive: bool = Field(True, description="stop early once the vote is decided")
     wave_size: int = Field(4, ge=1, le=256, description="samples per wave when adaptive")
     temperature: float = Field(0.7, ge=0.0, le=5.0)
@@ -97,7 +101,9 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
             [result] = await ctx.generate([prompt], sampling)
             new_texts = [c.text for c in result.completions]
             texts += new_texts
-            answers += [extract_answer(text) for text in new_texts]
+            answers += [_answer_of(text, params.vote_by) for text in new_texts]
+            if params.vote_by == "meaning":
+                answers = await canonical_by_meaning(answers, params.meaning_threshold)
             if verifier is not None:
                 batch = [ScoreRequest(question, _steps(text, params.step_delimiter)) for text in new_texts]
                 scores += await ctx.score(verifier, batch, params.aggregation)
@@ -109,6 +115,30 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
     except BudgetExceededError:
         exhausted = True
     return select_answer(texts, answers, scores, params.selection, exhausted, waves)
+
+
+def _answer_of(text: str, vote_by: str) -> str | None:
+    answer = extract_answer(text)
+    if answer is None and vote_by == "meaning":  # free text: the last line is the answer
+        lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+        return lines[-1] if lines else None
+    return answer
+
+
+async def canonical_by_meaning(answers: list[str | None], threshold: float) -> list[str | None]:
+    """Replace each answer by the first answer that means the same, so they vote together.
+
+    Example: ``["Paris", "It is Paris.", "Rome"]`` -> ``["Paris", "Paris", "Rome"]`` (if similar enough).
+    """
+    from verifiers.semantic import group_by_meaning
+
+    distinct = list(dict.fromkeys(a for a in answers if a is not None))
+    labels = await group_by_meaning(distinct, threshold)
+    first_of_label: dict[int, str] = {}
+    for answer, label in zip(distinct, labels, strict=True):
+        first_of_label.setdefault(label, answer)
+    representative = {answer: first_of_label[label] for answer, label in zip(distinct, labels, strict=True)}
+    return [representative[a] if a is not None else None for a in answers]
 
 
 def _steps(text: str, delimiter: str) -> tuple[str, ...]:
