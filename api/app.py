@@ -176,13 +176,17 @@ async def submit_job(
 
 
 async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:
-    """Poll until the job ends; a client that goes away cancels it."""
+    """Wait for the job's result event (a blocking read, no polling); a client that goes away cancels it."""
     store = request.app.state.runtime.store
+    after = "0-0"
     while job.status not in TERMINAL:
-        await anyio.sleep(0.1)
+        events = await store.read_events(job.id, after, block_ms=500)
+        if events:
+            after = events[-1][0]
         if await request.is_disconnected():  # nobody is waiting for the answer any more
             return await store.request_cancel(job.id)
-        job = await store.get_job(job.id)
+        if not events or any(event["type"] == "result" for _, event in events):
+            job = await store.get_job(job.id)  # finished, or a quiet half-second: look at the record
     return job
 
 

@@ -152,7 +152,7 @@ class Worker:
         """Cancel the job's work (and so its engine requests) once a client asks to."""
         while True:
             await anyio.sleep(0.25)
-            if (await self.store.get_job(job_id)).status == "cancelling":
+            if await self.store.cancel_requested(job_id):
                 log.info("cancelling job %s", job_id)
                 scope.cancel()
                 return

@@ -80,8 +80,9 @@ class Runtime:
     async def execute(self, job: JobRecord) -> JobRecord:
         """Run a claimed job's strategy under a fresh meter; fills in the outcome (not stored here).
 
-        Progress events go to the job's event stream. On cancellation the job is marked
-        ``cancelled`` with its usage so far, and the cancellation propagates.
+        Progress events go to the job's event stream (the store adds the result event when
+        the outcome is stored). On cancellation the job is marked ``cancelled`` with its
+        usage so far, and the cancellation propagates.
         """
         chosen = get_strategy(job.strategy)
         meter = BudgetMeter(job.budget, self.backend.model.shape)
@@ -107,17 +108,6 @@ class Runtime:
             job.answer, job.output, job.trace = result.answer, result.output, result.trace
             job.best_so_far = result.best_so_far
         job.usage = meter.snapshot()
-        with anyio.CancelScope(shield=True):
-            await self.store.append_event(
-                job.id,
-                {
-                    "type": "result",
-                    "status": job.status,
-                    "answer": job.answer,
-                    "best_so_far": job.best_so_far,
-                    "usage": job.usage.model_dump(),
-                },
-            )
         return job
 
     async def reason(

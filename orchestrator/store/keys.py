@@ -37,6 +37,10 @@ class Keys:
         """Stream of one job's progress events (candidates, scores, pruning, budget, result)."""
         return f"{self.namespace}:job:{_checked(job_id)}:events"
 
+    def job_cancel(self, job_id: str) -> str:
+        """Flag set while a running job should stop (a cheap key for workers to poll)."""
+        return f"{self.namespace}:job:{_checked(job_id)}:cancel"
+
     def workers(self) -> str:
         """Hash of live worker names to their last heartbeat time."""
         return f"{self.namespace}:workers"

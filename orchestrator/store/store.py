@@ -139,8 +139,11 @@ class Store:
             return job
 
         finished = await self._transform(job.id, finish) is not None
-        if finished and job.api_key_id:  # once per job, since only one finisher gets here
-            await self.redis.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
+        if finished:  # once per job, since only one finisher gets here
+            if job.api_key_id:
+                await self.redis.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
+            result = {"type": "result", "status": job.status, "answer": job.answer, "best_so_far": job.best_so_far}
+            await self.append_event(job.id, {**result, "usage": job.usage.model_dump()})
         return finished
 
     async def request_cancel(self, job_id: str) -> JobRecord:
@@ -156,8 +159,14 @@ class Store:
             current.updated_at = time.time()
             return current
 
-        await self._transform(job_id, cancel)
+        changed = await self._transform(job_id, cancel)
+        if changed is not None and changed.status == "cancelling":
+            await self.redis.set(self.keys.job_cancel(job_id), "1", ex=EVENTS_TTL_S)
         return await self.get_job(job_id)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """Whether a client asked a running job to stop (one EXISTS: cheap enough to poll)."""
+        return bool(await self.redis.exists(self.keys.job_cancel(job_id)))
 
     async def _transform(self, job_id: str, change) -> JobRecord | None:
         """Optimistic read-modify-write of one job (WATCH/MULTI); ``change`` returns None to skip."""
