@@ -12,11 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.metrics import count_requests, record_job
+from api.metrics import RequestCounter, record_job
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
-from api.security import guard_requests
+from api.security import RequestGuard
 from orchestrator.budget import Budget
 from orchestrator.errors import InvalidRequestError, TTCError, http_status_for_code
 from orchestrator.jobs import JobQueue, Worker
@@ -67,8 +67,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_routes(app)
     app.include_router(openai_router)
     app.include_router(metrics_router)
-    app.middleware("http")(guard_requests(settings))
-    app.middleware("http")(count_requests)
+    app.add_middleware(RequestGuard, settings=settings)
+    app.add_middleware(RequestCounter)  # outermost: counts refused requests too
     return app
 
 

@@ -6,10 +6,9 @@ the API for request-level figures and the engine for its own.
 
 from __future__ import annotations
 
-import time
-
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("ttc_http_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)
@@ -42,14 +41,28 @@ def record_job(job) -> None:
         EXHAUSTED.labels(usage.budget_exhausted).inc()
 
 
-async def count_requests(request: Request, call_next):
-    """Middleware: one count per request, by route template and status."""
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = request.scope.get("route")
-    REQUESTS.labels(getattr(route, "path", "unmatched"), str(response.status_code)).inc()
-    response.headers["X-Process-Time"] = f"{time.perf_counter() - started:.4f}"
-    return response
+class RequestCounter:
+    """Pure ASGI middleware: one count per request, by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = {"code": 500}
+
+        async def send_and_note(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            REQUESTS.labels(getattr(route, "path", "unmatched"), str(status["code"])).inc()
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.errors import AuthenticationError, QuotaExceededError, RequestTooLargeError, TTCError
 from orchestrator.settings import Settings
@@ -16,19 +17,31 @@ from orchestrator.settings import Settings
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"}
 
 
-def guard_requests(settings: Settings):
-    """Middleware: size limit, then API key and quota."""
+class RequestGuard:
+    """Pure ASGI middleware: size limit, then API key and quota.
 
-    async def guard(request: Request, call_next):
+    Pure ASGI rather than ``BaseHTTPMiddleware``, which would hide the client's
+    disconnect from the endpoint (and a disconnect must cancel the client's job).
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         try:
-            _check_size(request, settings.max_request_bytes)
+            _check_size(request, self.settings.max_request_bytes)
             if request.url.path not in OPEN_PATHS:
                 await _check_key(request)
         except TTCError as error:
-            return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
-        return await call_next(request)
-
-    return guard
+            response = JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _check_size(request: Request, limit: int) -> None:
@@ -49,4 +62,4 @@ async def _check_key(request: Request) -> None:
         raise AuthenticationError("unknown API key")
     if key.quota_tokens is not None and await store.api_key_tokens_used(key.id) >= key.quota_tokens:
         raise QuotaExceededError(f"API key {key.name!r} has spent its quota of {key.quota_tokens} tokens")
-    request.state.api_key = key
+    request.state.api_key = key  # kept in the ASGI scope, so the endpoint sees it

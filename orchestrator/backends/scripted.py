@@ -48,7 +48,9 @@ class CharTokenizer:
 class ScriptedBackend(GenerationBackend):
     """Returns scripted completions; records every call for assertions."""
 
-    def __init__(self, script: Script, *, max_model_len: int = 4096, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, script: Script, *, max_model_len: int = 4096, delay_s: float | Callable[[str], float] = 0.0
+    ) -> None:
         super().__init__(ChatRenderer(CharTokenizer()), ModelInfo("scripted", max_model_len, TINY_SHAPE))
         self.script = script
         self.delay_s = delay_s
@@ -61,8 +63,9 @@ class ScriptedBackend(GenerationBackend):
     ) -> GenerationResult:
         prompt = self.renderer.decode(token_ids)
         self.calls.append((prompt, sampling, tree_id))
-        if self.delay_s:
-            await anyio.sleep(self.delay_s)
+        delay = self.delay_s(prompt) if callable(self.delay_s) else self.delay_s
+        if delay:
+            await anyio.sleep(delay)  # a long generation, cancellable like a real one
         texts = list(self.script(prompt, sampling))[: sampling.n]
         completions = tuple(self._completion(text, sampling) for text in texts)
         cached = len(token_ids) if prompt in self._seen_prompts else 0  # a perfect prefix cache

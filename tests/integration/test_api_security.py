@@ -20,11 +20,15 @@ from orchestrator.store import Store
 from tests.conftest import free_port
 
 
+def answer_seven(prompt, sampling) -> list[str]:
+    return ["3 + 4 = 7. The answer is 7."] * sampling.n
+
+
 @pytest.fixture
 async def api(redis_connection) -> AsyncIterator[tuple[str, Store]]:
     settings = Settings(redis_namespace=f"api-{uuid.uuid4().hex[:8]}", max_request_bytes=4096)
     store = Store(redis_connection, settings.redis_namespace)
-    backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n)
+    backend = ScriptedBackend(answer_seven, delay_s=lambda prompt: 30.0 if "slow please" in prompt else 0.0)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings, Runtime(settings, backend, store)), port=port, log_level="warning")
@@ -98,3 +102,15 @@ async def test_openapi_is_published_with_the_error_envelope(api) -> None:
         "/v1/chat/completions",
     } <= set(spec["paths"])
     assert "ErrorEnvelope" in spec["components"]["schemas"]
+
+
+async def test_a_client_that_disconnects_cancels_its_job(api) -> None:
+    base, store = api
+    slow = {"question": "slow please", "params": {"max_tokens": 64}}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        with anyio.move_on_after(1.0):  # the client gives up and closes the connection
+            await client.post("/v1/reason", json=slow)
+    [job_id] = await store.recent_job_ids(1)
+    with anyio.fail_after(10):
+        while (await store.get_job(job_id)).status not in {"cancelled"}:  # noqa: ASYNC110
+            await anyio.sleep(0.1)
