@@ -26,7 +26,7 @@ from orchestrator.context import ReasoningContext
 from orchestrator.errors import BudgetExceededError, ConfigurationError
 from strategies.base import REGISTRY, StrategyResult, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
-from verifiers.base import ScoreRequest, get_verifier
+from verifiers.base import ScoreRequest, VerifierName, get_verifier
 from verifiers.extraction import extract_answer
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.json"
@@ -81,7 +81,7 @@ class AutoParams(BaseModel):
 
     probe_samples: int = Field(4, ge=2, le=16, description="short samples that estimate difficulty")
     probe_max_tokens: int = Field(160, ge=16, le=1024)
-    verifier: str = Field("arith_steps", description="scores the probe samples")
+    verifier: VerifierName = Field("arith_steps", description="scores the probe samples")
     policy_path: str = Field(str(DEFAULT_POLICY), description="routing policy file (JSON)")
 
 

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.backends.base import SamplingSettings
 from orchestrator.context import ReasoningContext
 from orchestrator.errors import BudgetExceededError
 from strategies.base import StrategyResult, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
-from verifiers.base import VERIFIERS, Aggregation, ScoreRequest, get_verifier
+from verifiers.base import Aggregation, ScoreRequest, VerifierName, get_verifier
 from verifiers.extraction import extract_answer
 
 Selection = Literal["majority", "weighted", "argmax"]
@@ -31,7 +31,7 @@ class BestOfNParams(BaseModel):
 
     n: int = Field(8, ge=1, le=256, description="samples at most")
     selection: Selection = "majority"
-    verifier: str = Field("arith_steps", description="scores samples for weighted and argmax selection")
+    verifier: VerifierName = Field("arith_steps", description="scores samples for weighted and argmax selection")
     aggregation: Aggregation = "last"
     vote_by: Literal["exact", "meaning"] = Field(
         "exact", description="exact: equal answers vote together; meaning: answers that mean the same (embeddings)"
@@ -44,13 +44,6 @@ class BestOfNParams(BaseModel):
     max_tokens: int = Field(256, ge=1, le=8192)
     step_delimiter: str = Field("\n\n", min_length=1, description="splits a sample into steps for the verifier")
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-
-    @field_validator("verifier")
-    @classmethod
-    def _known_verifier(cls, name: str) -> str:
-        if name not in VERIFIERS:
-            raise ValueError(f"unknown verifier {name!r}; choose one of {sorted(VERIFIERS)}")
-        return name
 
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> BestOfNParams:

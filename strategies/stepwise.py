@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.backends.base import SamplingSettings
 from orchestrator.context import ReasoningContext
 from strategies.base import StrategyResult
 from strategies.tree import Node, SearchTree
-from verifiers.base import VERIFIERS, Aggregation, ScoreRequest, get_verifier
+from verifiers.base import Aggregation, ScoreRequest, VerifierName, get_verifier
 from verifiers.extraction import extract_answer
 
 STEP_SYSTEM_PROMPT = (
@@ -34,7 +34,7 @@ class StepSearchParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    verifier: str = Field("arith_steps", description="step verifier: arith_steps, self_judge, prm")
+    verifier: VerifierName = Field("arith_steps", description="step verifier: arith_steps, self_judge, prm")
     aggregation: Aggregation = "last"
     step_delimiter: str = Field("\n\n", min_length=1)
     max_steps: int = Field(8, ge=1, le=64)
@@ -42,13 +42,6 @@ class StepSearchParams(BaseModel):
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     system_prompt: str | None = STEP_SYSTEM_PROMPT
-
-    @field_validator("verifier")
-    @classmethod
-    def _known_verifier(cls, name: str) -> str:
-        if name not in VERIFIERS:
-            raise ValueError(f"unknown verifier {name!r}; choose one of {sorted(VERIFIERS)}")
-        return name
 
 
 class StepSearch:

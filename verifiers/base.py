@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Literal, Protocol, runtime_checkable
+
+from pydantic import AfterValidator
 
 from orchestrator.errors import InvalidRequestError
 
@@ -72,6 +74,17 @@ def register_verifier(name: str) -> Callable[[VerifierFactory], VerifierFactory]
         return factory
 
     return add
+
+
+def known_verifier(name: str) -> str:
+    """Validate a verifier name in a params model (raises ``ValueError`` listing the known ones)."""
+    if name not in VERIFIERS:
+        raise ValueError(f"unknown verifier {name!r}; choose one of {sorted(VERIFIERS)}")
+    return name
+
+
+VerifierName = Annotated[str, AfterValidator(known_verifier)]
+"""A params field naming a registered verifier; unknown names fail validation with the list."""
 
 
 def get_verifier(name: str) -> Verifier:

@@ -8,9 +8,6 @@ the newline token (id 198): its scores are meaningless, but the wire contract
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +17,7 @@ import pytest
 from orchestrator.budget import Budget, BudgetMeter
 from orchestrator.context import ReasoningContext
 from orchestrator.errors import BackendError, BackendUnavailableError, ConfigurationError
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import serve_vllm
 from verifiers.base import ScoreRequest, get_verifier
 from verifiers.prm import ProcessRewardModel, format_prm_input, step_probabilities
 
@@ -33,55 +30,12 @@ STEP_TAG = "\n"
 @pytest.fixture(scope="module")
 def prm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real vLLM pooling server scoring one [p_bad, p_good] pair per newline."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("prm-server") / "server.log"
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}",
-    }
     pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": NEWLINE_TOKEN_ID}
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        str(model_dir),
-        "--runner",
-        "pooling",
-        "--convert",
-        "classify",
-        "--hf-overrides",
-        json.dumps({"num_labels": 2}),
-        "--pooler-config",
-        json.dumps(pooler),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--max-model-len",
-        "2048",
-        "--enforce-eager",
-        "--dtype",
-        "bfloat16",
-        "--seed",
-        "0",
-    ]
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", 300, process)
-        yield f"http://127.0.0.1:{port}"
-    except Exception:
-        print(log_path.read_text()[-4000:])
-        raise
-    finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    pooling = ["--runner", "pooling", "--convert", "classify", "--hf-overrides", json.dumps({"num_labels": 2}),
+               "--pooler-config", json.dumps(pooler)]  # fmt: skip
+    with serve_vllm(model_dir, log_path, pooling) as url:
+        yield url
 
 
 def new_context() -> ReasoningContext:
