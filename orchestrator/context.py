@@ -88,15 +88,10 @@ class ReasoningContext:
         self, verifier: Verifier, batch: Sequence[ScoreRequest], aggregation: Aggregation = "last"
     ) -> list[float]:
         """Score candidates with a verifier (charged to this request); one aggregated score each."""
-        if not batch:
-            return []
-        self.meter.check()
-        step_scores = await verifier.score(batch, self)
-        self.meter.charge_verifier(len(batch))
-        return [aggregate(scores, aggregation) for scores in step_scores]
+        return [aggregate(scores, aggregation) for scores in await self.score_steps(verifier, batch)]
 
     async def score_steps(self, verifier: Verifier, batch: Sequence[ScoreRequest]) -> list[list[float]]:
-        """Like ``score`` but keeps every step's score."""
+        """Every step's score for each candidate; the verifier calls are charged to this request."""
         if not batch:
             return []
         self.meter.check()

@@ -29,6 +29,7 @@ import anyio
 import httpx
 
 from orchestrator.backends.base import first_service_error
+from orchestrator.backends.remote import error_message
 from orchestrator.errors import BackendError, BackendUnavailableError, ConfigurationError
 from orchestrator.settings import Settings
 from verifiers.base import ScoreRequest, register_verifier
@@ -222,7 +223,7 @@ class ProcessRewardModel:
             hint = "; check TTC_PRM_MODEL" if response.status_code == 404 else ""
             raise BackendError(
                 f"the PRM server at {self.base_url} answered {method} {path} with HTTP {response.status_code}: "
-                f"{_error_message(response)}{hint}"
+                f"{error_message(response)}{hint}"
             )
         return response
 
@@ -237,14 +238,6 @@ def _pooling_rows(response: httpx.Response, base_url: str) -> list[list[float]]:
             f"the PRM server at {base_url} sent an unexpected /pooling answer: {response.text[:300]!r}; "
             "is it a token_classify pooling model (--runner pooling)?"
         ) from None
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-        return str(body.get("error", {}).get("message") or body.get("message") or body)
-    except (json.JSONDecodeError, AttributeError):
-        return response.text[:300]
 
 
 @register_verifier("prm")

@@ -172,9 +172,9 @@ async def _list_models(client: httpx.AsyncClient, url: str) -> list[dict[str, An
 
 def _parse_completion(request_id: str, replica: str, response: httpx.Response, prompt_tokens: int) -> GenerationResult:
     if response.status_code == 400:
-        raise InvalidRequestError(f"vLLM rejected the request: {_error_message(response)}")
+        raise InvalidRequestError(f"vLLM rejected the request: {error_message(response)}")
     if response.status_code != 200:
-        raise BackendError(f"vLLM server {replica} answered HTTP {response.status_code}: {_error_message(response)}")
+        raise BackendError(f"vLLM server {replica} answered HTTP {response.status_code}: {error_message(response)}")
     payload = response.json()
     choices = sorted(payload["choices"], key=lambda choice: choice["index"])
     usage = payload.get("usage") or {}
@@ -205,7 +205,8 @@ def _to_completion(choice: dict[str, Any]) -> Completion:
     )
 
 
-def _error_message(response: httpx.Response) -> str:
+def error_message(response: httpx.Response) -> str:
+    """The message of a vLLM server's error answer (its JSON envelope, else the start of the text)."""
     try:
         body = response.json()
         return str(body.get("error", {}).get("message") or body.get("message") or body)
