@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from api.metrics import RequestCounter, record_job
+from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
@@ -45,16 +45,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.state.queue = JobQueue(active.store)
             await app.state.queue.ensure_group()
             if settings.embedded_worker:
-
-                async def execute_and_count(job: JobRecord) -> JobRecord:
-                    try:
-                        return await active.execute(job)
-                    finally:
-                        record_job(job)
-
                 worker = Worker(
                     active.store,
-                    execute_and_count,
+                    active.execute,
                     concurrency=settings.worker_concurrency,
                     stale_after_s=settings.job_stale_after_s,
                 )

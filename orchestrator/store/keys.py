@@ -53,6 +53,10 @@ class Keys:
         """Hash of API key id to the compute tokens its finished jobs spent."""
         return f"{self.namespace}:api-keys:usage"
 
+    def job_stats(self) -> str:
+        """Hash of counters over every finished job (tokens, outcomes, latency buckets), for /metrics."""
+        return f"{self.namespace}:stats:jobs"
+
     def schema_version(self) -> str:
         """The layout version of everything under this namespace."""
         return f"{self.namespace}:schema-version"

@@ -20,6 +20,7 @@ from redis.exceptions import RedisError, WatchError
 from orchestrator.budget import Budget, Usage
 from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
 from orchestrator.store.connection import RedisConnection
+from orchestrator.store.jobstats import JobStats, job_increments
 from orchestrator.store.keys import Keys
 
 SCHEMA_VERSION = "1"
@@ -127,6 +128,8 @@ class Store:
         Returns ``None`` when the job is already finished or cancelled: its queue entry is stale.
         """
         job = await self._transform(job_id, lambda job: _claim(job, owner))
+        if job is not None and job.status == "cancelled":  # the claim finished an orphaned cancel
+            await self._count_finished(job)
         return job if job is not None and job.owner == owner and job.status == "running" else None
 
     async def finish_job(self, job: JobRecord, owner: str) -> bool:
@@ -142,6 +145,7 @@ class Store:
         if finished:  # once per job, since only one finisher gets here
             if job.api_key_id:
                 await self.redis.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
+            await self._count_finished(job)
             result = {"type": "result", "status": job.status, "answer": job.answer, "best_so_far": job.best_so_far}
             await self.append_event(job.id, {**result, "usage": job.usage.model_dump()})
         return finished
@@ -162,7 +166,19 @@ class Store:
         changed = await self._transform(job_id, cancel)
         if changed is not None and changed.status == "cancelling":
             await self.redis.set(self.keys.job_cancel(job_id), "1", ex=EVENTS_TTL_S)
+        elif changed is not None:  # cancelled before any worker took it: it ends here
+            await self._count_finished(changed)
         return await self.get_job(job_id)
+
+    async def job_stats(self) -> JobStats:
+        """Counters over every job finished so far, by whichever process finished it."""
+        return JobStats.parse(await self.redis.hgetall(self.keys.job_stats()))
+
+    async def _count_finished(self, job: JobRecord) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for name, amount in job_increments(job.strategy, job.status, job.usage).items():
+                pipe.hincrbyfloat(self.keys.job_stats(), name, amount)
+            await self._execute(pipe)
 
     async def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked a running job to stop (one EXISTS: cheap enough to poll)."""

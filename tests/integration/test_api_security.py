@@ -14,9 +14,10 @@ import uvicorn
 
 from api.app import create_app
 from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.budget import Usage
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
-from orchestrator.store import Store
+from orchestrator.store import JobRecord, Store
 from tests.conftest import free_port
 
 
@@ -88,6 +89,25 @@ async def test_metrics_count_requests_tokens_and_latency(api) -> None:
     assert 'ttc_tokens_total{kind="completion"}' in page
     assert 'ttc_strategy_latency_seconds_count{strategy="best_of_n"}' in page
     assert "ttc_engine_prefix_cache_hit_rate" in page
+
+
+async def test_metrics_include_jobs_finished_by_other_worker_processes(api) -> None:
+    base, store = api
+    job = await store.create_job(JobRecord(question="q", strategy="beam_search"))
+    job = await store.claim_job(job.id, "worker-elsewhere")  # as a separate `ttc worker` would
+    job.status, job.answer = "succeeded", "7"
+    job.usage = Usage(prompt_tokens=50, cached_prompt_tokens=20, completion_tokens=300, wall_time_s=3.0)
+    job.usage.budget_exhausted = "tokens"
+    assert await store.finish_job(job, "worker-elsewhere")
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        page = (await client.get("/metrics")).text
+    assert 'ttc_jobs_total{status="succeeded",strategy="beam_search"} 1.0' in page
+    assert 'ttc_tokens_total{kind="completion"} 300.0' in page
+    assert 'ttc_tokens_total{kind="prompt"} 30.0' in page
+    assert 'ttc_budget_exhaustions_total{limit="tokens"} 1.0' in page
+    assert 'ttc_strategy_latency_seconds_bucket{le="2.0",strategy="beam_search"} 0.0' in page
+    assert 'ttc_strategy_latency_seconds_bucket{le="5.0",strategy="beam_search"} 1.0' in page
+    assert 'ttc_strategy_latency_seconds_sum{strategy="beam_search"} 3.0' in page
 
 
 async def test_openapi_is_published_with_the_error_envelope(api) -> None:

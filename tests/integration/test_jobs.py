@@ -111,6 +111,7 @@ async def test_cancelling_a_queued_job_is_immediate_and_its_entry_is_skipped(sto
         await worker.serve()
     assert ran == [] and await store.redis.xlen(store.keys.job_stream()) == 0
     assert (await store.request_cancel(job.id)).status == "cancelled"  # idempotent
+    assert (await store.job_stats()).jobs == {(job.strategy, "cancelled"): 1.0}  # counted once
 
 
 async def test_events_are_kept_in_order(store: Store) -> None:
