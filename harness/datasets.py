@@ -1,22 +1,36 @@
 """Generated tasks with exact answers, reproducible from a seed.
 
-Arithmetic word problems of two or three steps: a regime where a 135M model finds the
+Graded arithmetic (one operation up to two-step word problems), Countdown with 3-4
+numbers, and stateful multi-query contexts: a regime where a 135M model finds the
 right answer in some of its samples but rarely in most of them — exactly where choosing
 and searching well pays off.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Checker = Literal["math", "countdown", "gym"]
 
 
 @dataclass(frozen=True)
 class Problem:
-    """A question and its exact answer."""
+    """A question, its exact answer and how to check a model's answer against it.
+
+    ``grade`` is the item's known difficulty level (0 = easiest) where the source has
+    one; ``checker`` names the exact check (``harness.grading``); ``meta`` holds what that
+    check needs (Countdown's numbers and target, a reasoning-gym entry, a context).
+    """
 
     question: str
     answer: str
+    id: str = ""
+    grade: int = 0
+    checker: Checker = "math"
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def _boxes(rng: random.Random) -> Problem:
@@ -76,14 +90,20 @@ def _two_digit_addition(rng: random.Random) -> Problem:
 _GRADED = [_one_addition, _one_multiplication, _two_digit_addition, *_TEMPLATES]
 
 
-def graded_arithmetic(count: int, seed: int = 0) -> list[Problem]:
+def graded_arithmetic(count: int, seed: int | str = 0) -> list[Problem]:
     """Problems from one operation up to two-step word problems, cycling through the grades.
 
     The embedded model solves the first grades often and the word problems rarely, so a
-    sweep over this set shows where search and voting help.
+    sweep over this set shows where search and voting help. Grades: 0 one-digit addition,
+    1 one-digit product, 2 two-digit addition, 3-6 the word-problem templates.
     """
     rng = random.Random(seed)
-    return [_GRADED[index % len(_GRADED)](rng) for index in range(count)]
+    problems = []
+    for index in range(count):
+        grade = index % len(_GRADED)
+        made = _GRADED[grade](rng)
+        problems.append(dataclasses.replace(made, id=f"arith-{seed}-{index}", grade=grade))
+    return problems
 
 
 def arithmetic_word_problems(count: int, seed: int = 0) -> list[Problem]:
@@ -93,3 +113,89 @@ def arithmetic_word_problems(count: int, seed: int = 0) -> list[Problem]:
     """
     rng = random.Random(seed)
     return [_TEMPLATES[index % len(_TEMPLATES)](rng) for index in range(count)]
+
+
+def countdown(count: int, seed: int | str = 0) -> list[Problem]:
+    """Countdown with 3 (grade 0) or 4 (grade 1) numbers; every target is reachable.
+
+    The target comes from a random expression over the numbers, so a solution exists.
+    Example: ``countdown(1, seed=0)[0].meta`` holds ``numbers`` and ``target``.
+    """
+    rng = random.Random(seed)
+    problems = []
+    for index in range(count):
+        size = 3 + index % 2
+        while True:
+            numbers = [rng.randint(1, 25) for _ in range(size)]
+            expression, target = _random_expression(rng, numbers)
+            if target is not None and 1 <= target <= 200:
+                break
+        listed = ", ".join(map(str, numbers))
+        question = (
+            f"Use the numbers {listed}, each at most once, with +, -, * and / to make {target}. "
+            "Write the expression, then finish with 'The answer is <expression>'."
+        )
+        meta = {"numbers": numbers, "target": target, "example": expression}
+        problems.append(
+            Problem(
+                question, expression, id=f"countdown-{seed}-{index}", grade=size - 3, checker="countdown", meta=meta
+            )
+        )
+    return problems
+
+
+def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[str, int | None]:
+    """A left-to-right expression over ``numbers`` in random order, with its integer value."""
+    order = rng.sample(numbers, len(numbers))
+    expression, value = str(order[0]), order[0]
+    for number in order[1:]:
+        operator = rng.choice("+-*/")
+        if operator == "/" and (number == 0 or value % number):
+            operator = "+"
+        value = {"+": value + number, "-": value - number, "*": value * number, "/": value // max(number, 1)}[operator]
+        expression = f"({expression} {operator} {number})"
+    return expression[1:-1] if len(order) > 1 else expression, value
+
+
+def multi_query_contexts(count: int, seed: int | str = 0, questions_per_context: int = 4) -> list[Problem]:
+    """``count`` shop contexts with ``questions_per_context`` questions each (stateful tasks).
+
+    Every question carries its context in ``meta["context"]`` and ``meta["context_id"]``;
+    the question text is the context followed by the question, so any strategy can answer
+    it. Grades rise with the steps a question needs (0: one lookup-and-add ... 3: four).
+    """
+    rng = random.Random(seed)
+    problems = []
+    for number in range(count):
+        red, blue, price, sold, restock = (
+            rng.randint(3, 20),
+            rng.randint(3, 20),
+            rng.randint(2, 9),
+            rng.randint(1, 3),
+            rng.randint(2, 9),
+        )
+        context = (
+            f"A shop has {red} red pens and {blue} blue pens. Every pen costs {price} dollars. "
+            f"On Monday the shop sells {sold} red pens. On Tuesday it receives {restock} new blue pens."
+        )
+        asked = [
+            ("How many pens did the shop have before Monday?", red + blue),
+            ("How many red pens are left after Monday?", red - sold),
+            ("How many blue pens does the shop have after Tuesday?", blue + restock),
+            (
+                "What are all the pens in the shop worth after Tuesday, in dollars?",
+                (red - sold + blue + restock) * price,
+            ),
+        ][:questions_per_context]
+        context_id = f"shop-{seed}-{number}"
+        for grade, (text, answer) in enumerate(asked):
+            problems.append(
+                Problem(
+                    f"{context}\n\nQuestion: {text}",
+                    str(answer),
+                    id=f"{context_id}-q{grade}",
+                    grade=grade,
+                    meta={"context_id": context_id, "context": context, "query": text},
+                )
+            )
+    return problems

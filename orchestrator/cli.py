@@ -1,4 +1,4 @@
-"""The ``ttc`` command: ``serve``, ``reason``, ``model pull``.
+"""The ``ttc`` command: ``serve``, ``reason``, ``worker``, ``keys``, ``model pull``, ``sweep``, ``fit-router``.
 
 Every command reads the same settings (``TTC_*`` environment, optional ``ttc.toml``)
 and reports errors as one line naming what to fix, with exit status 2.
@@ -204,6 +204,16 @@ def model_pull() -> None:
     except TTCError as error:
         _fail(error)
     typer.echo(str(path))
+
+
+def _register_harness() -> None:
+    from harness.cli import fit_router, sweep
+
+    app.command("sweep")(sweep)
+    app.command("fit-router")(fit_router)
+
+
+_register_harness()
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """``auto``: compute-optimal routing (Snell et al.).
 
-1. Probe: a few short samples of the question, charged to the request. Their answer
+1. Probe: a few short samples of the question, charged to the request (at most half the
+   budget left; with less than that, no probe and a middling difficulty). Their answer
    agreement and mean verifier score estimate the difficulty in [0, 1] — no ground truth.
 2. Saturation: if every probe sample states the same answer and the verifier finds no
    fault in any of them, the answer is settled; spending more would buy nothing.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -30,6 +32,7 @@ from verifiers.base import ScoreRequest, VerifierName, get_verifier
 from verifiers.extraction import extract_answer
 
 DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.json"
+POLICY_ENV = "TTC_ROUTING_POLICY"  # a fitted policy file (``ttc fit-router`` writes one)
 
 
 class PolicyEntry(BaseModel):
@@ -68,21 +71,28 @@ def load_policy(path: str = str(DEFAULT_POLICY)) -> Policy:
             raise ConfigurationError(f"routing policy {path} has no entries for difficulty bin {bin_index}")
     for entries in policy.table.values():
         for entry in entries:
-            if entry.strategy == "auto" or entry.strategy not in REGISTRY:
+            if entry.strategy in ("auto", "probe") or entry.strategy not in REGISTRY:
                 raise ConfigurationError(f"routing policy {path} names unusable strategy {entry.strategy!r}")
             REGISTRY[entry.strategy].parse_params(entry.params)
     return policy
 
 
-class AutoParams(BaseModel):
-    """Parameters of ``auto``."""
+class ProbeParams(BaseModel):
+    """Parameters of ``probe`` (and the probe ``auto`` starts with)."""
 
     model_config = ConfigDict(extra="forbid")
 
     probe_samples: int = Field(4, ge=2, le=16, description="short samples that estimate difficulty")
     probe_max_tokens: int = Field(160, ge=16, le=1024)
     verifier: VerifierName = Field("arith_steps", description="scores the probe samples")
-    policy_path: str = Field(str(DEFAULT_POLICY), description="routing policy file (JSON)")
+
+
+class AutoParams(ProbeParams):
+    """Parameters of ``auto``."""
+
+    policy_path: str | None = Field(
+        None, description=f"routing policy file (JSON); default: ${POLICY_ENV}, else the shipped default"
+    )
 
 
 def estimate_difficulty(answers: list[str | None], scores: list[float]) -> tuple[float, float]:
@@ -96,26 +106,104 @@ def estimate_difficulty(answers: list[str | None], scores: list[float]) -> tuple
     return 1.0 - (agreement + mean_score) / 2.0, agreement
 
 
-@register("auto", AutoParams)
-async def auto(question: str, ctx: ReasoningContext, params: AutoParams) -> StrategyResult:
-    """Probe the question's difficulty, then run the policy's strategy for that difficulty and budget."""
-    policy = load_policy(params.policy_path)
+class Probe(BaseModel):
+    """What a few short samples say about a question, without knowing its answer."""
+
+    texts: list[str]
+    answers: list[str | None]
+    scores: list[float]
+    agreement: float
+    difficulty: float
+
+    @property
+    def settled(self) -> bool:
+        """Every sample states the same answer and none fails verification."""
+        return self.agreement == 1.0 and self.answers[0] is not None and min(self.scores) >= 0.5
+
+    def majority(self) -> tuple[str | None, str]:
+        """The most common answer and a sample text that states it."""
+        top = Counter(a for a in self.answers if a is not None).most_common(1)
+        answer = top[0][0] if top else None
+        return answer, next((t for t, a in zip(self.texts, self.answers, strict=True) if a == answer), self.texts[0])
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "answers": self.answers,
+            "scores": self.scores,
+            "agreement": self.agreement,
+            "difficulty": self.difficulty,
+            "settled": self.settled,
+        }
+
+
+MIN_PROBE_TOKENS = 48  # shorter samples rarely reach an answer: no signal in them
+
+
+def probe_shape(params: ProbeParams, remaining_tokens: int | None) -> tuple[int, int] | None:
+    """(samples, max_tokens) of a probe that spends at most half the budget left; None if none fits.
+
+    Example: with 4 x 160 asked and 256 tokens left, ``(2, 64)``.
+    """
+    if remaining_tokens is None:
+        return params.probe_samples, params.probe_max_tokens
+    share, samples = remaining_tokens // 2, params.probe_samples
+    while samples > 2 and share // samples < MIN_PROBE_TOKENS:
+        samples -= 1
+    per_sample = min(params.probe_max_tokens, share // samples)
+    return (samples, per_sample) if per_sample >= MIN_PROBE_TOKENS else None
+
+
+async def run_probe(question: str, ctx: ReasoningContext, params: ProbeParams) -> Probe | None:
+    """Sample the question a few times (short, charged to the request) and estimate its difficulty.
+
+    The probe takes at most half of the budget left; None when the budget cannot fit one.
+    """
+    shape = probe_shape(params, ctx.meter.remaining_tokens())
+    if shape is None:
+        return None
     prompt = ctx.renderer.render_question(question, system=DEFAULT_SYSTEM_PROMPT)
-    probe = SamplingSettings(n=params.probe_samples, temperature=0.7, max_tokens=params.probe_max_tokens)
-    [result] = await ctx.generate([prompt], probe)
+    [result] = await ctx.generate([prompt], SamplingSettings(n=shape[0], temperature=0.7, max_tokens=shape[1]))
     texts = [c.text for c in result.completions]
     answers = [extract_answer(text) for text in texts]
     batch = [ScoreRequest(question, tuple(t for t in text.split("\n\n") if t.strip()) or (text,)) for text in texts]
     scores = await ctx.score(get_verifier(params.verifier), batch)
     difficulty, agreement = estimate_difficulty(answers, scores)
-    decision: dict[str, Any] = {
-        "policy": policy.version,
-        "probe": {"answers": answers, "scores": scores, "agreement": agreement, "difficulty": difficulty},
-    }
-    if agreement == 1.0 and answers[0] is not None and min(scores) >= 0.5:
+    return Probe(texts=texts, answers=answers, scores=scores, agreement=agreement, difficulty=difficulty)
+
+
+@register("probe", ProbeParams)
+async def probe(question: str, ctx: ReasoningContext, params: ProbeParams) -> StrategyResult:
+    """The difficulty probe ``auto`` starts with, alone: a short vote, difficulty in the trace."""
+    found = await run_probe(question, ctx, params)
+    if found is None:
+        raise BudgetExceededError("the token budget cannot fit a probe", limit="tokens")
+    answer, output = found.majority()
+    return StrategyResult(answer=answer, output=output, trace={"probe": found.summary()})
+
+
+@register("auto", AutoParams)
+async def auto(question: str, ctx: ReasoningContext, params: AutoParams) -> StrategyResult:
+    """Probe the question's difficulty, then run the policy's strategy for that difficulty and budget."""
+    policy = load_policy(params.policy_path or os.environ.get(POLICY_ENV) or str(DEFAULT_POLICY))
+    found = await run_probe(question, ctx, params)
+    if found is None:  # too small a budget to probe: route as a question of middling difficulty
+        return await _route(question, ctx, policy, MIDDLING, {"policy": policy.version, "probe": None}, None)
+    decision: dict[str, Any] = {"policy": policy.version, "probe": found.summary()}
+    if found.settled:
         decision["choice"] = "settled by the probe: every sample agrees and none fails verification"
         await ctx.emit({"type": "route", **decision})
-        return StrategyResult(answer=answers[0], output=texts[0], trace={"route": decision})
+        answer, output = found.majority()
+        return StrategyResult(answer=answer, output=output, trace={"route": decision})
+    return await _route(question, ctx, policy, found.difficulty, decision, found)
+
+
+MIDDLING = 0.5
+
+
+async def _route(
+    question: str, ctx: ReasoningContext, policy: Policy, difficulty: float, decision: dict[str, Any], found
+) -> StrategyResult:
+    """Run the policy's choice for ``difficulty`` and the budget left; fall back to the probe's vote."""
     bin_index, entry = policy.choose(difficulty, ctx.meter.remaining_tokens())
     decision |= {
         "bin": bin_index,
@@ -128,8 +216,8 @@ async def auto(question: str, ctx: ReasoningContext, params: AutoParams) -> Stra
     try:
         routed = await chosen.run(question, ctx, chosen.parse_params(entry.params))
     except BudgetExceededError:  # the probe's majority is still an answer
-        top = Counter(a for a in answers if a is not None).most_common(1)
-        answer = top[0][0] if top else None
-        output = next((t for t, a in zip(texts, answers, strict=True) if a == answer), texts[0])
+        if found is None:
+            raise
+        answer, output = found.majority()
         return StrategyResult(answer=answer, output=output, best_so_far=True, trace={"route": decision})
     return routed.model_copy(update={"trace": {"route": decision, **routed.trace}})

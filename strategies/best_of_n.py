@@ -82,6 +82,7 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
     texts: list[str] = []
     answers: list[str | None] = []
     scores: list[float] = []
+    tokens: list[int] = []
     waves: list[int] = []
     exhausted = False
     wave = params.wave_size if params.adaptive and params.selection != "argmax" else params.n
@@ -94,6 +95,7 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
             [result] = await ctx.generate([prompt], sampling)
             new_texts = [c.text for c in result.completions]
             texts += new_texts
+            tokens += [len(c.token_ids) for c in result.completions]
             answers += [_answer_of(text, params.vote_by) for text in new_texts]
             if params.vote_by == "meaning":
                 answers = await canonical_by_meaning(answers, params.meaning_threshold)
@@ -107,7 +109,7 @@ async def best_of_n(question: str, ctx: ReasoningContext, params: BestOfNParams)
                 break
     except BudgetExceededError:
         exhausted = True
-    return select_answer(texts, answers, scores, params.selection, exhausted, waves)
+    return select_answer(texts, answers, scores, params.selection, exhausted, waves, tokens)
 
 
 def _answer_of(text: str, vote_by: str) -> str | None:
@@ -139,11 +141,27 @@ def _steps(text: str, delimiter: str) -> tuple[str, ...]:
 
 
 def select_answer(
-    texts: list[str], answers: list[str | None], scores: list[float], selection: Selection, exhausted: bool, waves
+    texts: list[str],
+    answers: list[str | None],
+    scores: list[float],
+    selection: Selection,
+    exhausted: bool,
+    waves: list[int],
+    tokens: list[int] | None = None,
 ) -> StrategyResult:
-    """Pick among samples by ``selection``; also used to score subsets in budget sweeps."""
+    """Pick among samples by ``selection``; also used to score subsets in budget sweeps.
+
+    The trace lists every sample's text, answer, score and completion tokens, in drawing order,
+    so a sweep can re-select from any prefix of them without generating again.
+    """
     sample_scores: list[float | None] = list(scores) if scores else [None] * len(answers)
-    trace = {"samples": [{"answer": a, "score": s} for a, s in zip(answers, sample_scores, strict=True)]}
+    sample_tokens: list[int | None] = list(tokens) if tokens else [None] * len(answers)
+    trace = {
+        "samples": [
+            {"answer": a, "score": s, "tokens": t, "text": text}
+            for a, s, t, text in zip(answers, sample_scores, sample_tokens, texts, strict=True)
+        ]
+    }
     trace |= {"waves": waves, "samples_drawn": len(texts), "selection": selection}
     if not texts:
         return StrategyResult(answer=None, output="", best_so_far=True, trace=trace)

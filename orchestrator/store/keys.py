@@ -57,6 +57,22 @@ class Keys:
         """Hash of counters over every finished job (tokens, outcomes, latency buckets), for /metrics."""
         return f"{self.namespace}:stats:jobs"
 
+    def sweep_spec(self, sweep: str) -> str:
+        """JSON of a budget sweep's definition (dataset, strategies, budgets)."""
+        return f"{self.namespace}:sweep:{_checked(sweep)}:spec"
+
+    def sweep_results(self, sweep: str) -> str:
+        """Hash of a sweep's results: unit key (item, strategy, params, budget, seed) to JSON."""
+        return f"{self.namespace}:sweep:{_checked(sweep)}:results"
+
+    def sweep_probes(self, sweep: str) -> str:
+        """Hash of item id to its difficulty-probe features (what ``auto`` sees online)."""
+        return f"{self.namespace}:sweep:{_checked(sweep)}:probes"
+
+    def sweep_passes(self, sweep: str) -> str:
+        """Hash of (item, sampling params, seed) to one best-of-N sample pass, reused by every budget."""
+        return f"{self.namespace}:sweep:{_checked(sweep)}:passes"
+
     def schema_version(self) -> str:
         """The layout version of everything under this namespace."""
         return f"{self.namespace}:schema-version"

@@ -73,3 +73,14 @@ def test_bad_policy_files_are_refused_with_the_reason(tmp_path, content: str, pr
     path.write_text(content)
     with pytest.raises(ConfigurationError, match=problem):
         load_policy(str(path))
+
+
+def test_the_probe_takes_at_most_half_the_budget_left() -> None:
+    from strategies.auto import AutoParams, probe_shape
+
+    params = AutoParams()  # 4 samples x 160 tokens
+    assert probe_shape(params, None) == (4, 160)
+    assert probe_shape(params, 10_000) == (4, 160)
+    assert probe_shape(params, 600) == (4, 75)
+    assert probe_shape(params, 256) == (2, 64)
+    assert probe_shape(params, 150) is None  # 2 x 37 tokens would say nothing

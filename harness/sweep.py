@@ -1,0 +1,263 @@
+"""``ttc sweep``: a dataset x strategy configurations x token budgets, resumable.
+
+Every point (item, strategy, params, budget, seed) is stored in Redis as soon as it is
+done; a rerun with the same sweep name skips stored points. Each item is probed once
+(the same probe ``auto`` runs online), which gives the difficulty the report bins by and
+the router is fitted on.
+
+Best-of-N uses one generation pass per item (search-and-learn's trick): N samples are
+drawn once with no budget, and the point at budget B re-selects among the longest
+prefix of samples whose compute tokens fit in B. FLOPs and latency of such a derived
+point are the pass's, scaled by its share of the pass's compute tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from harness.catalog import Split
+from harness.datasets import Problem
+from harness.grading import is_correct
+from harness.results import ProbeFeatures, SweepResult, SweepStore, unit_key
+from harness.solvers import Attempt, Solver
+from orchestrator.budget import Budget
+from orchestrator.errors import InvalidRequestError
+from orchestrator.store.keys import Keys
+from strategies import REGISTRY
+from strategies.auto import ProbeParams
+from strategies.best_of_n import select_answer
+
+DEFAULT_BON_SAMPLES = 16
+
+
+class StrategySpec(BaseModel):
+    """One configuration to sweep: a strategy and its params."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_and_valid(self) -> StrategySpec:
+        if self.strategy not in REGISTRY:
+            raise ValueError(f"unknown strategy {self.strategy!r}: use one of {', '.join(sorted(REGISTRY))}")
+        try:
+            REGISTRY[self.strategy].parse_params(self.params)
+        except InvalidRequestError as error:  # as a ValueError, pydantic reports it with the spec's path
+            raise ValueError(str(error)) from None
+        return self
+
+    @property
+    def label(self) -> str:
+        """``name`` or ``name{k=v,...}``: readable, and unique per params."""
+        if not self.params:
+            return self.strategy
+        inner = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.strategy}{{{inner}}}"
+
+    @property
+    def uses_one_pass(self) -> bool:
+        return self.strategy == "best_of_n"
+
+
+class SweepSpec(BaseModel):
+    """What to sweep. ``name`` keys its results in Redis: reuse it to resume."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    dataset: str = "arithmetic"
+    split: Split = "dev"
+    limit: int = Field(20, ge=1)
+    data_seed: int = 0
+    strategies: list[StrategySpec] = Field(min_length=1)
+    budgets: list[int] = Field(default_factory=lambda: [256, 512, 1024, 2048], min_length=1)
+    seeds: int = Field(1, ge=1, le=16, description="repeats of every point (sampling is not seeded)")
+    concurrency: int = Field(4, ge=1, le=256)
+    probe: ProbeParams = Field(default_factory=ProbeParams)
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, name: str) -> str:
+        Keys().sweep_spec(name)  # raises on a name Redis keys cannot carry
+        return name
+
+    @field_validator("budgets")
+    @classmethod
+    def _powers_of_two(cls, budgets: list[int]) -> list[int]:
+        bad = [b for b in budgets if b < 1 or b & (b - 1)]
+        if bad:
+            raise ValueError(f"budgets must be powers of two (e.g. 256,512,1024), not {bad}")
+        return sorted(set(budgets))
+
+
+class Sweep:
+    """Runs a ``SweepSpec`` with a ``Solver``, storing each point as it finishes."""
+
+    def __init__(self, spec: SweepSpec, solver: Solver, results: SweepStore) -> None:
+        self.spec = spec
+        self.solver = solver
+        self.results = results
+        self.limiter = anyio.CapacityLimiter(spec.concurrency)
+        self._pass_locks: dict[str, anyio.Lock] = {}
+
+    async def run(
+        self, problems: list[Problem], on_progress: Callable[[int, int], None] | None = None
+    ) -> list[SweepResult]:
+        """Run every point not stored yet; ``on_progress(done, total)`` after each unit of work.
+
+        ``problems`` are the spec's items (``load_dataset(spec.dataset, spec.split, ...)``).
+        """
+        await self.results.save_spec(self.spec.model_dump())
+        units = await self._pending_units(problems)
+        finished = 0
+        if on_progress:
+            on_progress(0, len(units))
+
+        async def run_unit(unit: Callable[[], Any]) -> None:
+            nonlocal finished
+            async with self.limiter:
+                await unit()
+            finished += 1
+            if on_progress:
+                on_progress(finished, len(units))
+
+        async with anyio.create_task_group() as group:
+            for unit in units:
+                group.start_soon(run_unit, unit)
+        return await self.results.results()
+
+    async def _pending_units(self, problems: list[Problem]) -> list[Callable[[], Any]]:
+        done = await self.results.done_keys()
+        probed = await self.results.probes()
+        units: list[Callable[[], Any]] = [
+            (lambda p=problem: self._probe(p)) for problem in problems if problem.id not in probed
+        ]
+        for seed in range(self.spec.seeds):
+            for problem in problems:
+                for config in self.spec.strategies:
+                    missing = [b for b in self.spec.budgets if unit_key(problem.id, config.label, b, seed) not in done]
+                    if not missing:
+                        continue
+                    if config.uses_one_pass:
+                        units.append(lambda p=problem, c=config, s=seed, m=missing: self._best_of_n(p, c, s, m))
+                    else:
+                        units += [
+                            (lambda p=problem, c=config, s=seed, b=budget: self._attempt(p, c, s, b))
+                            for budget in missing
+                        ]
+        return units
+
+    async def _probe(self, problem: Problem) -> None:
+        attempt = await self.solver.solve(problem.question, "probe", self.spec.probe.model_dump(), Budget())
+        seen = attempt.trace.get("probe", {})
+        await self.results.save_probe(
+            ProbeFeatures(
+                item_id=problem.id,
+                difficulty=seen.get("difficulty", 1.0),
+                agreement=seen.get("agreement", 0.0),
+                settled=seen.get("settled", False),
+                compute_tokens=attempt.usage.compute_tokens,
+            )
+        )
+
+    async def _attempt(self, problem: Problem, config: StrategySpec, seed: int, budget: int) -> None:
+        attempt = await self.solver.solve(problem.question, config.strategy, config.params, Budget(max_tokens=budget))
+        await self.results.save_results([_result_of(problem, config, seed, budget, attempt)])
+
+    async def _best_of_n(self, problem: Problem, config: StrategySpec, seed: int, budgets: list[int]) -> None:
+        sample_pass = await self._sample_pass(problem, config, seed)
+        selection = config.params.get("selection", "majority")
+        await self.results.save_results(
+            [_derived_result(problem, config, seed, budget, sample_pass, selection) for budget in budgets]
+        )
+
+    async def _sample_pass(self, problem: Problem, config: StrategySpec, seed: int) -> dict[str, Any]:
+        """N samples of the item, all scored, drawn once for every selection and budget."""
+        params = {k: v for k, v in config.params.items() if k != "selection"}
+        params |= {"selection": "weighted", "adaptive": False, "n": params.get("n", DEFAULT_BON_SAMPLES)}
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+        key = f"{problem.id}|{digest}|{seed}"
+        async with self._pass_locks.setdefault(key, anyio.Lock()):
+            stored = await self.results.sample_pass(key)
+            if stored is not None:
+                return stored
+            attempt = await self.solver.solve(problem.question, "best_of_n", params, Budget())
+            sample_pass = {"usage": attempt.usage.model_dump(), "samples": attempt.trace.get("samples", [])}
+            sample_pass["error"] = (attempt.error or {}).get("message")
+            await self.results.save_pass(key, sample_pass)
+            return sample_pass
+
+
+def _result_of(problem: Problem, config: StrategySpec, seed: int, budget: int, attempt: Attempt) -> SweepResult:
+    usage = attempt.usage
+    return SweepResult(
+        item_id=problem.id,
+        grade=problem.grade,
+        strategy=config.label,
+        strategy_name=config.strategy,
+        params=config.params,
+        budget=budget,
+        seed=seed,
+        correct=attempt.status == "succeeded" and is_correct(problem, attempt.answer, attempt.output),
+        answer=attempt.answer,
+        status=attempt.status,
+        compute_tokens=usage.compute_tokens,
+        completion_tokens=usage.completion_tokens,
+        flops=usage.flops,
+        kv_footprint_tokens=usage.kv_footprint_tokens or usage.prompt_tokens + usage.completion_tokens,
+        latency_s=usage.wall_time_s,
+        budget_exhausted=usage.budget_exhausted,
+        error=(attempt.error or {}).get("message"),
+    )
+
+
+def _derived_result(
+    problem: Problem, config: StrategySpec, seed: int, budget: int, sample_pass: dict[str, Any], selection: str
+) -> SweepResult:
+    """The budget-``budget`` point of best-of-N, selected from the longest affordable prefix."""
+    usage, samples = sample_pass["usage"], sample_pass["samples"]
+    prompt_compute = usage["prompt_tokens"] - usage["cached_prompt_tokens"]
+    spent, taken = prompt_compute, 0
+    while taken < len(samples) and spent + (samples[taken]["tokens"] or 0) <= budget:
+        spent += samples[taken]["tokens"] or 0
+        taken += 1
+    prefix = samples[:taken]
+    chosen = select_answer(
+        [s["text"] for s in prefix],
+        [s["answer"] for s in prefix],
+        [s["score"] if s["score"] is not None else 0.0 for s in prefix],
+        selection,
+        taken < len(samples),
+        [taken],
+        [s["tokens"] for s in prefix],
+    )
+    share = spent / max(1, prompt_compute + sum(s["tokens"] or 0 for s in samples))
+    completion = spent - prompt_compute
+    return SweepResult(
+        item_id=problem.id,
+        grade=problem.grade,
+        strategy=config.label,
+        strategy_name=config.strategy,
+        params=config.params | {"n": taken},
+        budget=budget,
+        seed=seed,
+        correct=bool(prefix) and is_correct(problem, chosen.answer, chosen.output),
+        answer=chosen.answer,
+        status="succeeded" if sample_pass.get("error") is None else "failed",
+        compute_tokens=spent,
+        completion_tokens=completion,
+        flops=usage["flops"] * share,
+        kv_footprint_tokens=usage["prompt_tokens"] + completion,
+        latency_s=usage["wall_time_s"] * share,
+        budget_exhausted="tokens" if taken < len(samples) else None,
+        derived=True,
+        error=sample_pass.get("error"),
+    )

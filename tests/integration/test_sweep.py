@@ -1,0 +1,122 @@
+"""The budget-sweep harness end to end: a tiny sweep on the engine (files, plots, a policy
+auto loads, the test-split comparison), and resuming an interrupted sweep."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import anyio
+import pytest
+from PIL import Image
+
+from harness.catalog import load_dataset
+from harness.results import SweepStore, unit_key
+from harness.run import fit_router, run_sweep
+from harness.solvers import InProcessSolver
+from harness.sweep import Sweep, SweepSpec
+from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from strategies.auto import load_policy
+
+
+def assert_png_has_a_picture(path: Path) -> None:
+    with Image.open(path) as image:
+        image.load()
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+    assert image.size[0] > 300 and (colours is None or len(colours) > 20), path  # not blank
+
+
+@pytest.mark.engine
+async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads(
+    inprocess_backend, store, tmp_path: Path
+) -> None:
+    settings = Settings()
+    runtime = Runtime(settings, inprocess_backend, store)
+    spec = SweepSpec(
+        name=f"tiny-{uuid.uuid4().hex[:6]}",
+        dataset="arithmetic",
+        limit=4,
+        strategies=[{"strategy": "direct"}, {"strategy": "best_of_n", "params": {"n": 4, "max_tokens": 96}}],
+        budgets=[256, 512],
+        concurrency=4,
+        probe={"probe_samples": 2, "probe_max_tokens": 64},
+    )
+    seen: list[tuple[int, int]] = []
+    outcome = await run_sweep(spec, tmp_path / "dev", settings, runtime=runtime, on_progress=lambda *p: seen.append(p))
+
+    rows = [json.loads(line) for line in outcome.jsonl.read_text().splitlines()]
+    assert len(rows) == 2 * 2 * 4 == len(outcome.results)
+    assert {(r["strategy"], r["budget"]) for r in rows} == {
+        (s, b) for s in ("direct", "best_of_n{max_tokens=96,n=4}") for b in (256, 512)
+    }
+    assert all(r["difficulty"] is not None and r["compute_tokens"] > 0 for r in rows)
+    assert all(r["compute_tokens"] <= r["budget"] for r in rows if r["derived"])
+    assert seen[-1][0] == seen[-1][1] == 4 + 4 * 2 + 4  # probes, direct points, best-of-N passes
+    report = outcome.report.read_text()
+    assert "| `direct` | 256 | all | 4 |" in report and "accuracy_vs_flops.png" in report
+    for name in ("accuracy_vs_tokens.png", "accuracy_vs_flops.png"):
+        assert_png_has_a_picture(tmp_path / "dev" / name)
+
+    fitted = await fit_router(
+        spec.name, tmp_path / "policy.json", settings, bins=2, eval_limit=2, runtime=runtime, out_dir=tmp_path / "test"
+    )
+    policy = load_policy(str(fitted.policy_path))
+    assert policy.version == fitted.policy["version"] and set(policy.table) >= {"0"}
+    assert fitted.evaluation is not None and len(fitted.evaluation.results) == 2 * 2 * 2
+    assert {row.budget for row in fitted.efficiency} == {256, 512}
+    routed = [r for r in fitted.evaluation.results if r.strategy_name == "auto"]
+    assert all(r.status == "succeeded" for r in routed)
+    assert "`auto` vs best-of-N majority" in fitted.evaluation.report.read_text()
+
+
+class CountingSolver:
+    """Records every attempt by (question, strategy, budget) before running it."""
+
+    def __init__(self, inner: InProcessSolver) -> None:
+        self.inner = inner
+        self.calls: list[tuple[str, str, int | None]] = []
+
+    async def solve(self, question, strategy, params, budget):
+        self.calls.append((question, strategy, budget.max_tokens))
+        return await self.inner.solve(question, strategy, params, budget)
+
+
+async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(store) -> None:
+    backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n, delay_s=0.05)
+    solver = InProcessSolver(Runtime(Settings(), backend, store))
+    spec = SweepSpec(
+        name=f"resume-{uuid.uuid4().hex[:6]}",
+        limit=6,
+        strategies=[{"strategy": "direct"}, {"strategy": "best_of_n", "params": {"n": 4}}],
+        budgets=[256, 512],
+        concurrency=2,
+    )
+    problems = load_dataset(spec.dataset, spec.split, spec.limit)
+    ids = {p.question: p.id for p in problems}
+    results = SweepStore(store, spec.name)
+
+    first = CountingSolver(solver)
+    with anyio.CancelScope() as interrupted:  # stop after 9 units, mid-sweep, like ^C
+        await Sweep(spec, first, results).run(problems, lambda done, total: done >= 9 and interrupted.cancel())
+    finished = await results.done_keys()
+    probed = set(await results.probes())
+    assert 0 < len(finished) < 6 * 2 * 2
+
+    second = CountingSolver(solver)
+    done = await Sweep(spec, second, results).run(problems)
+    assert len(done) == 6 * 2 * 2 and {r.key for r in done} >= finished
+    for question, strategy, budget in second.calls:
+        if strategy == "probe":
+            assert ids[question] not in probed
+        elif strategy == "direct":
+            assert unit_key(ids[question], "direct", budget, 0) not in finished
+    redone_passes = {ids[q] for q, s, _ in second.calls if s == "best_of_n"}
+    finished_passes = {k.split("|")[0] for k in finished if "best_of_n" in k}
+    assert not redone_passes & finished_passes
+
+    third = CountingSolver(solver)
+    await Sweep(spec, third, results).run(problems)
+    assert third.calls == []  # everything was stored
