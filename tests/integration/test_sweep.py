@@ -120,3 +120,47 @@ async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(stor
     third = CountingSolver(solver)
     await Sweep(spec, third, results).run(problems)
     assert third.calls == []  # everything was stored
+
+
+async def test_a_sweep_runs_through_the_sdk_against_a_service(store, tmp_path: Path) -> None:
+    """Same sweep, attempts sent over HTTP to a real app (scripted engine, real Redis, real worker)."""
+    import asyncio
+
+    import uvicorn
+
+    from api.app import create_app
+    from harness.solvers import ServiceSolver
+    from tests.conftest import free_port
+    from ttc import AsyncClient
+
+    settings = Settings(redis_namespace=store.keys.namespace)
+
+    def script(prompt: str, sampling) -> list[str]:  # right about 6 + 9 only
+        return ["6 + 9 = 15. The answer is 15." if "6 + 9" in prompt else "The answer is 7."] * sampling.n
+
+    backend = ScriptedBackend(script)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings, Runtime(settings, backend, store)), port=port, log_level="warning")
+    )
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn has no start-up event)
+            await anyio.sleep(0.05)
+        spec = SweepSpec(
+            name=f"sdk-{uuid.uuid4().hex[:6]}",
+            limit=3,
+            strategies=[{"strategy": "direct"}, {"strategy": "best_of_n", "params": {"n": 4}}],
+            budgets=[512, 1024],
+        )
+        async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            done = await Sweep(spec, ServiceSolver(client), SweepStore(store, spec.name)).run(
+                load_dataset(spec.dataset, spec.split, spec.limit)
+            )
+    finally:
+        server.should_exit = True
+        await serving
+    assert len(done) == 3 * 2 * 2 and all(r.status == "succeeded" for r in done)
+    derived = [r for r in done if r.derived]
+    assert derived and all(0 < r.params["n"] <= 4 and r.compute_tokens <= r.budget for r in derived)
+    assert {r.item_id for r in done if r.correct} == {"arith-0-dev-0"}  # "What is 6 + 9?"
