@@ -14,12 +14,14 @@ def is_correct(problem: Problem, answer: str | None, output: str | None) -> bool
     """Grade one attempt: the extracted ``answer`` for math, the ``output`` text otherwise.
 
     - math: equivalence via math-verify (plain numbers compared exactly);
-    - countdown: the last expression in the output that uses an operator must use the
-      given numbers at most once each and equal the target;
+    - countdown: the stated answer if it is an expression, else the last expression in the
+      output, must use the given numbers at most once each and equal the target;
     - gym: the family's own ``score_answer`` (1.0 counts as right) on the extracted answer.
     """
-    if problem.checker == "countdown":
-        return countdown_correct(last_expression(output or ""), problem.meta["numbers"], problem.meta["target"])
+    if problem.checker == "countdown":  # the stated answer if it is an expression, else the output's last one
+        stated = answer if answer and re.search(r"\d\s*[+\-*/x×÷]\s*\(?\d", answer) else None
+        expression = stated or last_expression(output or "")
+        return countdown_correct(expression, problem.meta["numbers"], problem.meta["target"])
     if problem.checker == "gym":
         return _gym_score(problem, answer, output) >= 1.0
     return answers_match(answer, problem.answer)

@@ -6,6 +6,7 @@ tests call these directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -158,8 +159,9 @@ async def fit_router(
     load_policy(str(policy_path))  # the file auto will load: check it now, not at the first request
     if not evaluate:
         return FitOutcome(policy_path, policy, None, [])
+    policy_digest = hashlib.sha256(json.dumps(policy["table"], sort_keys=True).encode()).hexdigest()[:8]
     test_spec = SweepSpec(
-        name=f"{sweep_name}-test",
+        name=f"{sweep_name}-test-{policy_digest}",  # a refit policy is evaluated afresh, never resumed
         dataset=spec.dataset,
         split="test",
         limit=eval_limit or spec.limit,

@@ -49,6 +49,9 @@ class Usage(BaseModel):
     eflops: float = 0.0
     kv_footprint_tokens: int = Field(0, description="search tree KV: unique live-node tokens, summed over depths")
     budget_exhausted: str | None = Field(None, description="the limit that stopped the request, if one did")
+    critical_path_tokens: int | None = Field(
+        None, description="parallel strategies: tokens of the longest chain of threads that ran one after another"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -149,6 +152,10 @@ class BudgetMeter:
             usage.flops += cost.flops
             usage.kv_bytes_read += cost.kv_bytes
             usage.eflops += cost.eflops
+
+    def note_critical_path(self, tokens: int) -> None:
+        """Record a parallel strategy's critical-path tokens (its threads' tokens are charged as usual)."""
+        self.usage.critical_path_tokens = tokens
 
     def charge_verifier(self, calls: int = 1) -> None:
         """Charge verifier calls (their model tokens, if any, are charged as generations)."""

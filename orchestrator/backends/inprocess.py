@@ -237,7 +237,21 @@ class InProcessBackend(GenerationBackend):
         engine, self._engine = self._engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
+                await _stop_output_handler(engine)
                 await anyio.to_thread.run_sync(_shutdown_quietly, engine)
+
+
+async def _stop_output_handler(engine: Any) -> None:
+    """Stop the engine's output task before the engine core.
+
+    ``AsyncLLM.shutdown`` stops the core first; its output task, still reading, would then
+    log the core's exit as an ``EngineDeadError`` on every clean shutdown.
+    """
+    handler = getattr(engine, "output_handler", None)
+    if handler is None or handler.done():
+        return
+    handler.cancel()
+    await asyncio.wait([handler], timeout=5)
 
 
 def _shutdown_quietly(engine: Any) -> None:
