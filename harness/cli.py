@@ -92,6 +92,12 @@ def sweep(
 
     outcome = _run(go)
     typer.echo(f"{len(outcome.results)} points in {outcome.seconds:.0f} s")
+    if outcome.failures:
+        typer.secho(
+            f"{len(outcome.failures)} runs failed and were not stored (rerun to retry); first: {outcome.failures[0]}",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     typer.echo(f"results: {outcome.jsonl}\nreport:  {outcome.report}")
 
 
@@ -170,10 +176,11 @@ def _run(go):
 
     from orchestrator.cli import _fail
     from orchestrator.errors import TTCError
+    from ttc.errors import TTCAPIError
 
     try:
         return anyio.run(go)
-    except TTCError as error:
+    except (TTCError, TTCAPIError) as error:
         _fail(error)
     except KeyboardInterrupt:
         typer.echo("interrupted: finished points are stored; rerun the same command to resume")

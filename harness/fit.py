@@ -84,21 +84,28 @@ def fit_policy(
 ) -> dict[str, Any]:
     """The policy file's content: bin edges, and per bin the winner at each budget.
 
-    An entry's ``min_tokens`` is its budget minus the probe's typical cost, since ``auto``
-    chooses after paying for the probe. A bin with no dev items uses the overall winners.
+    ``auto`` chooses after paying for its probe, so an entry's ``min_tokens`` is its budget
+    minus what the probe typically costs at that budget (``probe_cost_online``), less a
+    margin; entries that would share a threshold keep the smaller budget's winner. A bin
+    with no dev items uses the overall winners.
     """
     edges = quantile_edges([p.difficulty for p in probes.values()], bins)
-    probe_cost = statistics.median(p.compute_tokens for p in probes.values()) if probes else 0
+    prompt = statistics.median(p.prompt_tokens for p in probes.values()) if probes else 0
+    completion = statistics.median(p.compute_tokens - p.prompt_tokens for p in probes.values()) if probes else 0
     overall = best_per_budget(results)
     table: dict[str, list[dict[str, Any]]] = {}
     fitted: dict[str, dict[str, Any]] = {}
     for bin_index in range(len(edges) + 1):
         in_bin = [r for r in results if difficulty_bin(probes.get(r.item_id), edges) == str(bin_index)]
         winners = best_per_budget(in_bin) or overall
-        table[str(bin_index)] = [
-            {"min_tokens": max(0, int(budget - probe_cost)), "strategy": c.strategy_name, "params": c.params}
-            for budget, c in sorted(winners.items())
-        ]
+        entries: dict[int, dict[str, Any]] = {}
+        for budget, choice in sorted(winners.items()):
+            threshold = max(0, int(budget - probe_cost_online(budget, prompt, completion) - budget // 8))
+            entries.setdefault(
+                threshold,
+                {"min_tokens": threshold, "strategy": choice.strategy_name, "params": choice.params, "budget": budget},
+            )
+        table[str(bin_index)] = list(entries.values())
         fitted[str(bin_index)] = {str(budget): c.model_dump() for budget, c in sorted(winners.items())}
     return {
         "version": version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
@@ -106,8 +113,14 @@ def fit_policy(
         f"{len(edges) + 1} probe-difficulty bins.",
         "difficulty_bins": edges,
         "table": table,
-        "fitted": {"probe_cost_tokens": probe_cost, "winners": fitted},
+        "fitted": {"probe_prompt_tokens": prompt, "probe_completion_tokens": completion, "winners": fitted},
     }
+
+
+def probe_cost_online(budget: int, prompt: float, completion: float) -> float:
+    """What ``auto``'s probe typically spends under ``budget``: its prompt, plus its samples,
+    which ``probe_shape`` caps at half of what the prompt leaves."""
+    return prompt + min(completion, max(0.0, budget - prompt) / 2)
 
 
 class Efficiency(BaseModel):

@@ -13,6 +13,7 @@ MATH-500 answers are taken from the solution's last ``\\boxed{}``: 82 of the nor
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import json
 from collections.abc import Iterator
@@ -158,7 +159,7 @@ def last_boxed(text: str) -> str | None:
 
 
 def _int_seed(seed: int | str) -> int:
-    return seed if isinstance(seed, int) else int.from_bytes(str(seed).encode()[:8].ljust(8, b"\0"), "little")
+    return seed if isinstance(seed, int) else int.from_bytes(hashlib.sha256(str(seed).encode()).digest()[:8], "little")
 
 
 def _plain(value: Any) -> Any:

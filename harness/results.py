@@ -46,6 +46,7 @@ class ProbeFeatures(BaseModel):
     agreement: float
     settled: bool
     compute_tokens: int
+    prompt_tokens: int = Field(0, description="uncached prompt tokens of the probe's request")
 
 
 def unit_key(item_id: str, label: str, budget: int, seed: int) -> str:

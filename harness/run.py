@@ -39,6 +39,7 @@ class SweepOutcome:
     jsonl: Path
     report: Path
     seconds: float
+    failures: list[str]
 
 
 @asynccontextmanager
@@ -85,13 +86,14 @@ async def run_sweep(
     problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)  # bad data fails before the engine
     async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
         results_store = SweepStore(store, spec.name)
-        results = await Sweep(spec, solver, results_store).run(problems, on_progress)
+        sweep = Sweep(spec, solver, results_store)
+        results = await sweep.run(problems, on_progress)
         probes = await results_store.probes()
     jsonl = export_jsonl(results, probes, out_dir / "results.jsonl")
     edges = _report_edges(spec)
     sections = extra_sections(results) if extra_sections else []
     report = write_report(out_dir, title or f"Sweep {spec.name}", spec.model_dump(), results, probes, edges, sections)
-    return SweepOutcome(results, probes, jsonl, report, time.monotonic() - started)
+    return SweepOutcome(results, probes, jsonl, report, time.monotonic() - started, sweep.failures)
 
 
 def _report_edges(spec: SweepSpec) -> list[float]:
@@ -153,13 +155,11 @@ async def fit_router(
         raise InvalidRequestError(f"sweep {sweep_name!r} has no results yet: run it first")
     policy = fit_policy(results, probes, bins=bins, source=sweep_name)
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
-    policy_path.parent.mkdir(parents=True, exist_ok=True)
-    policy_path.write_text(json.dumps(policy, indent=2) + "\n")
-    load_policy.cache_clear()
-    load_policy(str(policy_path))  # the file auto will load: check it now, not at the first request
+    _write_checked_policy(policy, policy_path)
     if not evaluate:
         return FitOutcome(policy_path, policy, None, [])
-    policy_digest = hashlib.sha256(json.dumps(policy["table"], sort_keys=True).encode()).hexdigest()[:8]
+    evaluated = [policy["table"], policy["difficulty_bins"], spec.probe.model_dump(), eval_limit or spec.limit]
+    policy_digest = hashlib.sha256(json.dumps(evaluated, sort_keys=True).encode()).hexdigest()[:8]
     test_spec = SweepSpec(
         name=f"{sweep_name}-test-{policy_digest}",  # a refit policy is evaluated afresh, never resumed
         dataset=spec.dataset,
@@ -167,7 +167,7 @@ async def fit_router(
         limit=eval_limit or spec.limit,
         data_seed=spec.data_seed,
         strategies=[
-            StrategySpec(strategy="auto", params={"policy_path": str(policy_path)}),
+            StrategySpec(strategy="auto", params={"policy_path": str(policy_path), **spec.probe.model_dump()}),
             StrategySpec(strategy="best_of_n", params={"selection": "majority"}),
         ],
         budgets=spec.budgets,
@@ -193,6 +193,19 @@ async def fit_router(
         extra_sections=efficiency_section,
     )
     return FitOutcome(policy_path, policy, evaluation, rows)
+
+
+def _write_checked_policy(policy: dict[str, Any], path: Path) -> None:
+    """Write the policy where ``auto`` will read it, only once ``auto`` accepts it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = path.with_name(path.name + ".new")
+    candidate.write_text(json.dumps(policy, indent=2) + "\n")
+    try:
+        load_policy(str(candidate))  # checked now, not at the first request
+    except Exception:
+        candidate.unlink()
+        raise
+    candidate.replace(path)
 
 
 def _compare(results: list[SweepResult]) -> list[Efficiency]:

@@ -7,14 +7,19 @@ the router is fitted on.
 
 Best-of-N uses one generation pass per item (search-and-learn's trick): N samples are
 drawn once with no budget, and the point at budget B re-selects among the longest
-prefix of samples whose compute tokens fit in B. FLOPs and latency of such a derived
-point are the pass's, scaled by its share of the pass's compute tokens.
+prefix of samples whose compute tokens fit in B. The FLOPs of such a derived point are the
+pass's scaled by its share of the pass's compute tokens; its latency is the pass's (one
+batched request takes about as long as its longest sample).
+
+Attempts run with their token budget and no practical deadline, so results do not depend
+on this machine's speed. A unit that fails (engine or network) is not stored: rerun to retry.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +38,10 @@ from strategies import REGISTRY
 from strategies.auto import ProbeParams
 from strategies.best_of_n import select_answer
 
-DEFAULT_BON_SAMPLES = 16
+# Probes and best-of-N passes must not be cut by the service's default request limits.
+UNLIMITED = Budget(max_tokens=10_000_000, deadline_s=24 * 3600)
+NO_DEADLINE_S = 24 * 3600  # attempts are bounded by their token budget, not by this machine's speed
+log = logging.getLogger(__name__)
 
 
 class StrategySpec(BaseModel):
@@ -114,17 +122,25 @@ class Sweep:
         """Run every point not stored yet; ``on_progress(done, total)`` after each unit of work.
 
         ``problems`` are the spec's items (``load_dataset(spec.dataset, spec.split, ...)``).
+        A unit that fails (an engine or network error) is logged and left unstored, so a
+        rerun retries it; ``self.failures`` holds what failed. Returns the spec's points
+        (results stored under this name for other items, configurations or budgets are left out).
         """
         await self.results.save_spec(self.spec.model_dump())
         units = await self._pending_units(problems)
         finished = 0
+        self.failures: list[str] = []
         if on_progress:
             on_progress(0, len(units))
 
         async def run_unit(unit: Callable[[], Any]) -> None:
             nonlocal finished
             async with self.limiter:
-                await unit()
+                try:
+                    await unit()
+                except Exception as error:  # one unit's failure must not cancel the others
+                    log.warning("sweep unit failed (a rerun retries it): %s: %s", type(error).__name__, error)
+                    self.failures.append(f"{type(error).__name__}: {error}")
             finished += 1
             if on_progress:
                 on_progress(finished, len(units))
@@ -132,7 +148,17 @@ class Sweep:
         async with anyio.create_task_group() as group:
             for unit in units:
                 group.start_soon(run_unit, unit)
-        return await self.results.results()
+        wanted = self._unit_keys(problems)
+        return [result for result in await self.results.results() if result.key in wanted]
+
+    def _unit_keys(self, problems: list[Problem]) -> set[str]:
+        return {
+            unit_key(problem.id, config.label, budget, seed)
+            for seed in range(self.spec.seeds)
+            for problem in problems
+            for config in self.spec.strategies
+            for budget in self.spec.budgets
+        }
 
     async def _pending_units(self, problems: list[Problem]) -> list[Callable[[], Any]]:
         done = await self.results.done_keys()
@@ -156,20 +182,27 @@ class Sweep:
         return units
 
     async def _probe(self, problem: Problem) -> None:
-        attempt = await self.solver.solve(problem.question, "probe", self.spec.probe.model_dump(), Budget())
-        seen = attempt.trace.get("probe", {})
+        attempt = await self.solver.solve(problem.question, "probe", self.spec.probe.model_dump(), UNLIMITED)
+        _raise_unless_usable(attempt, "probe")
+        seen = attempt.trace["probe"]
+        usage = attempt.usage
         await self.results.save_probe(
             ProbeFeatures(
                 item_id=problem.id,
-                difficulty=seen.get("difficulty", 1.0),
-                agreement=seen.get("agreement", 0.0),
+                difficulty=seen["difficulty"],
+                agreement=seen["agreement"],
                 settled=seen.get("settled", False),
-                compute_tokens=attempt.usage.compute_tokens,
+                compute_tokens=usage.compute_tokens,
+                prompt_tokens=usage.prompt_tokens - usage.cached_prompt_tokens,
             )
         )
 
     async def _attempt(self, problem: Problem, config: StrategySpec, seed: int, budget: int) -> None:
-        attempt = await self.solver.solve(problem.question, config.strategy, config.params, Budget(max_tokens=budget))
+        attempt = await self.solver.solve(
+            problem.question, config.strategy, config.params, Budget(max_tokens=budget, deadline_s=NO_DEADLINE_S)
+        )
+        if attempt.status == "failed" and (attempt.error or {}).get("code") != "budget_exceeded":
+            _raise_unless_usable(attempt, config.label)  # an engine failure is no result: retried on resume
         await self.results.save_results([_result_of(problem, config, seed, budget, attempt)])
 
     async def _best_of_n(self, problem: Problem, config: StrategySpec, seed: int, budgets: list[int]) -> None:
@@ -181,19 +214,28 @@ class Sweep:
 
     async def _sample_pass(self, problem: Problem, config: StrategySpec, seed: int) -> dict[str, Any]:
         """N samples of the item, all scored, drawn once for every selection and budget."""
-        params = {k: v for k, v in config.params.items() if k != "selection"}
-        params |= {"selection": "weighted", "adaptive": False, "n": params.get("n", DEFAULT_BON_SAMPLES)}
+        params = REGISTRY["best_of_n"].parse_params(config.params).model_dump()
+        params |= {"selection": "weighted", "adaptive": False}
         digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
         key = f"{problem.id}|{digest}|{seed}"
         async with self._pass_locks.setdefault(key, anyio.Lock()):
             stored = await self.results.sample_pass(key)
             if stored is not None:
                 return stored
-            attempt = await self.solver.solve(problem.question, "best_of_n", params, Budget())
-            sample_pass = {"usage": attempt.usage.model_dump(), "samples": attempt.trace.get("samples", [])}
-            sample_pass["error"] = (attempt.error or {}).get("message")
+            attempt = await self.solver.solve(problem.question, "best_of_n", params, UNLIMITED)
+            _raise_unless_usable(attempt, "best-of-N pass")
+            samples = attempt.trace.get("samples", [])
+            if len(samples) < params["n"] or attempt.usage.budget_exhausted:
+                raise RuntimeError(f"the best-of-N pass drew {len(samples)} of {params['n']} samples")
+            sample_pass = {"usage": attempt.usage.model_dump(), "samples": samples}
             await self.results.save_pass(key, sample_pass)
             return sample_pass
+
+
+def _raise_unless_usable(attempt: Attempt, what: str) -> None:
+    if attempt.status != "succeeded":
+        message = (attempt.error or {}).get("message", attempt.status)
+        raise RuntimeError(f"{what} did not succeed: {message}")
 
 
 def _result_of(problem: Problem, config: StrategySpec, seed: int, budget: int, attempt: Attempt) -> SweepResult:
@@ -251,13 +293,12 @@ def _derived_result(
         seed=seed,
         correct=bool(prefix) and is_correct(problem, chosen.answer, chosen.output),
         answer=chosen.answer,
-        status="succeeded" if sample_pass.get("error") is None else "failed",
+        status="succeeded",
         compute_tokens=spent,
         completion_tokens=completion,
         flops=usage["flops"] * share,
         kv_footprint_tokens=usage["prompt_tokens"] + completion,
-        latency_s=usage["wall_time_s"] * share,
+        latency_s=usage["wall_time_s"],  # one batched request: about the pass's time, not a share of it
         budget_exhausted="tokens" if taken < len(samples) else None,
         derived=True,
-        error=sample_pass.get("error"),
     )

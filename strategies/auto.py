@@ -41,6 +41,7 @@ class PolicyEntry(BaseModel):
     min_tokens: int = Field(ge=0)
     strategy: str
     params: dict[str, Any] = Field(default_factory=dict)
+    budget: int | None = Field(None, description="the sweep budget this entry won at (fitted policies)")
 
 
 class Policy(BaseModel):
@@ -59,9 +60,20 @@ class Policy(BaseModel):
         return bin_index, (affordable or entries[:1])[-1]
 
 
-@cache
 def load_policy(path: str = str(DEFAULT_POLICY)) -> Policy:
-    """Read and check a policy file: every bin present, every strategy and params valid."""
+    """Read and check a policy file: every bin present, every strategy and params valid.
+
+    Cached per file version: a policy rewritten in place (a refit) is read again.
+    """
+    try:
+        version = Path(path).stat().st_mtime_ns
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the routing policy {path}: {error}") from None
+    return _load_policy(path, version)
+
+
+@cache
+def _load_policy(path: str, _version: int) -> Policy:
     try:
         policy = Policy.model_validate(json.loads(Path(path).read_text()))
     except (OSError, ValueError) as error:
@@ -156,12 +168,16 @@ def probe_shape(params: ProbeParams, remaining_tokens: int | None) -> tuple[int,
 async def run_probe(question: str, ctx: ReasoningContext, params: ProbeParams) -> Probe | None:
     """Sample the question a few times (short, charged to the request) and estimate its difficulty.
 
-    The probe takes at most half of the budget left; None when the budget cannot fit one.
+    The probe's samples take at most half of the budget left after its prompt; None when the
+    budget cannot fit one.
     """
-    shape = probe_shape(params, ctx.meter.remaining_tokens())
+    prompt = ctx.renderer.render_question(question, system=DEFAULT_SYSTEM_PROMPT)
+    remaining = ctx.meter.remaining_tokens()
+    if remaining is not None:  # the prompt is paid too (a long one may leave room for no probe)
+        remaining -= ctx.renderer.count_tokens(prompt)
+    shape = probe_shape(params, remaining)
     if shape is None:
         return None
-    prompt = ctx.renderer.render_question(question, system=DEFAULT_SYSTEM_PROMPT)
     [result] = await ctx.generate([prompt], SamplingSettings(n=shape[0], temperature=0.7, max_tokens=shape[1]))
     texts = [c.text for c in result.completions]
     answers = [extract_answer(text) for text in texts]

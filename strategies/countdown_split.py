@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 _USE_THE_NUMBERS = re.compile(r"numbers\s+([\d,\s]+?)(?:,\s*each|\s+to|\.|$).*?make\s+(-?\d+)", re.I | re.S)
-_MAKE_FROM = re.compile(r"make\s+(-?\d+)\s+using[^:]*:\s*([\d,\s]+)", re.I)
+_MAKE_FROM = re.compile(r"(?:make|calculate)\s+(-?\d+)\s+using[^:]*:\s*([\d,\s]+)", re.I)
 _EQUALS = re.compile(r"numbers\s+([\d,\s]+?),?\s*create an expression that equals\s+(-?\d+)", re.I)
 
 

@@ -141,6 +141,7 @@ class SpawnJoin:
     def __init__(self, ctx: ReasoningContext, params: SpawnJoinParams) -> None:
         self.ctx = ctx
         self.params = params
+        self.model_spawns = True  # false under an imposed split: children do not spawn again
         self._next_id = 0
 
     def new_thread(self, task: str) -> Thread:
@@ -150,7 +151,7 @@ class SpawnJoin:
     async def run_thread(self, thread: Thread, depth: int, system: str) -> None:
         """Decode ``thread`` to its end, spawning and joining children on the way."""
         thread.started = time.monotonic()
-        may_spawn = depth < self.params.max_depth and self.params.decomposition == "model"
+        may_spawn = depth < self.params.max_depth and self.model_spawns
         for round_index in range(self.params.max_spawns + 1):
             spawning = may_spawn and round_index < self.params.max_spawns
             piece = await self._continue(thread, system, stop=(SPAWN_CLOSE,) if spawning else ())
@@ -221,8 +222,14 @@ class SpawnJoin:
             for n, (step, c, ok) in enumerate(zip(first, composed, checked, strict=True), 1)
         ]
         root.text = root.text[: root.text.rfind(SPAWN_OPEN)] + "<join>\n" + "\n".join(lines) + "\n</join>\n"
-        await self._continue(root, PARENT_PROMPT, stop=())
-        root.result = next((c for c in checked if c), None) or extract_answer(root.text)
+        verified = next((c for c in checked if c), None)
+        root.result = verified
+        try:
+            await self._continue(root, PARENT_PROMPT, stop=())
+        except BudgetExceededError:
+            if verified is None:
+                raise  # nothing checked: the budget ran out before an answer
+        root.result = verified or extract_answer(root.text)
         root.status, root.ended = "done", time.monotonic()
 
 
@@ -235,6 +242,7 @@ async def spawn_join(question: str, ctx: ReasoningContext, params: SpawnJoinPara
     task = parse_countdown(question) if params.decomposition == "countdown" else None
     try:
         if task is not None:
+            tree.model_spawns = False
             first = first_steps(task, params.max_children)
             await tree.run_countdown(root, first, task.target, list(task.numbers))
         else:
@@ -243,7 +251,7 @@ async def spawn_join(question: str, ctx: ReasoningContext, params: SpawnJoinPara
             await tree.run_thread(root, 0, PARENT_PROMPT)
     except BudgetExceededError:
         exhausted, root.status, root.ended = True, "out of budget", time.monotonic()
-        root.result = extract_answer(root.text)
+        root.result = root.result or extract_answer(root.text)
     ctx.meter.note_critical_path(root.critical_path_tokens())
     trace = {
         "threads": root.to_trace(origin),

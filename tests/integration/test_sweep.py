@@ -122,6 +122,23 @@ async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(stor
     assert third.calls == []  # everything was stored
 
 
+async def test_a_failing_run_is_not_stored_and_the_rest_go_on(store) -> None:
+    backend = ScriptedBackend(lambda prompt, sampling: ["The answer is 7."] * sampling.n)
+    solver = CountingSolver(InProcessSolver(Runtime(Settings(), backend, store)))
+    problems = load_dataset("arithmetic", "dev", 3)
+
+    async def flaky(question, strategy, params, budget):
+        if question == problems[1].question and strategy == "direct":
+            raise RuntimeError("engine fell over")
+        return await solver.solve(question, strategy, params, budget)
+
+    spec = SweepSpec(name=f"flaky-{uuid.uuid4().hex[:6]}", limit=3, strategies=[{"strategy": "direct"}], budgets=[256])
+    sweep = Sweep(spec, type("Flaky", (), {"solve": staticmethod(flaky)})(), SweepStore(store, spec.name))
+    done = await sweep.run(problems)
+    assert {r.item_id for r in done} == {problems[0].id, problems[2].id}
+    assert sweep.failures == ["RuntimeError: engine fell over"]
+
+
 async def test_a_sweep_runs_through_the_sdk_against_a_service(store, tmp_path: Path) -> None:
     """Same sweep, attempts sent over HTTP to a real app (scripted engine, real Redis, real worker)."""
     import asyncio

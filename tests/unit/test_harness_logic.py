@@ -36,12 +36,19 @@ def result(item: str, strategy: str, budget: int, correct: bool, tokens: int, **
 
 def probe(item: str, difficulty: float) -> ProbeFeatures:
     return ProbeFeatures(
-        item_id=item, difficulty=difficulty, agreement=1 - difficulty, settled=False, compute_tokens=300
+        item_id=item,
+        difficulty=difficulty,
+        agreement=1 - difficulty,
+        settled=False,
+        compute_tokens=300,
+        prompt_tokens=60,
     )
 
 
 def test_wilson_interval_is_sane_at_the_edges() -> None:
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == 1.0
+    for n in range(1, 60):  # float rounding must never put p outside its interval (error bars < 0)
+        assert wilson_interval(n, n)[1] >= 1.0 and wilson_interval(0, n)[0] <= 0.0
     low, high = wilson_interval(5, 10)
     assert low == pytest.approx(0.237, abs=1e-3) and high == pytest.approx(0.763, abs=1e-3)
 
@@ -132,10 +139,19 @@ def test_a_fitted_policy_routes_each_bin_to_its_winner_and_auto_loads_it(tmp_pat
     assert policy.difficulty_bins == [0.8]
     assert policy.choose(0.1, 10_000)[1].strategy == "direct"
     hard_choice = policy.choose(0.9, 10_000)[1]
-    assert (hard_choice.strategy, hard_choice.params["n"], hard_choice.min_tokens) == ("best_of_n", 6, 212)
+    # at 512 the online probe costs its 60-token prompt + min(240, (512 - 60) / 2); less a 64-token margin
+    assert (hard_choice.strategy, hard_choice.params["n"], hard_choice.min_tokens) == ("best_of_n", 6, 162)
     path = tmp_path / "fitted.json"
     path.write_text(__import__("json").dumps(fitted))
     assert load_policy(str(path)).version == "t1"
+
+
+def test_thresholds_that_collide_keep_the_smaller_budgets_winner() -> None:
+    results = [result("a", "direct", 32, True, 30), result("a", "best_of_n", 64, True, 60)]
+    results += [result("a", "direct", 64, False, 30)]
+    fitted = fit_policy(results, {"a": probe("a", 0.5)}, bins=1)
+    [entry] = fitted["table"]["0"]  # 32 and 64 both leave nothing after the probe: one entry, 32's
+    assert (entry["min_tokens"], entry["strategy"], entry["budget"]) == (0, "direct", 32)
 
 
 def test_efficiency_interpolates_the_baseline_frontier() -> None:
