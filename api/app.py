@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.contexts import router as contexts_router
 from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
@@ -23,7 +24,7 @@ from orchestrator.jobs import JobQueue, Worker
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from orchestrator.store import JobRecord
-from orchestrator.store.store import TERMINAL
+from orchestrator.store.store import TERMINAL, ContextMemory
 from strategies import REGISTRY
 
 ERRORS = {404: {"model": ErrorEnvelope}, 400: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(openai_router)
+    app.include_router(contexts_router)
     app.include_router(metrics_router)
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(RequestCounter)  # outermost: counts refused requests too
@@ -100,7 +102,16 @@ def _install_routes(app: FastAPI) -> None:
     @app.post("/v1/reason", response_model=ReasonResponse, responses={202: {"model": ReasonResponse}})
     async def reason(body: ReasonRequest, request: Request):
         """Answer a question within a budget: wait for the answer, or get the job id at once."""
-        job = await submit_job(request, body.question, body.budget, body.strategy, body.params, body.idempotency_key)
+        job = await submit_job(
+            request,
+            body.question,
+            body.budget,
+            body.strategy,
+            body.params,
+            body.idempotency_key,
+            context_id=body.context_id,
+            context_memory=body.context_memory,
+        )
         if not body.wait:
             return JSONResponse(_to_response(job).model_dump(mode="json"), status_code=202)
         job = await wait_for_job(request, job)
@@ -147,6 +158,9 @@ async def submit_job(
     strategy: str,
     params: dict[str, Any],
     idempotency_key: str | None,
+    *,
+    context_id: str | None = None,
+    context_memory: ContextMemory = "use_if_ready",
 ) -> JobRecord:
     """Validate, store and enqueue a job; an idempotency key already used returns its job."""
     runtime: Runtime = request.app.state.runtime
@@ -157,7 +171,13 @@ async def submit_job(
             return await store.get_job(existing)
     api_key = getattr(request.state, "api_key", None)
     job = await runtime.submit(
-        question, budget=budget, strategy=strategy, params=params, api_key_id=api_key.id if api_key else None
+        question,
+        budget=budget,
+        strategy=strategy,
+        params=params,
+        api_key_id=api_key.id if api_key else None,
+        context_id=context_id,
+        context_memory=context_memory,
     )
     if idempotency_key:
         key = store.keys.idempotency(idempotency_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,6 +22,36 @@ class ReasonRequest(BaseModel):
     idempotency_key: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the same key returns the same job"
     )
+    context_id: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ask over this context (POST /v1/contexts)"
+    )
+    context_memory: Literal["use_if_ready", "wait"] = Field(
+        "use_if_ready", description="the context's memory is not ready yet: answer without it, or wait for it"
+    )
+
+
+class ContextRequest(BaseModel):
+    """A context to think about before questions arrive (sleep-time compute)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=64_000)
+    sleep_budget: Budget | None = Field(None, description="limits of the precompute (default: the service's)")
+    params: dict[str, Any] = Field(default_factory=dict, description="sleep params: rounds, round_max_tokens, ...")
+
+
+class ContextInfo(BaseModel):
+    """A context: its status, the memory precomputed over it, and what that cost."""
+
+    context_id: str
+    status: str
+    memory: str | None
+    memory_version: int
+    sleep_usage: Usage
+    sleep_tokens: int
+    queries: int
+    job_id: str | None
+    error: dict[str, str] | None = None
 
 
 class StrategyInfo(BaseModel):

@@ -52,6 +52,12 @@ class Usage(BaseModel):
     critical_path_tokens: int | None = Field(
         None, description="parallel strategies: tokens of the longest chain of threads that ran one after another"
     )
+    sleep_time_tokens: int | None = Field(
+        None, description="questions over a context: compute tokens spent precomputing its memory"
+    )
+    amortised_sleep_tokens: float | None = Field(
+        None, description="sleep_time_tokens divided by the questions the context has answered so far"
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -64,6 +70,29 @@ class Usage(BaseModel):
     def compute_tokens(self) -> int:
         """Tokens the engine actually computed: the quantity ``Budget.max_tokens`` bounds."""
         return self.prompt_tokens - self.cached_prompt_tokens + self.completion_tokens
+
+
+_SUMMED = (
+    "prompt_tokens",
+    "cached_prompt_tokens",
+    "completion_tokens",
+    "model_calls",
+    "verifier_calls",
+    "wall_time_s",
+    "flops",
+    "kv_bytes_read",
+    "eflops",
+    "kv_footprint_tokens",
+)
+
+
+def add_usage(first: Usage, second: Usage) -> Usage:
+    """Two requests' spending together (e.g. every precompute of one context)."""
+    total = first.model_copy()
+    for name in _SUMMED:
+        setattr(total, name, getattr(first, name) + getattr(second, name))
+    total.budget_exhausted = second.budget_exhausted or first.budget_exhausted
+    return total
 
 
 class BudgetMeter:

@@ -94,7 +94,8 @@ class ReasoningContext:
         """Every step's score for each candidate; the verifier calls are charged to this request."""
         if not batch:
             return []
-        self.meter.check()
+        if getattr(verifier, "spends_budget", True):  # a free check (a calculator) may run on a spent budget
+            self.meter.check()
         step_scores = await verifier.score(batch, self)
         self.meter.charge_verifier(len(batch))
         return step_scores

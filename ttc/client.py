@@ -17,13 +17,20 @@ from typing import Any
 import anyio
 import httpx
 
-from api.models import ReasonResponse, StrategyInfo
+from api.models import ContextInfo, ReasonResponse, StrategyInfo
 from orchestrator.budget import Budget
 from ttc.errors import APIConnectionError, APITimeoutError, TTCAPIError, error_for
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}
+CONTEXT_DONE = {"ready", "failed"}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+
+
+def _budget(budget: Budget | dict | None) -> dict[str, Any] | None:
+    if isinstance(budget, dict):
+        budget = Budget.model_validate(budget)
+    return budget.model_dump(exclude_none=True) if budget else None
 
 
 class _Base:
@@ -33,17 +40,29 @@ class _Base:
         self.max_retries = max_retries
 
     @staticmethod
-    def _reason_body(question: str, budget: Budget | dict | None, strategy: str, params: dict | None, wait: bool):
-        if isinstance(budget, dict):
-            budget = Budget.model_validate(budget)
+    def _reason_body(
+        question: str,
+        budget: Budget | dict | None,
+        strategy: str,
+        params: dict | None,
+        wait: bool,
+        context_id: str | None = None,
+        context_memory: str = "use_if_ready",
+    ):
         return {
             "question": question,
-            "budget": budget.model_dump(exclude_none=True) if budget else None,
+            "budget": _budget(budget),
             "strategy": strategy,
             "params": params or {},
             "wait": wait,
             "idempotency_key": f"sdk-{uuid.uuid4().hex}",  # a retried submit returns the same job
+            "context_id": context_id,
+            "context_memory": context_memory,
         }
+
+    @staticmethod
+    def _context_body(text: str, sleep_budget: Budget | dict | None, params: dict | None) -> dict[str, Any]:
+        return {"text": text, "sleep_budget": _budget(sleep_budget), "params": params or {}}
 
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None
@@ -100,15 +119,55 @@ class Client(_Base):
             time.sleep(self._backoff(attempt, response))
         raise AssertionError("unreachable")
 
-    def reason(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None):
-        """Answer a question and wait for the result (a ``ReasonResponse``)."""
-        body = self._reason_body(question, budget, strategy, params, wait=True)
+    def reason(
+        self,
+        question: str,
+        *,
+        budget=None,
+        strategy: str = "direct",
+        params: dict | None = None,
+        context_id: str | None = None,
+        context_memory: str = "use_if_ready",
+    ):
+        """Answer a question and wait for the result (a ``ReasonResponse``).
+
+        With ``context_id`` the question is asked over that context and its precomputed
+        memory (``context_memory="wait"`` waits for a memory still being computed).
+        """
+        body = self._reason_body(question, budget, strategy, params, True, context_id, context_memory)
         return ReasonResponse.model_validate(self._request("POST", "/v1/reason", json=body))
 
-    def submit(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None) -> Job:
+    def submit(
+        self,
+        question: str,
+        *,
+        budget=None,
+        strategy: str = "direct",
+        params: dict | None = None,
+        context_id: str | None = None,
+        context_memory: str = "use_if_ready",
+    ) -> Job:
         """Queue a question; returns a ``Job`` handle at once."""
-        body = self._reason_body(question, budget, strategy, params, wait=False)
+        body = self._reason_body(question, budget, strategy, params, False, context_id, context_memory)
         return Job(self, ReasonResponse.model_validate(self._request("POST", "/v1/reason", json=body)).job_id)
+
+    def create_context(self, text: str, *, sleep_budget=None, params: dict | None = None) -> ContextInfo:
+        """Store a context and start precomputing its memory (returns at once, status ``queued``)."""
+        body = self._context_body(text, sleep_budget, params)
+        return ContextInfo.model_validate(self._request("POST", "/v1/contexts", json=body))
+
+    def context(self, context_id: str) -> ContextInfo:
+        """A context's status, memory, sleep tokens and questions served."""
+        return ContextInfo.model_validate(self._request("GET", f"/v1/contexts/{context_id}"))
+
+    def wait_for_context(self, context_id: str, timeout: float | None = None, poll_s: float = 0.5) -> ContextInfo:
+        """Wait until the context's memory is ready (or its precompute failed)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (current := self.context(context_id)).status not in CONTEXT_DONE:
+            if deadline is not None and time.monotonic() > deadline:
+                raise APITimeoutError(f"context {context_id} still {current.status} after {timeout} s")
+            time.sleep(poll_s)
+        return current
 
     def job(self, job_id: str) -> Job:
         """A handle on an existing job."""
@@ -193,16 +252,53 @@ class AsyncClient(_Base):
             await anyio.sleep(self._backoff(attempt, response))
         raise AssertionError("unreachable")
 
-    async def reason(self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None):
-        body = self._reason_body(question, budget, strategy, params, wait=True)
+    async def reason(
+        self,
+        question: str,
+        *,
+        budget=None,
+        strategy: str = "direct",
+        params: dict | None = None,
+        context_id: str | None = None,
+        context_memory: str = "use_if_ready",
+    ):
+        body = self._reason_body(question, budget, strategy, params, True, context_id, context_memory)
         return ReasonResponse.model_validate(await self._request("POST", "/v1/reason", json=body))
 
     async def submit(
-        self, question: str, *, budget=None, strategy: str = "direct", params: dict | None = None
+        self,
+        question: str,
+        *,
+        budget=None,
+        strategy: str = "direct",
+        params: dict | None = None,
+        context_id: str | None = None,
+        context_memory: str = "use_if_ready",
     ) -> AsyncJob:
-        body = self._reason_body(question, budget, strategy, params, wait=False)
+        body = self._reason_body(question, budget, strategy, params, False, context_id, context_memory)
         answer = await self._request("POST", "/v1/reason", json=body)
         return AsyncJob(self, ReasonResponse.model_validate(answer).job_id)
+
+    async def create_context(self, text: str, *, sleep_budget=None, params: dict | None = None) -> ContextInfo:
+        body = self._context_body(text, sleep_budget, params)
+        return ContextInfo.model_validate(await self._request("POST", "/v1/contexts", json=body))
+
+    async def context(self, context_id: str) -> ContextInfo:
+        return ContextInfo.model_validate(await self._request("GET", f"/v1/contexts/{context_id}"))
+
+    async def wait_for_context(
+        self,
+        context_id: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (the same signature as Client.wait_for_context)
+        poll_s: float = 0.5,
+    ) -> ContextInfo:
+        try:
+            with anyio.fail_after(timeout):
+                while (current := await self.context(context_id)).status not in CONTEXT_DONE:  # noqa: ASYNC110
+                    await anyio.sleep(poll_s)
+        except TimeoutError:
+            raise APITimeoutError(f"context {context_id} not ready within {timeout} s") from None
+        return current
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)

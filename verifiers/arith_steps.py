@@ -81,6 +81,7 @@ class ArithmeticStepVerifier:
     """Checks every equation of every step exactly."""
 
     name = "arith_steps"
+    spends_budget = False  # a calculator: checking costs no tokens, so it runs even on a spent budget
 
     async def score(self, batch: Sequence[ScoreRequest], ctx: ReasoningContext) -> list[list[float]]:
         return [[score_step(step) for step in request.steps] for request in batch]

@@ -36,6 +36,8 @@ class Verifier(Protocol):
     """Scores every step of every candidate in a batch."""
 
     name: str
+    # Optional ``spends_budget = False`` marks a verifier that costs nothing (no model, no
+    # service): it may still score once the request's budget is spent.
 
     async def score(self, batch: Sequence[ScoreRequest], ctx: ReasoningContext) -> list[list[float]]:
         """Per request, one score in [0, 1] per step (same length as ``steps``).

@@ -57,6 +57,14 @@ class Keys:
         """Hash of counters over every finished job (tokens, outcomes, latency buckets), for /metrics."""
         return f"{self.namespace}:stats:jobs"
 
+    def context(self, context_id: str) -> str:
+        """JSON record of a sleep-time context: text, status, current memory, sleep usage, queries."""
+        return f"{self.namespace}:context:{_checked(context_id)}"
+
+    def context_memories(self, context_id: str) -> str:
+        """Hash of memory version to that memory and its cost (every version is kept)."""
+        return f"{self.namespace}:context:{_checked(context_id)}:memories"
+
     def sweep_spec(self, sweep: str) -> str:
         """JSON of a budget sweep's definition (dataset, strategies, budgets)."""
         return f"{self.namespace}:sweep:{_checked(sweep)}:spec"

@@ -12,19 +12,22 @@ import json
 import secrets
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError, WatchError
 
-from orchestrator.budget import Budget, Usage
+from orchestrator.budget import Budget, Usage, add_usage
 from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
 from orchestrator.store.connection import RedisConnection
+from orchestrator.store.contexts import ContextRecord
 from orchestrator.store.jobstats import JobStats, job_increments
 from orchestrator.store.keys import Keys
 
 SCHEMA_VERSION = "1"
+Record = TypeVar("Record", bound=BaseModel)
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
+ContextMemory = Literal["use_if_ready", "wait"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EVENTS_KEPT = 2000  # per job: enough for a deep search's every depth, bounded for Redis' sake
 EVENTS_TTL_S = 24 * 3600
@@ -76,6 +79,9 @@ class JobRecord(BaseModel):
     error: dict[str, str] | None = None
     owner: str | None = Field(None, description="the worker running (or that ran) the job")
     api_key_id: str | None = Field(None, description="the API key that submitted the job")
+    kind: Literal["reason", "precompute"] = Field("reason", description="precompute: a context's sleep phase")
+    context_id: str | None = Field(None, description="the context the question is asked over")
+    context_memory: ContextMemory = "use_if_ready"
     attempts: int = 0
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -186,15 +192,18 @@ class Store:
 
     async def _transform(self, job_id: str, change) -> JobRecord | None:
         """Optimistic read-modify-write of one job (WATCH/MULTI); ``change`` returns None to skip."""
-        key = self._job_key(job_id)
+        return await self._transform_record(self._job_key(job_id), JobRecord, change, f"job {job_id}")
+
+    async def _transform_record(self, key: str, model: type[Record], change, name: str) -> Record | None:
+        """Optimistic read-modify-write of one JSON record; ``change`` returns None to skip."""
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
                     await pipe.watch(key)
                     raw = await pipe.get(key)
                     if raw is None:
-                        raise NotFoundError(f"job {job_id} does not exist")
-                    changed = change(JobRecord.model_validate_json(raw))
+                        raise NotFoundError(f"{name} does not exist")
+                    changed = change(model.model_validate_json(raw))
                     if changed is None:
                         await pipe.unwatch()
                         return None
@@ -203,7 +212,70 @@ class Store:
                     await pipe.execute()
                     return changed
                 except WatchError:
-                    continue  # someone wrote the job meanwhile: read it again
+                    continue  # someone wrote the record meanwhile: read it again
+
+    # --- sleep-time contexts ----------------------------------------------------------------
+
+    async def create_context(self, context: ContextRecord) -> ContextRecord:
+        """Store a new context (refuses to overwrite an existing id)."""
+        if not await self.redis.set(self.keys.context(context.id), context.model_dump_json(), nx=True):
+            raise InvalidRequestError(f"a context with id {context.id} already exists")
+        return context
+
+    async def get_context(self, context_id: str) -> ContextRecord:
+        """The context's record, or ``NotFoundError``."""
+        raw = await self.redis.get(self._context_key(context_id))
+        if raw is None:
+            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+        return ContextRecord.model_validate_json(raw)
+
+    async def update_context(self, context_id: str, change) -> ContextRecord | None:
+        """Read-modify-write of a context (``change`` returns None to leave it as it is)."""
+
+        def stamped(record: ContextRecord) -> ContextRecord | None:
+            changed = change(record)
+            if changed is not None:
+                changed.updated_at = time.time()
+            return changed
+
+        key = self._context_key(context_id)
+        return await self._transform_record(key, ContextRecord, stamped, f"context {context_id}")
+
+    async def save_memory(self, context_id: str, memory: str, usage: Usage) -> ContextRecord:
+        """Store a new memory version for the context and add its cost to the sleep usage."""
+
+        def add(record: ContextRecord) -> ContextRecord:
+            record.memory, record.memory_version, record.status = memory, record.memory_version + 1, "ready"
+            record.sleep_usage = add_usage(record.sleep_usage, usage)
+            return record
+
+        record = await self.update_context(context_id, add)
+        assert record is not None
+        entry = {"memory": memory, "usage": usage.model_dump(), "created_at": time.time()}
+        await self.redis.hset(self.keys.context_memories(context_id), str(record.memory_version), json.dumps(entry))
+        return record
+
+    async def memory_versions(self, context_id: str) -> dict[int, dict[str, Any]]:
+        """Every stored memory of the context by version."""
+        raw = await self.redis.hgetall(self.keys.context_memories(context_id))
+        return {int(version): json.loads(entry) for version, entry in raw.items()}
+
+    async def count_query(self, context_id: str) -> ContextRecord:
+        """One more question answered over the context (amortisation counts these)."""
+
+        def count(record: ContextRecord) -> ContextRecord:
+            record.queries += 1
+            return record
+
+        record = await self.update_context(context_id, count)
+        assert record is not None
+        return record
+
+    def _context_key(self, context_id: str) -> str:
+        try:
+            return self.keys.context(context_id)
+        except ValueError as error:
+            raise NotFoundError(f"context {context_id!r} does not exist ({error})") from None
 
     async def append_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Add a progress event to the job's event stream (bounded, expiring)."""

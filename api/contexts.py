@@ -1,0 +1,41 @@
+"""Sleep-time compute over HTTP: ``POST /v1/contexts`` queues a precompute; ``GET`` shows it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.models import ContextInfo, ContextRequest, ErrorEnvelope
+from orchestrator.runtime import Runtime
+from orchestrator.store.contexts import ContextRecord
+
+router = APIRouter()
+
+
+def to_info(context: ContextRecord) -> ContextInfo:
+    return ContextInfo(
+        context_id=context.id,
+        status=context.status,
+        memory=context.memory,
+        memory_version=context.memory_version,
+        sleep_usage=context.sleep_usage,
+        sleep_tokens=context.sleep_tokens,
+        queries=context.queries,
+        job_id=context.job_id,
+        error=context.error,
+    )
+
+
+@router.post("/v1/contexts", status_code=202, response_model=ContextInfo, responses={400: {"model": ErrorEnvelope}})
+async def create_context(body: ContextRequest, request: Request) -> JSONResponse:
+    """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id."""
+    runtime: Runtime = request.app.state.runtime
+    context, job = await runtime.create_context(body.text, sleep_budget=body.sleep_budget, params=body.params)
+    await request.app.state.queue.enqueue(job.id)
+    return JSONResponse(to_info(context).model_dump(mode="json"), status_code=202)
+
+
+@router.get("/v1/contexts/{context_id}", response_model=ContextInfo, responses={404: {"model": ErrorEnvelope}})
+async def get_context(context_id: str, request: Request) -> ContextInfo:
+    """A context's status, its memory (once ready), the sleep tokens spent and the questions served."""
+    return to_info(await request.app.state.runtime.store.get_context(context_id))

@@ -1,0 +1,110 @@
+"""Sleep-time contexts through the runtime and the HTTP API (scripted engine, real Redis):
+precompute once, ask several times, amortised usage, waiting, 404s, an API restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+import uvicorn
+
+from api.app import create_app
+from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.errors import NotFoundError
+from orchestrator.runtime import Runtime
+from orchestrator.settings import Settings
+from orchestrator.store import Store
+from strategies.sleep_time import QUERY_NOTES
+from tests.conftest import free_port
+from ttc import AsyncClient
+from ttc.errors import NotFoundError as SDKNotFoundError
+
+CONTEXT = "A shop has 12 red pens and 7 blue pens. Every pen costs 3 dollars."
+
+
+def shop_script(prompt: str, sampling) -> list[str]:
+    if "No question has been asked yet" in prompt:
+        return ["Q: How many pens? A: 12 + 7 = 19\nQ: Cost of red pens? A: 12 x 3 = 36"]
+    if "Your notes so far" in prompt:
+        return ["Q: How many pens? A: 12 + 7 = 19"]  # nothing new: the notes are done
+    return ["From the notes, 19 pens. The answer is 19." if QUERY_NOTES in prompt else "The answer is 20."]
+
+
+@pytest.fixture
+def runtime(store: Store) -> Runtime:
+    return Runtime(Settings(), ScriptedBackend(shop_script, delay_s=0.02), store)
+
+
+async def test_precompute_once_then_every_question_uses_the_memory_and_shares_its_cost(runtime) -> None:
+    context = await runtime.precompute(CONTEXT)
+    assert context.status == "ready" and context.memory_version == 1
+    assert context.memory == "Q: How many pens? A: 12 + 7 = 19\nQ: Cost of red pens? A: 12 x 3 = 36"
+    sleep_tokens = context.sleep_tokens
+    assert sleep_tokens > 0 and (await runtime.store.memory_versions(context.id))[1]["memory"] == context.memory
+
+    for served in (1, 2, 3):
+        job = await runtime.reason("How many pens are there?", context_id=context.id)
+        assert job.answer == "19" and job.trace["context"]["memory_version"] == 1
+        assert job.usage.sleep_time_tokens == sleep_tokens
+        assert job.usage.amortised_sleep_tokens == pytest.approx(sleep_tokens / served, abs=1e-3)
+    assert (await runtime.store.get_context(context.id)).queries == 3
+
+
+async def test_a_question_before_the_memory_is_ready_answers_without_it_or_waits(runtime) -> None:
+    context, precompute_job = await runtime.create_context(CONTEXT)
+    early = await runtime.reason("How many pens?", context_id=context.id)
+    assert early.answer == "20" and early.trace["context"]["memory_version"] is None
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(runtime.run_inline, precompute_job)  # the memory arrives while the question waits
+        waited = await runtime.reason("How many pens?", context_id=context.id, context_memory="wait")
+    assert waited.answer == "19" and waited.trace["context"]["memory_version"] == 1
+
+
+async def test_an_unknown_context_is_not_found(runtime) -> None:
+    with pytest.raises(NotFoundError, match="POST /v1/contexts"):
+        await runtime.reason("How many pens?", context_id="ctx-nope")
+    with pytest.raises(NotFoundError):
+        await runtime.store.get_context("not a valid id!")
+
+
+@asynccontextmanager
+async def serving(store: Store) -> AsyncIterator[str]:
+    settings = Settings(redis_namespace=store.keys.namespace)
+    app = create_app(settings, Runtime(settings, ScriptedBackend(shop_script), store))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn has no start-up event)
+            await anyio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_contexts_over_http_and_the_sdk_survive_an_api_restart(store: Store) -> None:
+    async with serving(store) as base, AsyncClient(base_url=base) as client:
+        created = await client.create_context(CONTEXT, sleep_budget={"max_tokens": 2000})
+        assert created.status == "queued" and created.context_id.startswith("ctx-")
+        ready = await client.wait_for_context(created.context_id, timeout=30)
+        assert ready.status == "ready" and ready.memory_version == 1 and ready.sleep_tokens > 0
+        async with httpx.AsyncClient(base_url=base) as raw:
+            missing = await raw.get("/v1/contexts/ctx-missing")
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+            bad = await raw.post("/v1/reason", json={"question": "q?", "context_id": "ctx-missing"})
+            assert bad.status_code == 404
+            empty = await raw.post("/v1/contexts", json={"text": "shop", "params": {"rounds": 0}})
+            assert empty.status_code == 400 and "rounds" in empty.json()["error"]["message"]
+
+    async with serving(store) as base, AsyncClient(base_url=base) as client:  # a new API process, same Redis
+        answer = await client.reason("How many pens?", context_id=created.context_id)
+        assert answer.answer == "19" and answer.usage.amortised_sleep_tokens == ready.sleep_tokens
+        assert (await client.context(created.context_id)).queries == 1
+        with pytest.raises(SDKNotFoundError):
+            await client.context("ctx-missing")
