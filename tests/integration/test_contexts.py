@@ -14,6 +14,7 @@ import uvicorn
 
 from api.app import create_app
 from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.budget import Budget
 from orchestrator.errors import NotFoundError
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -108,3 +109,21 @@ async def test_contexts_over_http_and_the_sdk_survive_an_api_restart(store: Stor
         assert (await client.context(created.context_id)).queries == 1
         with pytest.raises(SDKNotFoundError):
             await client.context("ctx-missing")
+
+
+@pytest.mark.engine
+async def test_on_the_engine_a_context_is_precomputed_once_and_queried_several_times(inprocess_backend, store) -> None:
+    runtime = Runtime(Settings(), inprocess_backend, store)
+    context = await runtime.precompute(
+        CONTEXT, sleep_budget=Budget(max_tokens=1500, deadline_s=300), params={"rounds": 2, "round_max_tokens": 160}
+    )
+    assert context.status == "ready" and context.memory_version == 1 and context.sleep_tokens > 0
+    questions = ["How many pens are there in total?", "How much do the red pens cost?", "How much do 2 pens cost?"]
+    for served, question in enumerate(questions, start=1):
+        job = await runtime.reason(question, context_id=context.id, params={"max_tokens": 64})
+        assert job.status == "succeeded" and job.trace["context"]["memory_version"] == (1 if context.memory else None)
+        assert job.usage.sleep_time_tokens == context.sleep_tokens
+        assert job.usage.amortised_sleep_tokens == pytest.approx(context.sleep_tokens / served, abs=1e-3)
+        assert job.usage.compute_tokens > 0
+    stored = await runtime.store.get_context(context.id)
+    assert stored.queries == 3 and stored.memory == context.memory
