@@ -30,7 +30,20 @@ def to_info(context: ContextRecord) -> ContextInfo:
 async def create_context(body: ContextRequest, request: Request) -> JSONResponse:
     """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id."""
     runtime: Runtime = request.app.state.runtime
-    context, job = await runtime.create_context(body.text, sleep_budget=body.sleep_budget, params=body.params)
+    store = runtime.store
+    remembered = store.keys.idempotency(f"context:{body.idempotency_key}") if body.idempotency_key else None
+    if remembered and (existing := await store.redis.get(remembered)):
+        return JSONResponse(to_info(await store.get_context(existing)).model_dump(mode="json"), status_code=202)
+    api_key = getattr(request.state, "api_key", None)
+    context, job = await runtime.create_context(
+        body.text, sleep_budget=body.sleep_budget, params=body.params, api_key_id=api_key.id if api_key else None
+    )
+    if remembered and not await store.redis.set(remembered, context.id, nx=True, ex=24 * 3600):
+        await store.request_cancel(job.id)  # a concurrent twin won: this one never runs
+        return JSONResponse(
+            to_info(await store.get_context(await store.redis.get(remembered))).model_dump(mode="json"),
+            status_code=202,
+        )
     await request.app.state.queue.enqueue(job.id)
     return JSONResponse(to_info(context).model_dump(mode="json"), status_code=202)
 

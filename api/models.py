@@ -38,6 +38,9 @@ class ContextRequest(BaseModel):
     text: str = Field(..., min_length=1, max_length=64_000)
     sleep_budget: Budget | None = Field(None, description="limits of the precompute (default: the service's)")
     params: dict[str, Any] = Field(default_factory=dict, description="sleep params: rounds, round_max_tokens, ...")
+    idempotency_key: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="the same key returns the same context"
+    )
 
 
 class ContextInfo(BaseModel):

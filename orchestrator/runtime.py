@@ -12,28 +12,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
 
 from orchestrator.backends import GenerationBackend, open_backend
 from orchestrator.budget import Budget, BudgetMeter
 from orchestrator.context import ReasoningContext
 from orchestrator.errors import InvalidRequestError, TTCError
 from orchestrator.settings import Settings
+from orchestrator.sleep import ContextKeeper
 from orchestrator.store import JobRecord, Store, open_redis
 from orchestrator.store.contexts import ContextRecord
 from orchestrator.store.store import ContextMemory
 from strategies import get_strategy
 from strategies.base import StrategyResult
-from strategies.sleep_time import SleepParams, precompute_memory, with_memory
-
-CONTEXT_POLL_S = 0.25
-
-
-def _mark_computing(record: ContextRecord) -> ContextRecord | None:
-    if record.status == "queued":
-        record.status = "computing"
-        return record
-    return None
 
 
 class Runtime:
@@ -43,6 +33,7 @@ class Runtime:
         self.settings = settings
         self.backend = backend
         self.store = store
+        self.contexts = ContextKeeper(store, backend.renderer, backend.model.max_model_len)
 
     @classmethod
     @asynccontextmanager
@@ -106,7 +97,8 @@ class Runtime:
 
         Progress events go to the job's event stream (the store adds the result event when
         the outcome is stored). On cancellation the job is marked ``cancelled`` with its
-        usage so far, and the cancellation propagates.
+        usage so far, and the cancellation propagates. A job over a context (a precompute,
+        or a question) settles its effect on the context however it ends.
         """
         meter = BudgetMeter(job.budget, self.backend.model.shape)
 
@@ -115,29 +107,28 @@ class Runtime:
 
         ctx = ReasoningContext(self.backend, meter, emit=emit)
         await emit({"type": "started", "strategy": job.strategy})
+        failure: TTCError | None = None
         try:
-            if job.kind == "precompute":
-                result = await self._precompute(job, ctx)
-            else:
-                result = await self._answer(job, ctx)
+            result = await (self.contexts.precompute(job, ctx) if job.kind == "precompute" else self._answer(job, ctx))
         except TTCError as error:  # a budget error here means nothing usable was produced in time
-            job.status, job.error = "failed", error.to_dict()
-            if job.kind == "precompute":
-                await self._context_failed(job, error)
+            job.status, job.error, failure = "failed", error.to_dict(), error
         except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
             cancelled = isinstance(error, anyio.get_cancelled_exc_class())
             job.status = "cancelled" if cancelled else "failed"
             if not cancelled:
                 job.error = TTCError(f"internal error: {type(error).__name__}: {error}").to_dict()
             job.usage = meter.snapshot()
+            if job.context_id is not None:
+                with anyio.CancelScope(shield=True):
+                    await self.contexts.settle(job)
             raise
         else:
             job.status = "succeeded"
             job.answer, job.output, job.trace = result.answer, result.output, result.trace
             job.best_so_far = result.best_so_far
         job.usage = meter.snapshot()
-        if job.status == "succeeded" and job.context_id is not None:
-            await self._account_context(job)
+        if job.context_id is not None:
+            await self.contexts.settle(job, failure)
         return job
 
     async def _answer(self, job: JobRecord, ctx: ReasoningContext) -> StrategyResult:
@@ -145,74 +136,20 @@ class Runtime:
         chosen = get_strategy(job.strategy)
         if job.context_id is None:
             return await chosen.run(job.question, ctx, chosen.parse_params(job.params))
-        question, used = await self._question_over_context(job, ctx)
+        question, used = await self.contexts.question(job, ctx)
         result = await chosen.run(question, ctx, chosen.parse_params(job.params))
         return result.model_copy(update={"trace": {"context": used, **result.trace}})
 
-    async def _question_over_context(self, job: JobRecord, ctx: ReasoningContext) -> tuple[str, dict[str, Any]]:
-        """The question with its context, and the memory if it is ready (or, if asked, once it is)."""
-        context = await self.store.get_context(job.context_id)
-        while job.context_memory == "wait" and context.status in ("queued", "computing"):
-            ctx.meter.check()  # the request's deadline bounds the wait
-            await anyio.sleep(CONTEXT_POLL_S)
-            context = await self.store.get_context(job.context_id)
-        memory = context.memory if context.status == "ready" else None
-        used = {
-            "id": context.id,
-            "status": context.status,
-            "memory_version": context.memory_version if memory else None,
-        }
-        await ctx.emit({"type": "context", **used})
-        return with_memory(context.text, memory, job.question), used
-
-    async def _precompute(self, job: JobRecord, ctx: ReasoningContext) -> StrategyResult:
-        """The sleep phase: notes on the context, before any question."""
-        await self.store.update_context(job.context_id, _mark_computing)
-        memory = await precompute_memory(job.question, ctx, SleepParams.model_validate(job.params))
-        trace = {"notes": memory.notes, "dropped": memory.dropped, "rounds": memory.rounds}
-        return StrategyResult(answer=None, output=memory.text, trace=trace)
-
-    async def _account_context(self, job: JobRecord) -> None:
-        """After success: a precompute stores its memory; a question counts toward amortisation."""
-        if job.kind == "precompute":
-            await self.store.save_memory(job.context_id, job.output or "", job.usage)
-            return
-        context = await self.store.count_query(job.context_id)
-        job.usage.sleep_time_tokens = context.sleep_tokens
-        job.usage.amortised_sleep_tokens = round(context.sleep_tokens / context.queries, 3)
-
-    async def _context_failed(self, job: JobRecord, error: TTCError) -> None:
-        def failed(record: ContextRecord) -> ContextRecord:
-            record.status, record.error = ("ready" if record.memory else "failed"), error.to_dict()
-            return record
-
-        await self.store.update_context(job.context_id, failed)
-
     async def create_context(
-        self, text: str, *, sleep_budget: Budget | None = None, params: dict[str, Any] | None = None
+        self,
+        text: str,
+        *,
+        sleep_budget: Budget | None = None,
+        params: dict[str, Any] | None = None,
+        api_key_id: str | None = None,
     ) -> tuple[ContextRecord, JobRecord]:
-        """Store a context and queue its precompute job (the caller enqueues the job id)."""
-        if not text.strip():
-            raise InvalidRequestError("the context text is empty")
-        try:
-            parsed = SleepParams.model_validate(params or {})
-        except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-            raise InvalidRequestError(f"invalid sleep params: {problems}") from None
-        budget = self.effective_budget(sleep_budget)
-        context = ContextRecord(text=text, sleep_budget=budget, params=parsed.model_dump())
-        job = JobRecord(
-            question=text,
-            strategy="sleep_time",
-            params=context.params,
-            budget=budget,
-            kind="precompute",
-            context_id=context.id,
-        )
-        context.job_id = job.id
-        await self.store.create_context(context)
-        await self.store.create_job(job)
-        return context, job
+        """Store a context and its precompute job (the caller enqueues the job id)."""
+        return await self.contexts.create(text, self.effective_budget(sleep_budget), params, api_key_id)
 
     async def reason(
         self,

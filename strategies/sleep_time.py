@@ -1,11 +1,12 @@
 """Sleep-time compute: think about a context before any question arrives.
 
 Sleep phase (``precompute_memory``): the model is shown the context alone, asked to
-predict likely questions and work out their answers with the arithmetic written out, one
-``Q: ... A: ...`` note per line; every note is checked by a verifier (the calculator by
-default: a note whose arithmetic is wrong is dropped) and the kept notes become the
-memory. Further rounds show the model its notes so far and ask for more, until the
-rounds or the sleep budget run out. The memory is capped in length.
+predict likely questions and work out their answers with the arithmetic written out, as
+``Q: ...`` / ``A: ...`` notes; every note is checked by a verifier (the calculator by
+default) and only notes it confirms are kept (wrong arithmetic, or none to check, is
+dropped); one note per question. The kept notes become the memory. Further rounds show
+the model its notes so far and ask for more, until the rounds or the sleep budget run out.
+The memory is capped in length.
 
 Query phase (``with_memory``): the question is asked over the context plus the memory,
 with the model told to use the notes rather than recompute them; any strategy answers it.
@@ -19,22 +20,25 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.backends.base import SamplingSettings
 from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError
+from orchestrator.errors import BudgetExceededError, PromptTooLongError
 from verifiers.base import ScoreRequest, VerifierName, get_verifier
 
 SLEEP_SYSTEM = "You study a situation before anyone asks about it, and write down what will be useful."
 FIRST_ROUND = (
     "New situation: {context}\n\nNo question has been asked yet. Write the questions someone is likely to ask "
-    "about it and answer each, with the arithmetic written out, one per line, as 'Q: <question> A: <working> = "
+    "about it and answer each with the arithmetic written out, as 'Q: <question>' then 'A: <working> = "
     "<answer>'."
 )
 NEXT_ROUND = (
     "New situation: {context}\n\nYour notes so far:\n{memory}\n\nWrite more questions someone is likely to ask, "
-    "with their answers worked out, in the same one-line 'Q: ... A: ...' format."
+    "with their answers worked out, in the same 'Q: ...' then 'A: ...' format."
 )
-QUERY_NOTES = "Notes worked out in advance (checked; use them instead of recomputing):"
-_NOTE = re.compile(r"^\s*(?:\d+[.)]\s*)?Q:\s*(.+?)\s+A:\s*(.+?)\s*$")
-WRONG_ARITHMETIC = 0.1  # the calculator scores a wrong equation 0.05
+QUERY_NOTES = "Notes worked out in advance (their arithmetic checked; use them instead of recomputing):"
+_ONE_LINE = re.compile(r"^(?:\d+[.)]\s*)?Q:\s*(.+?)\s+A:\s*(.+?)$")
+_QUESTION = re.compile(r"^(?:\d+[.)]\s*)?Q:\s*(.+?)$")
+_ANSWER = re.compile(r"^A:\s*(.+?)$")
+_NUMBERING = re.compile(r"^\d+[.)]\s*")
+KEEP_ABOVE = 0.5  # verifiers score 0.5 when they cannot tell: a note is kept only if it checks out
 
 
 class SleepParams(BaseModel):
@@ -45,7 +49,7 @@ class SleepParams(BaseModel):
     rounds: int = Field(2, ge=1, le=8, description="rounds of note-taking (each sees the notes so far)")
     round_max_tokens: int = Field(320, ge=32, le=4096)
     temperature: float = Field(0.0, ge=0.0, le=5.0)
-    verifier: VerifierName = Field("arith_steps", description="checks each note; notes it finds wrong are dropped")
+    verifier: VerifierName = Field("arith_steps", description="checks each note; only notes it confirms are kept")
     memory_max_chars: int = Field(5000, ge=100, le=20_000)
 
 
@@ -59,15 +63,26 @@ class Memory(BaseModel):
 
 
 def parse_notes(text: str) -> list[str]:
-    """``Q: ... A: ...`` lines of the model's text, normalised (numbering removed).
+    """``Q: ... A: ...`` notes in the model's text, on one line or with ``A:`` on the next line,
+    normalised (numbering removed).
 
-    Example: ``parse_notes("1. Q: How many pens? A: 3 + 4 = 7")`` is ``["Q: How many pens? A: 3 + 4 = 7"]``.
+    Example: ``parse_notes("Q: 1. How many pens?\\nA: 3 + 4 = 7")`` is ``["Q: How many pens? A: 3 + 4 = 7"]``.
     """
-    notes = []
-    for line in text.splitlines():
-        if match := _NOTE.match(line):
-            notes.append(f"Q: {match.group(1)} A: {match.group(2)}")
+    notes, question = [], None
+    for line in (raw.strip() for raw in text.splitlines()):
+        if match := _ONE_LINE.match(line):
+            notes.append(_note(match.group(1), match.group(2)))
+            question = None
+        elif match := _QUESTION.match(line):
+            question = match.group(1)
+        elif (match := _ANSWER.match(line)) and question is not None:
+            notes.append(_note(question, match.group(1)))
+            question = None
     return notes
+
+
+def _note(question: str, answer: str) -> str:
+    return f"Q: {_NUMBERING.sub('', question).strip()} A: {answer.strip()}"
 
 
 async def precompute_memory(context: str, ctx: ReasoningContext, params: SleepParams) -> Memory:
@@ -84,17 +99,30 @@ async def precompute_memory(context: str, ctx: ReasoningContext, params: SleepPa
             sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.round_max_tokens)
             [result] = await ctx.generate([prompt], sampling)
             rounds += 1
-            fresh = [note for note in parse_notes(result.completions[0].text) if note not in kept]
+            asked = {_question_of(note) for note in kept + dropped}
+            fresh = []
+            for note in parse_notes(result.completions[0].text):
+                if _question_of(note) not in asked:  # one note per question: the first answer to it
+                    asked.add(_question_of(note))
+                    fresh.append(note)
             if not fresh:
                 break  # nothing new: the notes are done
             scores = await ctx.score(verifier, [ScoreRequest(context, (note,)) for note in fresh])
-            kept += [note for note, score in zip(fresh, scores, strict=True) if score > WRONG_ARITHMETIC]
-            dropped += [note for note, score in zip(fresh, scores, strict=True) if score <= WRONG_ARITHMETIC]
+            kept += [note for note, score in zip(fresh, scores, strict=True) if score > KEEP_ABOVE]
+            dropped += [note for note, score in zip(fresh, scores, strict=True) if score <= KEEP_ABOVE]
             await ctx.emit({"type": "sleep_round", "round": rounds, "kept": len(kept), "dropped": len(dropped)})
     except BudgetExceededError:
         pass  # the sleep budget is spent: the notes so far are the memory
+    except PromptTooLongError:
+        if rounds == 0:
+            raise
+        # the notes outgrew the model's context: keep what fits so far
     text = _capped("\n".join(kept), params.memory_max_chars)
     return Memory(text=text, notes=kept, dropped=dropped, rounds=rounds)
+
+
+def _question_of(note: str) -> str:
+    return note.split(" A: ", 1)[0].lower()
 
 
 def _capped(text: str, limit: int) -> str:

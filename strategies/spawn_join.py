@@ -142,6 +142,7 @@ class SpawnJoin:
         self.ctx = ctx
         self.params = params
         self.model_spawns = True  # false under an imposed split: children do not spawn again
+        self.exhausted = False
         self._next_id = 0
 
     def new_thread(self, task: str) -> Thread:
@@ -223,13 +224,16 @@ class SpawnJoin:
         ]
         root.text = root.text[: root.text.rfind(SPAWN_OPEN)] + "<join>\n" + "\n".join(lines) + "\n</join>\n"
         verified = next((c for c in checked if c), None)
-        root.result = verified
+        root.result = verified or next((c for c in composed if c), None)  # unverified: still an expression
         try:
             await self._continue(root, PARENT_PROMPT, stop=())
         except BudgetExceededError:
             if verified is None:
                 raise  # nothing checked: the budget ran out before an answer
-        root.result = verified or extract_answer(root.text)
+            self.exhausted = True  # a verified answer stands, but the budget did run out
+        if verified is None:
+            stated = extract_answer(root.text.rsplit("</join>", 1)[-1])  # the parent's own words after the join
+            root.result = stated if stated and any(op in stated for op in "+-*/") else root.result
         root.status, root.ended = "done", time.monotonic()
 
 
@@ -251,7 +255,9 @@ async def spawn_join(question: str, ctx: ReasoningContext, params: SpawnJoinPara
             await tree.run_thread(root, 0, PARENT_PROMPT)
     except BudgetExceededError:
         exhausted, root.status, root.ended = True, "out of budget", time.monotonic()
-        root.result = root.result or extract_answer(root.text)
+        if task is None:
+            root.result = root.result or extract_answer(root.text)
+    exhausted = exhausted or tree.exhausted
     ctx.meter.note_critical_path(root.critical_path_tokens())
     trace = {
         "threads": root.to_trace(origin),

@@ -62,7 +62,12 @@ class _Base:
 
     @staticmethod
     def _context_body(text: str, sleep_budget: Budget | dict | None, params: dict | None) -> dict[str, Any]:
-        return {"text": text, "sleep_budget": _budget(sleep_budget), "params": params or {}}
+        return {
+            "text": text,
+            "sleep_budget": _budget(sleep_budget),
+            "params": params or {},
+            "idempotency_key": f"sdk-{uuid.uuid4().hex}",  # a retried create returns the same context
+        }
 
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None

@@ -65,6 +65,10 @@ class Keys:
         """Hash of memory version to that memory and its cost (every version is kept)."""
         return f"{self.namespace}:context:{_checked(context_id)}:memories"
 
+    def context_jobs_applied(self, context_id: str) -> str:
+        """Set of job ids whose effect on the context (a memory, a question) is already counted."""
+        return f"{self.namespace}:context:{_checked(context_id)}:applied"
+
     def sweep_spec(self, sweep: str) -> str:
         """JSON of a budget sweep's definition (dataset, strategies, budgets)."""
         return f"{self.namespace}:sweep:{_checked(sweep)}:spec"

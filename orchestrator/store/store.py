@@ -136,6 +136,7 @@ class Store:
         job = await self._transform(job_id, lambda job: _claim(job, owner))
         if job is not None and job.status == "cancelled":  # the claim finished an orphaned cancel
             await self._count_finished(job)
+            await self._end_cancelled_precompute(job)
         return job if job is not None and job.owner == owner and job.status == "running" else None
 
     async def finish_job(self, job: JobRecord, owner: str) -> bool:
@@ -174,7 +175,13 @@ class Store:
             await self.redis.set(self.keys.job_cancel(job_id), "1", ex=EVENTS_TTL_S)
         elif changed is not None:  # cancelled before any worker took it: it ends here
             await self._count_finished(changed)
+            await self._end_cancelled_precompute(changed)
         return await self.get_job(job_id)
+
+    async def _end_cancelled_precompute(self, job: JobRecord) -> None:
+        if job.kind == "precompute" and job.context_id:
+            cancelled = {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+            await self.end_precompute(job.context_id, job.id, None, job.usage, cancelled)
 
     async def job_stats(self) -> JobStats:
         """Counters over every job finished so far, by whichever process finished it."""
@@ -216,11 +223,16 @@ class Store:
 
     # --- sleep-time contexts ----------------------------------------------------------------
 
-    async def create_context(self, context: ContextRecord) -> ContextRecord:
-        """Store a new context (refuses to overwrite an existing id)."""
-        if not await self.redis.set(self.keys.context(context.id), context.model_dump_json(), nx=True):
-            raise InvalidRequestError(f"a context with id {context.id} already exists")
-        return context
+    async def create_context_with_job(self, context: ContextRecord, job: JobRecord) -> None:
+        """Store a context and its precompute job together (one transaction), refusing to overwrite."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.context(context.id), context.model_dump_json(), nx=True)
+            pipe.set(self.keys.job(job.id), job.model_dump_json(), nx=True)
+            pipe.zadd(self.keys.jobs_by_time(), {job.id: job.created_at})
+            pipe.set(self.keys.schema_version(), SCHEMA_VERSION)
+            context_created, job_created, *_ = await self._execute(pipe)
+        if not (context_created and job_created):
+            raise InvalidRequestError(f"context {context.id} or job {job.id} already exists")
 
     async def get_context(self, context_id: str) -> ContextRecord:
         """The context's record, or ``NotFoundError``."""
@@ -229,47 +241,74 @@ class Store:
             raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
         return ContextRecord.model_validate_json(raw)
 
-    async def update_context(self, context_id: str, change) -> ContextRecord | None:
-        """Read-modify-write of a context (``change`` returns None to leave it as it is)."""
-
-        def stamped(record: ContextRecord) -> ContextRecord | None:
-            changed = change(record)
-            if changed is not None:
-                changed.updated_at = time.time()
-            return changed
-
-        key = self._context_key(context_id)
-        return await self._transform_record(key, ContextRecord, stamped, f"context {context_id}")
-
-    async def save_memory(self, context_id: str, memory: str, usage: Usage) -> ContextRecord:
-        """Store a new memory version for the context and add its cost to the sleep usage."""
-
-        def add(record: ContextRecord) -> ContextRecord:
-            record.memory, record.memory_version, record.status = memory, record.memory_version + 1, "ready"
-            record.sleep_usage = add_usage(record.sleep_usage, usage)
+    async def mark_context_computing(self, context_id: str) -> None:
+        def computing(record: ContextRecord) -> ContextRecord | None:
+            if record.status != "queued":
+                return None
+            record.status, record.updated_at = "computing", time.time()
             return record
 
-        record = await self.update_context(context_id, add)
-        assert record is not None
-        entry = {"memory": memory, "usage": usage.model_dump(), "created_at": time.time()}
-        await self.redis.hset(self.keys.context_memories(context_id), str(record.memory_version), json.dumps(entry))
-        return record
+        await self._transform_record(self._context_key(context_id), ContextRecord, computing, f"context {context_id}")
+
+    async def end_precompute(
+        self, context_id: str, job_id: str, memory: str | None, usage: Usage, error: dict[str, str] | None
+    ) -> ContextRecord:
+        """Apply a finished precompute once: its cost, and its memory (a new version) or its error."""
+
+        def apply(record: ContextRecord) -> ContextRecord:
+            record.sleep_usage = add_usage(record.sleep_usage, usage)
+            if error is None:
+                record.memory, record.memory_version, record.status = memory or "", record.memory_version + 1, "ready"
+            else:
+                record.status, record.error = ("ready" if record.memory_version else "failed"), error
+            record.updated_at = time.time()
+            return record
+
+        def history(pipe: Any, record: ContextRecord) -> None:
+            if error is None:
+                entry = {"memory": memory or "", "usage": usage.model_dump(), "job_id": job_id, "at": time.time()}
+                pipe.hset(self.keys.context_memories(context_id), str(record.memory_version), json.dumps(entry))
+
+        return await self._apply_once(context_id, job_id, apply, history)
+
+    async def count_query(self, context_id: str, job_id: str) -> ContextRecord:
+        """Count one question answered with the context's memory (once per job)."""
+
+        def count(record: ContextRecord) -> ContextRecord:
+            record.queries += 1
+            return record
+
+        return await self._apply_once(context_id, job_id, count)
 
     async def memory_versions(self, context_id: str) -> dict[int, dict[str, Any]]:
         """Every stored memory of the context by version."""
         raw = await self.redis.hgetall(self.keys.context_memories(context_id))
         return {int(version): json.loads(entry) for version, entry in raw.items()}
 
-    async def count_query(self, context_id: str) -> ContextRecord:
-        """One more question answered over the context (amortisation counts these)."""
-
-        def count(record: ContextRecord) -> ContextRecord:
-            record.queries += 1
-            return record
-
-        record = await self.update_context(context_id, count)
-        assert record is not None
-        return record
+    async def _apply_once(self, context_id: str, job_id: str, change, also=None) -> ContextRecord:
+        """Change the context for ``job_id`` unless that job's change is already applied (atomic)."""
+        key, applied = self._context_key(context_id), self.keys.context_jobs_applied(context_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key, applied)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFoundError(f"context {context_id} does not exist")
+                    record = ContextRecord.model_validate_json(raw)
+                    if await pipe.sismember(applied, job_id):
+                        await pipe.unwatch()
+                        return record  # a retried or taken-over job: already counted
+                    record = change(record)
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json())
+                    pipe.sadd(applied, job_id)
+                    if also is not None:
+                        also(pipe, record)
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
 
     def _context_key(self, context_id: str) -> str:
         try:

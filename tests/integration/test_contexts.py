@@ -59,11 +59,39 @@ async def test_a_question_before_the_memory_is_ready_answers_without_it_or_waits
     context, precompute_job = await runtime.create_context(CONTEXT)
     early = await runtime.reason("How many pens?", context_id=context.id)
     assert early.answer == "20" and early.trace["context"]["memory_version"] is None
+    assert early.usage.amortised_sleep_tokens is None  # it used no memory: it shares none of its cost
 
     async with anyio.create_task_group() as group:
         group.start_soon(runtime.run_inline, precompute_job)  # the memory arrives while the question waits
         waited = await runtime.reason("How many pens?", context_id=context.id, context_memory="wait")
     assert waited.answer == "19" and waited.trace["context"]["memory_version"] == 1
+
+
+async def test_a_cancelled_precompute_fails_its_context_and_nobody_waits_forever(runtime) -> None:
+    context, job = await runtime.create_context(CONTEXT)
+    await runtime.store.request_cancel(job.id)  # cancelled while still queued
+    failed = await runtime.store.get_context(context.id)
+    assert failed.status == "failed" and failed.error["code"] == "cancelled"
+    with anyio.fail_after(10):
+        answer = await runtime.reason("How many pens?", context_id=context.id, context_memory="wait")
+    assert answer.answer == "20" and answer.trace["context"]["status"] == "failed"
+
+
+async def test_a_retried_job_changes_its_context_once(runtime) -> None:
+    context = await runtime.precompute(CONTEXT)
+    store = runtime.store
+    again = await store.end_precompute(context.id, context.job_id, "other", context.sleep_usage, None)
+    assert (again.memory_version, again.sleep_tokens, again.memory) == (1, context.sleep_tokens, context.memory)
+    assert (await store.count_query(context.id, "job-1")).queries == 1
+    assert (await store.count_query(context.id, "job-1")).queries == 1  # the same job, taken over: not twice
+    assert (await store.count_query(context.id, "job-2")).queries == 2
+
+
+async def test_a_context_too_long_for_the_model_is_refused(runtime) -> None:
+    from orchestrator.errors import PromptTooLongError
+
+    with pytest.raises(PromptTooLongError, match="half the model's context"):
+        await runtime.create_context("pens " * 3000)  # the scripted model takes 4096 characters
 
 
 async def test_an_unknown_context_is_not_found(runtime) -> None:
@@ -102,6 +130,10 @@ async def test_contexts_over_http_and_the_sdk_survive_an_api_restart(store: Stor
             assert bad.status_code == 404
             empty = await raw.post("/v1/contexts", json={"text": "shop", "params": {"rounds": 0}})
             assert empty.status_code == 400 and "rounds" in empty.json()["error"]["message"]
+            once = {"text": CONTEXT, "idempotency_key": "shop-1"}
+            first, second = (await raw.post("/v1/contexts", json=once)), (await raw.post("/v1/contexts", json=once))
+            assert first.status_code == second.status_code == 202
+            assert first.json()["context_id"] == second.json()["context_id"]
 
     async with serving(store) as base, AsyncClient(base_url=base) as client:  # a new API process, same Redis
         answer = await client.reason("How many pens?", context_id=created.context_id)
@@ -118,12 +150,14 @@ async def test_on_the_engine_a_context_is_precomputed_once_and_queried_several_t
         CONTEXT, sleep_budget=Budget(max_tokens=1500, deadline_s=300), params={"rounds": 2, "round_max_tokens": 160}
     )
     assert context.status == "ready" and context.memory_version == 1 and context.sleep_tokens > 0
+    assert context.memory, "the model took no checked notes on the context"
     questions = ["How many pens are there in total?", "How much do the red pens cost?", "How much do 2 pens cost?"]
     for served, question in enumerate(questions, start=1):
         job = await runtime.reason(question, context_id=context.id, params={"max_tokens": 64})
-        assert job.status == "succeeded" and job.trace["context"]["memory_version"] == (1 if context.memory else None)
+        assert job.status == "succeeded" and job.trace["context"]["memory_version"] == 1
         assert job.usage.sleep_time_tokens == context.sleep_tokens
         assert job.usage.amortised_sleep_tokens == pytest.approx(context.sleep_tokens / served, abs=1e-3)
         assert job.usage.compute_tokens > 0
     stored = await runtime.store.get_context(context.id)
     assert stored.queries == 3 and stored.memory == context.memory
+    print(f"memory:\n{context.memory}")

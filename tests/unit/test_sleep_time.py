@@ -52,3 +52,8 @@ async def test_a_spent_sleep_budget_keeps_the_notes_so_far() -> None:
     meter = BudgetMeter(Budget(max_tokens=700))
     memory = await precompute_memory(CONTEXT, ReasoningContext(ScriptedBackend(script), meter), SleepParams(rounds=4))
     assert memory.notes == ["Q: How many pens? A: 12 + 7 = 19"] and meter.usage.budget_exhausted == "tokens"
+
+
+def test_notes_with_the_answer_on_the_next_line_are_parsed() -> None:
+    text = "Q: 1. What do the red pens cost?\nA: 12 * 3 = 36\nA: a stray answer\nQ: Blue? A: 7 * 3 = 21"
+    assert parse_notes(text) == ["Q: What do the red pens cost? A: 12 * 3 = 36", "Q: Blue? A: 7 * 3 = 21"]

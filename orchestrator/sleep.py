@@ -1,0 +1,124 @@
+"""Sleep-time compute in the runtime: contexts, their precompute jobs, questions over them.
+
+``Runtime`` delegates here. A context is stored with a precompute job (kind
+``precompute``); a worker runs it like any job. Side effects on the context (storing a
+memory, counting a question) are keyed by job id, so a job that is retried or taken over
+by another worker never stores twice or counts twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from orchestrator.budget import Budget
+from orchestrator.context import ReasoningContext
+from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError
+from orchestrator.rendering import ChatRenderer
+from orchestrator.store import JobRecord, Store
+from orchestrator.store.contexts import ContextRecord
+from strategies.base import StrategyResult
+from strategies.sleep_time import SleepParams, precompute_memory, with_memory
+
+log = logging.getLogger(__name__)
+CONTEXT_POLL_S = 0.25
+WAIT_SHARE = 0.5  # a question waits for a memory at most this share of its deadline, then answers without
+
+
+class ContextKeeper:
+    """Creates contexts, runs their precompute, and asks questions over them."""
+
+    def __init__(self, store: Store, renderer: ChatRenderer, max_model_len: int) -> None:
+        self.store = store
+        self.renderer = renderer
+        self.max_model_len = max_model_len
+
+    async def create(
+        self, text: str, budget: Budget, params: dict[str, Any] | None, api_key_id: str | None
+    ) -> tuple[ContextRecord, JobRecord]:
+        """Store a context and its (queued) precompute job; the caller enqueues the job id."""
+        if not text.strip():
+            raise InvalidRequestError("the context text is empty")
+        if self.renderer.count_tokens(text) > self.max_model_len // 2:
+            raise PromptTooLongError(
+                f"the context is longer than half the model's context ({self.max_model_len} tokens): "
+                "questions over it would not fit; shorten it or split it into several contexts"
+            )
+        try:
+            parsed = SleepParams.model_validate(params or {})
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            raise InvalidRequestError(f"invalid sleep params: {problems}") from None
+        context = ContextRecord(text=text, sleep_budget=budget, params=parsed.model_dump())
+        job = JobRecord(
+            question=text,
+            strategy="sleep_time",
+            params=context.params,
+            budget=budget,
+            kind="precompute",
+            context_id=context.id,
+            api_key_id=api_key_id,
+        )
+        context.job_id = job.id
+        await self.store.create_context_with_job(context, job)
+        return context, job
+
+    async def precompute(self, job: JobRecord, ctx: ReasoningContext) -> StrategyResult:
+        """The sleep phase: checked notes on the context, before any question."""
+        await self.store.mark_context_computing(job.context_id)
+        memory = await precompute_memory(job.question, ctx, SleepParams.model_validate(job.params))
+        trace = {"notes": memory.notes, "dropped": memory.dropped, "rounds": memory.rounds}
+        return StrategyResult(answer=None, output=memory.text, trace=trace)
+
+    async def question(self, job: JobRecord, ctx: ReasoningContext) -> tuple[str, dict[str, Any]]:
+        """The question over its context, with the memory if it is ready (or, if asked, once it is).
+
+        A wait takes at most half of the request's deadline; then the question is answered
+        without the memory. A memory too long for the model is left out too.
+        """
+        context = await self.store.get_context(job.context_id)
+        if job.context_memory == "wait" and context.status in ("queued", "computing"):
+            context = await self._wait_for_memory(context, ctx)
+        memory = context.memory if context.status == "ready" and context.memory else None
+        used: dict[str, Any] = {"id": context.id, "status": context.status, "memory_version": None}
+        asked = with_memory(context.text, memory, job.question)
+        if memory and self.renderer.count_tokens(asked) > self.max_model_len * 3 // 4:
+            used["left_out"] = "the memory does not fit in the model's context with the question"
+            memory, asked = None, with_memory(context.text, None, job.question)
+        if memory:
+            used["memory_version"] = context.memory_version
+        await ctx.emit({"type": "context", **used})
+        return asked, used
+
+    async def _wait_for_memory(self, context: ContextRecord, ctx: ReasoningContext) -> ContextRecord:
+        remaining = ctx.meter.remaining_seconds()
+        with anyio.move_on_after(remaining * WAIT_SHARE if remaining is not None else None):
+            while context.status in ("queued", "computing"):
+                await anyio.sleep(CONTEXT_POLL_S)
+                context = await self.store.get_context(context.id)
+        return context
+
+    async def settle(self, job: JobRecord, error: TTCError | None = None) -> None:
+        """After a job over a context ends: store its memory, or count the question, or record
+        a failed precompute. Bookkeeping problems are logged: the job's own outcome still stands."""
+        try:
+            if job.kind == "precompute":
+                await self.store.end_precompute(job.context_id, job.id, job.output, job.usage, _error_of(job, error))
+            elif job.status == "succeeded" and (job.trace.get("context") or {}).get("memory_version"):
+                context = await self.store.count_query(job.context_id, job.id)
+                job.usage.sleep_time_tokens = context.sleep_tokens
+                job.usage.amortised_sleep_tokens = round(context.sleep_tokens / max(1, context.queries), 3)
+        except (TTCError, RedisError, OSError) as problem:
+            log.warning("context bookkeeping for job %s failed: %s", job.id, problem)
+
+
+def _error_of(job: JobRecord, error: TTCError | None) -> dict[str, str] | None:
+    if job.status == "succeeded":
+        return None
+    if error is not None:
+        return error.to_dict()
+    return job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
