@@ -131,6 +131,19 @@ async def test_a_cancelled_parent_cancels_its_children() -> None:
     assert time.monotonic() - started < 1.0
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Using all the numbers 41, 12, 19, 25, create an expression that equals 316.\nYou can only use each once.",
+        "Find a way to make 316 using all of these numbers: 41, 12, 19, 25.",
+        "Calculate 316 using all of these numbers: 41, 12, 19, 25.",
+    ],
+)
+def test_reasoning_gym_countdown_wordings_parse(question: str) -> None:
+    task = parse_countdown(question)
+    assert task is not None and task.numbers == (41, 12, 19, 25) and task.target == 316
+
+
 def test_countdown_questions_parse_and_split_by_first_operation() -> None:
     task = parse_countdown("Use the numbers 25, 5, 4, each at most once, with +, -, * and / to make 80. Write...")
     assert task is not None and task.numbers == (25, 5, 4) and task.target == 80
