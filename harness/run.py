@@ -168,7 +168,7 @@ async def fit_router(
         data_seed=spec.data_seed,
         strategies=[
             StrategySpec(strategy="auto", params={"policy_path": str(policy_path), **spec.probe.model_dump()}),
-            StrategySpec(strategy="best_of_n", params={"selection": "majority"}),
+            StrategySpec(strategy="best_of_n", params={"selection": "majority", "n": _baseline_samples(spec)}),
         ],
         budgets=spec.budgets,
         seeds=spec.seeds,
@@ -193,6 +193,12 @@ async def fit_router(
         extra_sections=efficiency_section,
     )
     return FitOutcome(policy_path, policy, evaluation, rows)
+
+
+def _baseline_samples(spec: SweepSpec) -> int:
+    """Best-of-N's samples in the comparison: as many as the dev sweep drew (enough for its budgets)."""
+    drawn = [config.params.get("n", 0) for config in spec.strategies if config.strategy == "best_of_n"]
+    return max(drawn, default=0) or max(8, max(spec.budgets) // 64)
 
 
 def _write_checked_policy(policy: dict[str, Any], path: Path) -> None:
