@@ -118,10 +118,17 @@ async def load_sweep(
 
 
 async def _read_sweep(stored: SweepStore) -> tuple[SweepSpec, list[SweepResult], dict[str, ProbeFeatures]]:
+    """The sweep's latest spec and only its points (a rerun with fewer configurations or budgets
+    leaves older points stored under the name; they are not part of this sweep)."""
     raw_spec = await stored.spec()
     if raw_spec is None:
         raise InvalidRequestError(f"no sweep named {stored.sweep!r} in this Redis: run `ttc sweep --name` first")
-    return SweepSpec.model_validate(raw_spec), await stored.results(), await stored.probes()
+    spec = SweepSpec.model_validate(raw_spec)
+    labels, budgets = {c.label for c in spec.strategies}, set(spec.budgets)
+    results = [
+        r for r in await stored.results() if r.strategy in labels and r.budget in budgets and r.seed < spec.seeds
+    ]
+    return spec, results, await stored.probes()
 
 
 @dataclass
