@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
+        start_new_session=True,  # its own process group: killing it takes its engine processes too
     )
 
 
@@ -52,7 +54,7 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_pa
             return (await store.get_job(job.id)).status == "running"
 
         await wait_for(running, 300, "the first worker to start the job")
-        os.kill(first.pid, signal.SIGKILL)  # mid-job: no result, no acknowledgement
+        os.killpg(first.pid, signal.SIGKILL)  # the whole worker, engine and all, mid-job: no result, no ack
         victim = (await store.get_job(job.id)).owner
         second = start_worker(tmp_path, "second")
 
@@ -73,4 +75,7 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_pa
                     process.wait(60)
                 except subprocess.TimeoutExpired:
                     process.kill()
+            if process is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # no engine process outlives the test
         await connection.aclose()
