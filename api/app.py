@@ -19,7 +19,7 @@ from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, Str
 from api.openai_compat import router as openai_router
 from api.security import RequestGuard
 from orchestrator.budget import Budget
-from orchestrator.errors import InvalidRequestError, TTCError, http_status_for_code
+from orchestrator.errors import InvalidRequestError, TTCError, describe_problems, http_status_for_code
 from orchestrator.jobs import JobQueue, Worker
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
@@ -223,6 +223,6 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        problems = describe_problems(error.errors())
         envelope = InvalidRequestError(f"invalid request: {problems}").to_dict()
         return JSONResponse({"error": envelope}, status_code=422)

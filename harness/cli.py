@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import InvalidRequestError
+from orchestrator.errors import InvalidRequestError, describe_problems
 
 
 def parse_strategy(text: str) -> dict:
@@ -167,7 +167,7 @@ def _readable(error: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'sweep'}: {e['msg']}" for e in error.errors())
+        return describe_problems(error.errors(), "sweep")
     return str(error)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import TTCError
+from orchestrator.errors import TTCError, describe_problems
 
 app = typer.Typer(
     help="ttc: the most accurate answer a given amount of inference compute can buy.", no_args_is_help=True
@@ -44,7 +44,7 @@ def _load_settings():
     try:
         return Settings()
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in error.errors())
+        problems = describe_problems(error.errors(), "settings")
         _fail(TTCError(f"invalid settings: {problems}"))
 
 

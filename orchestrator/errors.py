@@ -157,3 +157,11 @@ def http_status_for_code(code: str) -> int:
             return cls.http_status
         pending.extend(cls.__subclasses__())
     return 500
+
+
+def describe_problems(errors: list[dict], whole: str = "") -> str:
+    """Pydantic's validation errors as one line naming each field: ``"n: must be >= 1; ..."``.
+
+    ``whole`` names the object when an error is about all of it (an empty location).
+    """
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or whole}: {e['msg']}" for e in errors)

@@ -17,7 +17,7 @@ from redis.exceptions import RedisError
 
 from orchestrator.budget import Budget
 from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError
+from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError, describe_problems
 from orchestrator.rendering import ChatRenderer
 from orchestrator.store import JobRecord, Store
 from orchestrator.store.contexts import ContextRecord
@@ -51,7 +51,7 @@ class ContextKeeper:
         try:
             parsed = SleepParams.model_validate(params or {})
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+            problems = describe_problems(error.errors())
             raise InvalidRequestError(f"invalid sleep params: {problems}") from None
         context = ContextRecord(text=text, sleep_budget=budget, params=parsed.model_dump())
         job = JobRecord(

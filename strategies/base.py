@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field, ValidationError
 
 from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError
+from orchestrator.errors import InvalidRequestError, describe_problems
 
 
 class StrategyResult(BaseModel):
@@ -48,7 +48,7 @@ class Strategy:
         try:
             return self.params_model.model_validate(raw or {})
         except ValidationError as error:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'params'}: {e['msg']}" for e in error.errors())
+            problems = describe_problems(error.errors(), "params")
             raise InvalidRequestError(f"invalid params for strategy {self.name!r}: {problems}") from None
 
 
