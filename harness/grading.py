@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 from harness.datasets import Problem
+from verifiers.extraction import last_expression
 from verifiers.outcome import answers_match, countdown_correct
-
-_EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
 
 
 def is_correct(problem: Problem, answer: str | None, output: str | None) -> bool:
@@ -25,12 +24,6 @@ def is_correct(problem: Problem, answer: str | None, output: str | None) -> bool
     if problem.checker == "gym":
         return _gym_score(problem, answer, output) >= 1.0
     return answers_match(answer, problem.answer)
-
-
-def last_expression(text: str) -> str | None:
-    """The last arithmetic expression with at least one operator (``"... is (3 + 4) * 2."``)."""
-    found = [m.group(0) for m in _EXPRESSION.finditer(text) if re.search(r"[+\-*/x×÷]", m.group(0))]
-    return found[-1] if found else None
 
 
 def _gym_score(problem: Problem, answer: str | None, output: str | None) -> float:

@@ -25,18 +25,19 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.backends.base import SamplingSettings
 from orchestrator.context import ReasoningContext
 from orchestrator.errors import BudgetExceededError, TTCError
 from strategies.base import StrategyResult, register
 from strategies.countdown_split import FirstStep, first_steps, parse_countdown
-from verifiers.extraction import extract_answer
+from verifiers.extraction import extract_answer, last_expression
 from verifiers.outcome import countdown_correct
 
 SPAWN_OPEN, SPAWN_CLOSE = "<spawn>", "</spawn>"
@@ -65,6 +66,18 @@ class SpawnJoinParams(BaseModel):
         "model", description="model: the model writes spawn blocks; countdown: one child per first operation"
     )
     concurrent: bool = Field(True, description="false runs the children one after another (the serial baseline)")
+    child_samples: int = Field(
+        1, ge=1, le=16, description="countdown: samples per child; the first whose expression checks is kept"
+    )
+
+    @model_validator(mode="after")
+    def _samples_need_temperature(self) -> SpawnJoinParams:
+        if self.child_samples > 1 and self.temperature == 0.0:
+            raise ValueError("child_samples > 1 needs temperature > 0 (greedy samples would all be the same)")
+        return self
+
+
+SolveChild = Callable[[int, "Thread"], Awaitable[None]]
 
 
 @dataclass
@@ -75,6 +88,7 @@ class Thread:
     task: str
     text: str = ""
     tokens: int = 0
+    longest_try: int | None = None  # a thread that sampled several tries at once: the longest one
     result: str | None = None
     status: str = "running"
     protocol: str = "no spawn"
@@ -82,9 +96,14 @@ class Thread:
     started: float = field(default_factory=time.monotonic)
     ended: float | None = None
 
-    def critical_path_tokens(self) -> int:
-        """Own tokens plus, per spawn round, the longest child's critical path."""
-        return self.tokens + sum(max((c.critical_path_tokens() for c in round_), default=0) for round_ in self.rounds)
+    def critical_path_tokens(self, concurrent: bool = True) -> int:
+        """Own tokens plus, per spawn round, the longest child's critical path (children run
+        concurrently) or the sum of all of them (children run one after another)."""
+        combine = max if concurrent else sum
+        own = self.longest_try if self.longest_try is not None else self.tokens
+        return own + sum(
+            combine([c.critical_path_tokens(concurrent) for c in round_]) for round_ in self.rounds if round_
+        )
 
     def all_tokens(self) -> int:
         return self.tokens + sum(c.all_tokens() for round_ in self.rounds for c in round_)
@@ -135,6 +154,13 @@ def child_result(text: str) -> str | None:
     return extract_answer(text)
 
 
+def child_expression(text: str) -> str | None:
+    """A Countdown child's expression: its ``Result:`` line if that is one, else the last one it wrote
+    (small models often state the target, ``Result: 9``, after writing the expression)."""
+    stated = child_result(text)
+    return last_expression(stated or "") or last_expression(text)
+
+
 class SpawnJoin:
     """Runs one request's thread tree."""
 
@@ -142,7 +168,6 @@ class SpawnJoin:
         self.ctx = ctx
         self.params = params
         self.model_spawns = True  # false under an imposed split: children do not spawn again
-        self.exhausted = False
         self._next_id = 0
 
     def new_thread(self, task: str) -> Thread:
@@ -169,15 +194,21 @@ class SpawnJoin:
         thread.result = child_result(thread.text) if depth > 0 else extract_answer(thread.text)
         thread.status, thread.ended = "done", time.monotonic()
 
-    async def run_children(self, parent: Thread, tasks: list[str], depth: int) -> list[str | None]:
-        """Every task as a child thread, concurrently (or one after another); failures are None."""
+    async def run_children(
+        self, parent: Thread, tasks: list[str], depth: int, solve: SolveChild | None = None
+    ) -> list[str | None]:
+        """Every task as a child thread, concurrently (or one after another); failures are None.
+        ``solve(index, child)`` runs one child (default: an ordinary thread that may spawn again)."""
         children = [self.new_thread(task) for task in tasks]
         parent.rounds.append(children)
         await self.ctx.emit({"type": "spawn", "parent": parent.id, "children": [c.id for c in children]})
 
-        async def run_child(child: Thread) -> None:
+        async def run_child(index: int, child: Thread) -> None:
             try:
-                await self.run_thread(child, depth, CHILD_PROMPT)
+                if solve is None:
+                    await self.run_thread(child, depth, CHILD_PROMPT)
+                else:
+                    await solve(index, child)
             except BudgetExceededError:
                 child.status, child.ended = "out of budget", time.monotonic()
             except TTCError as error:  # the engine refused or failed this child: the others go on
@@ -185,11 +216,11 @@ class SpawnJoin:
 
         if self.params.concurrent:
             async with anyio.create_task_group() as group:
-                for child in children:
-                    group.start_soon(run_child, child)
+                for index, child in enumerate(children):
+                    group.start_soon(run_child, index, child)
         else:
-            for child in children:
-                await run_child(child)
+            for index, child in enumerate(children):
+                await run_child(index, child)
         await self.ctx.emit(
             {"type": "join", "parent": parent.id, "results": {c.id: c.result or NO_RESULT for c in children}}
         )
@@ -209,12 +240,32 @@ class SpawnJoin:
         thread.tokens += len(completion.token_ids)
         return completion.text
 
+    async def solve_countdown_child(self, child: Thread, step: FirstStep, numbers: list[int], target: int) -> None:
+        """One Countdown child: ``child_samples`` tries at its smaller task in one request (they
+        share the prompt's KV); the first whose expression, composed with ``step``, checks is kept."""
+        child.started = time.monotonic()
+        prompt = self.ctx.renderer.render_question(child.task, system=CHILD_PROMPT)
+        sampling = SamplingSettings(
+            n=self.params.child_samples, temperature=self.params.temperature, max_tokens=self.params.thread_max_tokens
+        )
+        [result] = await self.ctx.generate([prompt], sampling)
+        tries = [(c.text, child_expression(c.text)) for c in result.completions]
+        child.tokens = sum(len(c.token_ids) for c in result.completions)
+        child.longest_try = max(len(c.token_ids) for c in result.completions)
+        checks = [t for t in tries if t[1] and countdown_correct(step.compose(t[1]), numbers, target)]
+        child.text, child.result = (checks or [t for t in tries if t[1]] or tries)[0]
+        child.status, child.ended = "done", time.monotonic()
+
     async def run_countdown(self, root: Thread, first: list[FirstStep], target: int, numbers: list[int]) -> None:
         """The imposed split: children per first operation, then the parent answers from the join."""
         tasks = [step.rest.question() for step in first]
         root.text = f"Splitting by the first operation.\n{SPAWN_OPEN}{json.dumps(tasks)}{SPAWN_CLOSE}"
         root.protocol = "countdown split"
-        results = await self.run_children(root, tasks, depth=1)
+
+        async def solve(index: int, child: Thread) -> None:
+            await self.solve_countdown_child(child, first[index], numbers, target)
+
+        results = await self.run_children(root, tasks, depth=1, solve=solve)
         composed = [step.compose(r) if r else None for step, r in zip(first, results, strict=True)]
         checked = [c if c and countdown_correct(c, numbers, target) else None for c in composed]
         lines = [
@@ -225,15 +276,13 @@ class SpawnJoin:
         root.text = root.text[: root.text.rfind(SPAWN_OPEN)] + "<join>\n" + "\n".join(lines) + "\n</join>\n"
         verified = next((c for c in checked if c), None)
         root.result = verified or next((c for c in composed if c), None)  # unverified: still an expression
-        try:
-            await self._continue(root, PARENT_PROMPT, stop=())
-        except BudgetExceededError:
-            if verified is None:
-                raise  # nothing checked: the budget ran out before an answer
-            self.exhausted = True  # a verified answer stands, but the budget did run out
-        if verified is None:
-            stated = extract_answer(root.text.rsplit("</join>", 1)[-1])  # the parent's own words after the join
-            root.result = stated if stated and any(op in stated for op in "+-*/") else root.result
+        if verified is not None:  # the answer is checked: resuming the parent would only restate it
+            root.text += f"The answer is {verified}."
+            root.status, root.ended = "done", time.monotonic()
+            return
+        await self._continue(root, PARENT_PROMPT, stop=())
+        stated = last_expression(root.text.rsplit("</join>", 1)[-1])  # the parent's own words after the join
+        root.result = stated or root.result
         root.status, root.ended = "done", time.monotonic()
 
 
@@ -257,11 +306,11 @@ async def spawn_join(question: str, ctx: ReasoningContext, params: SpawnJoinPara
         exhausted, root.status, root.ended = True, "out of budget", time.monotonic()
         if task is None:
             root.result = root.result or extract_answer(root.text)
-    exhausted = exhausted or tree.exhausted
-    ctx.meter.note_critical_path(root.critical_path_tokens())
+    critical_path = root.critical_path_tokens(params.concurrent)
+    ctx.meter.note_critical_path(critical_path)
     trace = {
         "threads": root.to_trace(origin),
-        "critical_path_tokens": root.critical_path_tokens(),
+        "critical_path_tokens": critical_path,
         "thread_tokens": root.all_tokens(),
         "protocol": root.protocol,
     }

@@ -7,6 +7,7 @@ import re
 _BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
 _ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
 
 
 def extract_answer(text: str) -> str | None:
@@ -32,3 +33,9 @@ def _normalise_number(text: str) -> str:
         number = float(candidate)
         return str(int(number)) if number.is_integer() else candidate
     return text
+
+
+def last_expression(text: str) -> str | None:
+    """The last arithmetic expression with at least one operator (``"... is (3 + 4) * 2."``)."""
+    found = [m.group(0) for m in _EXPRESSION.finditer(text) if re.search(r"[+\-*/x×÷]", m.group(0))]
+    return found[-1] if found else None

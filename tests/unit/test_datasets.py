@@ -10,9 +10,10 @@ import pytest
 
 from harness.catalog import load_dataset
 from harness.datasets import arithmetic_word_problems, countdown, graded_arithmetic, multi_query_contexts
-from harness.grading import is_correct, last_expression
+from harness.grading import is_correct
 from harness.public_data import last_boxed, load_jsonl
 from orchestrator.errors import InvalidRequestError
+from verifiers.extraction import last_expression
 
 
 def test_same_seed_same_problems_other_seed_other_problems() -> None:

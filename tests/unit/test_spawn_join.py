@@ -73,8 +73,10 @@ async def test_serial_mode_runs_the_same_work_one_child_after_another() -> None:
     slow_children = lambda prompt: 0.3 if CHILD_PROMPT in prompt else 0.0  # noqa: E731
     result, _, _ = await run(parent_and_children(), {"concurrent": False}, delay=slow_children)
     assert result.answer == "12"
-    [children] = result.trace["threads"]["rounds"]
+    tree = result.trace["threads"]
+    [children] = tree["rounds"]
     assert children[0]["end_s"] <= children[1]["start_s"]
+    assert result.trace["critical_path_tokens"] == tree["tokens"] + sum(c["tokens"] for c in children)
 
 
 async def test_a_failing_child_is_no_result_and_the_parent_goes_on() -> None:
@@ -166,10 +168,51 @@ async def test_the_countdown_split_checks_what_the_children_found() -> None:
     params = strategy.parse_params({"decomposition": "countdown", "max_children": 16})
     result = await strategy.run(question, ReasoningContext(backend, BudgetMeter(Budget())), params)
     assert result.answer == "(25 - 5) * 4" and countdown_correct(result.answer, [25, 5, 4], 80)
-    assert "(checks: equals 80)" in backend.calls[-1][0] and result.trace["protocol"] == "countdown split"
+    assert "(checks: equals 80)" in result.output and result.trace["protocol"] == "countdown split"
+    assert all(CHILD_PROMPT in call[0] for call in backend.calls)  # checked: the parent need not resume
 
 
-@pytest.mark.parametrize("bad", [{"max_children": 0}, {"max_depth": 9}, {"decomposition": "magic"}])
+async def test_countdown_children_sample_and_keep_the_try_that_checks() -> None:
+    question = "Use the numbers 25, 5, 4, each at most once, with +, -, * and / to make 80."
+
+    tries = ["20 + 4 = 24. Result: 80", "I think 20 * 4 = 80. Result: 80", "Result: 80"]
+
+    def script(prompt: str, sampling) -> list[str]:
+        assert CHILD_PROMPT in prompt and sampling.n == 3  # all tries in one request
+        return tries if "4, 20" in prompt else ["Result: 1 + 1"] * 3
+
+    backend = ScriptedBackend(script)
+    strategy = get_strategy("spawn_join")
+    params = strategy.parse_params(
+        {"decomposition": "countdown", "max_children": 16, "child_samples": 3, "temperature": 0.7}
+    )
+    meter = BudgetMeter(Budget())
+    result = await strategy.run(question, ReasoningContext(backend, meter), params)
+    assert result.answer == "(25 - 5) * 4"
+    [children] = result.trace["threads"]["rounds"]
+    chosen = next(c for c in children if "4, 20" in c["task"])
+    assert chosen["result"] == "20 * 4" and chosen["tokens"] == sum(map(len, tries))
+    assert len(backend.calls) == len(children) and meter.usage.completion_tokens == result.trace["thread_tokens"]
+    assert meter.usage.critical_path_tokens == max(map(len, tries))  # the tries run at once; nothing else ran
+
+
+async def test_with_nothing_checked_the_countdown_parent_resumes_and_answers() -> None:
+    question = "Use the numbers 25, 5, 4, each at most once, with +, -, * and / to make 80."
+
+    def script(prompt: str, sampling) -> list[str]:
+        return ["Result: 1 + 1"] if CHILD_PROMPT in prompt else ["None checks. The answer is 4 * (25 - 5)."]
+
+    backend = ScriptedBackend(script)
+    strategy = get_strategy("spawn_join")
+    params = strategy.parse_params({"decomposition": "countdown", "max_children": 3})
+    result = await strategy.run(question, ReasoningContext(backend, BudgetMeter(Budget())), params)
+    assert CHILD_PROMPT not in backend.calls[-1][0] and "(checks" not in backend.calls[-1][0]
+    assert result.answer == "4 * (25 - 5)"
+
+
+@pytest.mark.parametrize(
+    "bad", [{"max_children": 0}, {"max_depth": 9}, {"decomposition": "magic"}, {"child_samples": 4}]
+)
 def test_bad_params_name_the_field(bad: dict) -> None:
     from orchestrator.errors import InvalidRequestError
 
