@@ -95,7 +95,10 @@ async def main(args: argparse.Namespace) -> dict:
     }
     sleep_per_query = statistics.mean(c["sleep_tokens"] for c in contexts.values()) / 4
     memory_points = {b: _point(summary[f"memory/direct@{b}"]) for b in BUDGETS}
-    baseline = {i: _point(row) for i, (label, row) in enumerate(summary.items()) if label.startswith("none/")}
+    # The no-memory curve: direct at each budget (keyed by budget, so the same-budget comparison
+    # is direct vs direct) and the votes (keyed apart, negative, as they have no budget of their own).
+    baseline = {b: _point(summary[f"none/direct@{b}"]) for b in BUDGETS}
+    baseline |= {-n: _point(summary[f"none/best_of_{n}@128"]) for n in VOTES}
     matched = efficiency(memory_points, baseline)
     rows = []
     for row in matched:

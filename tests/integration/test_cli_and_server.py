@@ -107,17 +107,44 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         check_jobs_events_and_cancel(base)
         check_sdk(base)
         check_openai_compatible_endpoint(base)
+        context = precompute_a_context(base)
     finally:
         stop_server(server, tmp_path, "serve")
 
-    # a restarted service still serves what the first one stored
+    # a restarted service still serves what the first one stored, and answers from the memory
     restarted = start_server(tmp_path, port, "restarted")
     try:
         wait_for_http(f"{base}/readyz", 300, restarted)
         again = httpx.get(f"{base}/v1/jobs/{body['job_id']}")
         assert again.status_code == 200 and again.json()["answer"] == body["answer"]
+        question = {"question": "How many pens are there?", "context_id": context["context_id"]}
+        asked = httpx.post(f"{base}/v1/reason", json=question | {"params": {"max_tokens": 48}}, timeout=120).json()
+        assert asked["status"] == "succeeded" and asked["trace"]["context"]["memory_version"] == 1
+        assert asked["usage"]["amortised_sleep_tokens"] == context["sleep_tokens"]
+        assert httpx.get(f"{base}/v1/contexts/{context['context_id']}").json()["queries"] == 1
     finally:
         stop_server(restarted, tmp_path, "restarted")
+
+
+def precompute_a_context(base: str) -> dict:
+    """A context whose memory the server's worker precomputes on the engine; returns it ready."""
+    created = httpx.post(
+        f"{base}/v1/contexts",
+        json={
+            "text": "A shop has 12 red pens and 7 blue pens. Every pen costs 3 dollars.",
+            "params": {"rounds": 2, "round_max_tokens": 160},
+        },
+    )
+    assert created.status_code == 202, created.text
+    url = f"{base}/v1/contexts/{created.json()['context_id']}"
+    for _ in range(600):
+        context = httpx.get(url).json()
+        if context["status"] in {"ready", "failed"}:
+            break
+        time.sleep(0.2)
+    assert context["status"] == "ready" and context["memory_version"] == 1, context
+    assert context["memory"] and context["sleep_tokens"] > 0
+    return context
 
 
 def check_jobs_events_and_cancel(base: str) -> None:
