@@ -6,6 +6,11 @@ tokens spent at question time (the paper's measure); prompt tokens are reported 
 Without memory, larger budgets and best-of-N votes give the curve to match.
 
     .venv/bin/python benchmarks/sleep_time_multi_query.py [--contexts 8] [--seed 0]
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --memory oracle --contexts 4
+
+``--memory oracle`` replaces the precompute with a perfect sleeper's memory: each of the
+context's questions with its right answer, stored through the same context path. It bounds
+what the query phase can gain from a memory, separately from how well the model writes one.
 
 Reports: accuracy at equal test-time budget; test-time tokens the no-memory curve needs to
 reach the memory's accuracy (ratio); cost per query at 4 queries per context, counting the
@@ -45,6 +50,7 @@ async def main(args: argparse.Namespace) -> dict:
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-bench-")))
     runtime = Runtime(settings, backend, Store(connection, "bench"))
     problems = multi_query_contexts(args.contexts, args.seed)
+    label = "oracle" if args.memory == "oracle" else "memory"
     contexts: dict[str, dict] = {}
     points: dict[str, list[dict]] = {}
     limiter = anyio.CapacityLimiter(args.concurrency)
@@ -67,16 +73,20 @@ async def main(args: argparse.Namespace) -> dict:
         sleep = {"rounds": args.rounds, "round_max_tokens": args.round_tokens}
         for problem in problems:
             key = problem.meta["context_id"]
-            if key not in contexts:
+            if key in contexts:
+                continue
+            if args.memory == "oracle":
+                record = await oracle_context(runtime, [p for p in problems if p.meta["context_id"] == key])
+            else:
                 record = await runtime.precompute(problem.meta["context"], sleep_budget=loose, params=sleep)
-                contexts[key] = {"id": record.id, "sleep_tokens": record.sleep_tokens, "memory": record.memory}
-                print(f"{key}: {record.sleep_tokens} sleep tokens, memory:\n{record.memory}\n")
+            contexts[key] = {"id": record.id, "sleep_tokens": record.sleep_tokens, "memory": record.memory}
+            print(f"{key}: {record.sleep_tokens} sleep tokens, memory:\n{record.memory}\n")
         async with anyio.create_task_group() as group:
             for problem in problems:
                 context_id = contexts[problem.meta["context_id"]]["id"]
                 for b in BUDGETS:
                     params = {"max_tokens": b}
-                    group.start_soon(answer, problem, f"memory/direct@{b}", "direct", params, context_id)
+                    group.start_soon(answer, problem, f"{label}/direct@{b}", "direct", params, context_id)
                     group.start_soon(answer, problem, f"none/direct@{b}", "direct", params, None)
                 for n in VOTES:
                     params = {"n": n, "max_tokens": 128, "adaptive": False}
@@ -94,7 +104,7 @@ async def main(args: argparse.Namespace) -> dict:
         for label, rows in sorted(points.items())
     }
     sleep_per_query = statistics.mean(c["sleep_tokens"] for c in contexts.values()) / 4
-    memory_points = {b: _point(summary[f"memory/direct@{b}"]) for b in BUDGETS}
+    memory_points = {b: _point(summary[f"{label}/direct@{b}"]) for b in BUDGETS}
     # The no-memory curve: direct at each budget (keyed by budget, so the same-budget comparison
     # is direct vs direct) and the votes (keyed apart, negative, as they have no budget of their own).
     baseline = {b: _point(summary[f"none/direct@{b}"]) for b in BUDGETS}
@@ -113,6 +123,7 @@ async def main(args: argparse.Namespace) -> dict:
         )
     return {
         "benchmark": "sleep_time_multi_query",
+        "memory": args.memory,
         "contexts": len(contexts),
         "questions": len(problems),
         "seed": args.seed,
@@ -122,6 +133,15 @@ async def main(args: argparse.Namespace) -> dict:
         "memory_vs_none": rows,
         "memories": {k: v["memory"] for k, v in contexts.items()},
     }
+
+
+async def oracle_context(runtime, questions: list):
+    """A context whose memory is every one of its questions with the right answer (no sleep tokens)."""
+    from orchestrator.budget import Usage
+
+    notes = "\n".join(f"Q: {p.meta['query']} A: {p.answer}" for p in questions)
+    context, job = await runtime.create_context(questions[0].meta["context"])
+    return await runtime.store.end_precompute(context.id, job.id, notes, Usage(), None)
 
 
 def _point(row: dict) -> tuple[float, float]:
@@ -135,10 +155,11 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--round-tokens", type=int, default=256)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory", choices=["sleep", "oracle"], default="sleep", help="who writes the memory")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     report = anyio.run(main, parser.parse_args())
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / "sleep_time_multi_query.json"
+    out = RESULTS_DIR / ("sleep_time_multi_query.json" if report["memory"] == "sleep" else "sleep_time_oracle.json")
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("summary", "memory_vs_none")}, indent=2))
     print(f"saved {out}")
