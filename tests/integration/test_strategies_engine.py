@@ -44,7 +44,8 @@ async def test_strategy_runs_within_budget_and_accounts_every_token(inprocess_ba
         assert sum(node["tokens"] for node in nodes) == usage.completion_tokens
         assert usage.kv_footprint_tokens == sum(result.trace["tree"]["kv_footprint_per_depth"])
         assert usage.verifier_calls >= 1
-        assert usage.cached_prompt_tokens > 0  # later depths reuse the prompt's KV
+        if len(result.trace["tree"]["kv_footprint_per_depth"]) > 1:  # every branch may finish at depth 1
+            assert usage.cached_prompt_tokens > 0  # later depths reuse the prompt's KV
     if name == "best_of_n":
         assert result.trace["samples_drawn"] <= params["n"]
 
