@@ -13,8 +13,9 @@ request's budget meter. Their results replace the spawn block as a compact join 
 - A model that ignores the protocol just finishes its own chain (the trace says so); a
   malformed spawn block is cut and the thread continues alone.
 - ``decomposition: countdown`` imposes the split for Countdown problems: each child
-  explores a different first operation; the join lists the full expressions the children
-  found, marking the ones that check.
+  explores a different first operation (``child_samples`` tries in one request, the first
+  that checks kept); the join lists the full expressions the children found, marking the
+  ones that check; once one checks, it is the answer and the parent does not resume.
 
 Usage counts every thread (the meter is shared); the trace holds the thread tree and the
 critical path: the tokens of the longest chain of threads that had to run one after another.
