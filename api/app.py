@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
@@ -13,18 +12,17 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.contexts import router as contexts_router
+from api.jobs import submit_job, to_response, wait_for_job
 from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
 from api.security import RequestGuard
-from orchestrator.budget import Budget
-from orchestrator.errors import InvalidRequestError, TTCError, describe_problems, http_status_for_code
+from orchestrator.core.errors import InvalidRequestError, TTCError, describe_problems, http_status_for_code
+from orchestrator.core.settings import Settings
+from orchestrator.core.store.store import TERMINAL
 from orchestrator.jobs import JobQueue, Worker
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
-from orchestrator.store import JobRecord
-from orchestrator.store.store import TERMINAL, ContextMemory
 from strategies import REGISTRY
 
 ERRORS = {404: {"model": ErrorEnvelope}, 400: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
@@ -113,22 +111,22 @@ def _install_routes(app: FastAPI) -> None:
             context_memory=body.context_memory,
         )
         if not body.wait:
-            return JSONResponse(_to_response(job).model_dump(mode="json"), status_code=202)
+            return JSONResponse(to_response(job).model_dump(mode="json"), status_code=202)
         job = await wait_for_job(request, job)
         if job.status == "failed" and job.error:  # the job record keeps the details under its id
             status = http_status_for_code(job.error["code"])
             return JSONResponse({"error": {**job.error, "job_id": job.id}}, status_code=status)
-        return _to_response(job)
+        return to_response(job)
 
     @app.get("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def get_job(job_id: str, request: Request) -> ReasonResponse:
         """A job's status, answer and usage."""
-        return _to_response(await request.app.state.runtime.store.get_job(job_id))
+        return to_response(await request.app.state.runtime.store.get_job(job_id))
 
     @app.delete("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def cancel_job(job_id: str, request: Request) -> ReasonResponse:
         """Cancel a job; a running one stops within a moment and its engine requests are aborted."""
-        return _to_response(await request.app.state.runtime.store.request_cancel(job_id))
+        return to_response(await request.app.state.runtime.store.request_cancel(job_id))
 
     @app.get("/v1/jobs/{job_id}/events")
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
@@ -149,71 +147,6 @@ def _install_routes(app: FastAPI) -> None:
                     return
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-
-async def submit_job(
-    request: Request,
-    question: str,
-    budget: Budget | None,
-    strategy: str,
-    params: dict[str, Any],
-    idempotency_key: str | None,
-    *,
-    context_id: str | None = None,
-    context_memory: ContextMemory = "use_if_ready",
-) -> JobRecord:
-    """Validate, store and enqueue a job; an idempotency key already used returns its job."""
-    runtime: Runtime = request.app.state.runtime
-    store = runtime.store
-    if idempotency_key:
-        existing = await store.redis.get(store.keys.idempotency(idempotency_key))
-        if existing:
-            return await store.get_job(existing)
-    api_key = getattr(request.state, "api_key", None)
-    job = await runtime.submit(
-        question,
-        budget=budget,
-        strategy=strategy,
-        params=params,
-        api_key_id=api_key.id if api_key else None,
-        context_id=context_id,
-        context_memory=context_memory,
-    )
-    if idempotency_key:
-        key = store.keys.idempotency(idempotency_key)
-        if not await store.redis.set(key, job.id, nx=True, ex=24 * 3600):  # a concurrent twin won
-            await store.request_cancel(job.id)
-            return await store.get_job(await store.redis.get(key))
-    await request.app.state.queue.enqueue(job.id)
-    return job
-
-
-async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:
-    """Wait for the job's result event (a blocking read, no polling); a client that goes away cancels it."""
-    store = request.app.state.runtime.store
-    after = "0-0"
-    while job.status not in TERMINAL:
-        events = await store.read_events(job.id, after, block_ms=500)
-        if events:
-            after = events[-1][0]
-        if await request.is_disconnected():  # nobody is waiting for the answer any more
-            return await store.request_cancel(job.id)
-        if not events or any(event["type"] == "result" for _, event in events):
-            job = await store.get_job(job.id)  # finished, or a quiet half-second: look at the record
-    return job
-
-
-def _to_response(job: JobRecord) -> ReasonResponse:
-    return ReasonResponse(
-        job_id=job.id,
-        status=job.status,
-        answer=job.answer,
-        output=job.output,
-        best_so_far=job.best_so_far,
-        usage=job.usage,
-        trace=job.trace,
-        error=job.error,
-    )
 
 
 def _install_error_handlers(app: FastAPI) -> None:

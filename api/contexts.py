@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.models import ContextInfo, ContextRequest, ErrorEnvelope
+from orchestrator.core.store.contexts import ContextRecord
 from orchestrator.runtime import Runtime
-from orchestrator.store.contexts import ContextRecord
 
 router = APIRouter()
 
@@ -31,20 +31,21 @@ async def create_context(body: ContextRequest, request: Request) -> JSONResponse
     """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id."""
     runtime: Runtime = request.app.state.runtime
     store = runtime.store
-    remembered = store.keys.idempotency(f"context:{body.idempotency_key}") if body.idempotency_key else None
-    if remembered and (existing := await store.redis.get(remembered)):
-        return JSONResponse(to_info(await store.get_context(existing)).model_dump(mode="json"), status_code=202)
+    key = body.idempotency_key
+    if key and (existing := await store.idempotent_target("context", key)):
+        return _accepted(await store.get_context(existing))
     api_key = getattr(request.state, "api_key", None)
     context, job = await runtime.create_context(
         body.text, sleep_budget=body.sleep_budget, params=body.params, api_key_id=api_key.id if api_key else None
     )
-    if remembered and not await store.redis.set(remembered, context.id, nx=True, ex=24 * 3600):
-        await store.request_cancel(job.id)  # a concurrent twin won: this one never runs
-        return JSONResponse(
-            to_info(await store.get_context(await store.redis.get(remembered))).model_dump(mode="json"),
-            status_code=202,
-        )
+    if key and (winner := await store.claim_idempotency("context", key, context.id)) != context.id:
+        await store.request_cancel(job.id)  # a concurrent twin claimed the key first: this one never runs
+        return _accepted(await store.get_context(winner))
     await request.app.state.queue.enqueue(job.id)
+    return _accepted(context)
+
+
+def _accepted(context: ContextRecord) -> JSONResponse:
     return JSONResponse(to_info(context).model_dump(mode="json"), status_code=202)
 
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from orchestrator.store.jobstats import LATENCY_BUCKETS_S, JobStats
+from orchestrator.core.store.jobstats import LATENCY_BUCKETS_S, JobStats
 
 REGISTRY = CollectorRegistry()
 REQUESTS = Counter("ttc_http_requests", "HTTP requests", ["route", "status"], registry=REGISTRY)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.budget import Budget, Usage
+from orchestrator.core.budget import Budget, Usage
 
 
 class ReasonRequest(BaseModel):

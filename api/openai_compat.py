@@ -19,9 +19,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.budget import Budget
-from orchestrator.errors import InvalidRequestError, http_status_for_code
-from orchestrator.store import JobRecord
+from api.jobs import submit_job, wait_for_job
+from orchestrator.core.budget import Budget
+from orchestrator.core.errors import InvalidRequestError, http_status_for_code
+from orchestrator.core.store import JobRecord
 
 router = APIRouter()
 
@@ -67,8 +68,6 @@ def question_of(body: ChatCompletionRequest) -> str:
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
     """OpenAI-compatible chat completion answered by a test-time compute strategy."""
-    from api.app import submit_job, wait_for_job
-
     budget = body.budget or Budget()
     if body.max_tokens is not None and budget.max_tokens is None:
         budget = budget.model_copy(update={"max_tokens": body.max_tokens})
@@ -124,8 +123,6 @@ def completion_body(job: JobRecord, model: str, created: int) -> dict[str, Any]:
 
 
 async def _stream(request: Request, job: JobRecord, model: str, created: int) -> AsyncIterator[str]:
-    from api.app import wait_for_job
-
     def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
         body = {
             "id": f"chatcmpl-{job.id}",

@@ -11,8 +11,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.errors import AuthenticationError, QuotaExceededError, RequestTooLargeError, TTCError
-from orchestrator.settings import Settings
+from orchestrator.core.errors import AuthenticationError, QuotaExceededError, RequestTooLargeError, TTCError
+from orchestrator.core.settings import Settings
 
 OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"}
 

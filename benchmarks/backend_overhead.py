@@ -44,16 +44,16 @@ async def raw_vllm(engine, prompts: list[list[int]], max_tokens: int) -> int:
 
 
 async def through_interface(backend, prompts: list[list[int]], max_tokens: int) -> int:
-    from orchestrator.backends.base import SamplingSettings
+    from orchestrator.core.backends.base import SamplingSettings
 
     results = await backend.generate(prompts, SamplingSettings(temperature=0.0, max_tokens=max_tokens))
     return sum(r.completion_tokens for r in results)
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-    from orchestrator.embedded_model import ensure_embedded_model
-    from orchestrator.settings import Settings
+    from orchestrator.core.backends.inprocess import InProcessBackend
+    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.settings import EngineOptions, Settings
 
     model = ensure_embedded_model(Settings().model_cache_dir)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=1))

@@ -24,53 +24,41 @@ BEAM_SHAPES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}  # width 
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.datasets import graded_arithmetic
-    from orchestrator.backends.base import SamplingSettings
-    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-    from orchestrator.budget import Budget, BudgetMeter
-    from orchestrator.context import ReasoningContext
-    from orchestrator.embedded_model import ensure_embedded_model
-    from orchestrator.settings import Settings
+    from orchestrator.core.backends.inprocess import InProcessBackend
+    from orchestrator.core.budget import Budget, BudgetMeter
+    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.session import Session
+    from orchestrator.core.settings import EngineOptions, Settings
     from strategies import get_strategy
-    from strategies.best_of_n import select_answer
-    from strategies.direct import DEFAULT_SYSTEM_PROMPT
-    from verifiers.base import ScoreRequest, get_verifier
-    from verifiers.extraction import extract_answer
+    from strategies.selection import Sample, choose
     from verifiers.outcome import answers_match
+    from verifiers.registry import VerifierSet
 
-    model = ensure_embedded_model(Settings().model_cache_dir)
+    settings = Settings()
+    model = ensure_embedded_model(settings.model_cache_dir)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
+    verifiers = VerifierSet.build(settings)
     problems = graded_arithmetic(args.questions, args.seed)
-    verifier = get_verifier("arith_steps")
-    samples: list[dict] = []
+    best_of_n = get_strategy("best_of_n")
+    one_pass = best_of_n.parse_params(
+        {"n": max(BUDGETS), "selection": "weighted", "adaptive": False, "temperature": 0.7, "max_tokens": 160}
+    )
+    passes: list[list[Sample]] = []
     try:
-        for index, problem in enumerate(problems):  # one pass of 16 samples per question
-            ctx = ReasoningContext(backend, BudgetMeter(Budget(), backend.model.shape))
-            prompt = ctx.renderer.render_question(problem.question, system=DEFAULT_SYSTEM_PROMPT)
-            [result] = await ctx.generate([prompt], SamplingSettings(n=max(BUDGETS), temperature=0.7, max_tokens=160))
-            texts = [c.text for c in result.completions]
-            batch = [ScoreRequest(problem.question, tuple(t.split("\n\n"))) for t in texts]
-            scores = await ctx.score(verifier, batch, "last")
-            samples.append(
-                {
-                    "texts": texts,
-                    "answers": [extract_answer(t) for t in texts],
-                    "scores": scores,
-                    "tokens": [len(c.token_ids) for c in result.completions],
-                }
-            )
-            print(
-                f"[{index + 1}/{len(problems)}] sampled 16, right: "
-                f"{sum(answers_match(a, problem.answer) for a in samples[-1]['answers'])}/16"
-            )
-        tokens_per_sample = statistics.mean(t for s in samples for t in s["tokens"])
+        for index, problem in enumerate(problems):  # one scored pass of 16 samples per question
+            session = Session(backend, BudgetMeter(Budget(), backend.model.shape), verifiers=verifiers)
+            result = await best_of_n.run(problem.question, session, one_pass)
+            passes.append([Sample.model_validate(sample) for sample in result.trace["samples"]])
+            right = sum(answers_match(sample.answer, problem.answer) for sample in passes[-1])
+            print(f"[{index + 1}/{len(problems)}] sampled 16, right: {right}/16")
+        tokens_per_sample = statistics.mean(sample.tokens or 0 for samples in passes for sample in samples)
         curves: dict[str, list[dict]] = {"majority": [], "weighted": [], "argmax": [], "beam_search": []}
         for k in BUDGETS:
             for selection in ("majority", "weighted", "argmax"):
                 correct, spent = 0, []
-                for problem, s in zip(problems, samples, strict=True):
-                    chosen = select_answer(s["texts"][:k], s["answers"][:k], s["scores"][:k], selection, False, [k])
-                    correct += answers_match(chosen.answer, problem.answer)
-                    spent.append(sum(s["tokens"][:k]))
+                for problem, samples in zip(problems, passes, strict=True):
+                    correct += answers_match(choose(samples[:k], selection).answer, problem.answer)
+                    spent.append(sum(sample.tokens or 0 for sample in samples[:k]))
                 curves[selection].append(
                     {"k": k, "accuracy": correct / len(problems), "tokens": statistics.mean(spent)}
                 )
@@ -82,7 +70,7 @@ async def main(args: argparse.Namespace) -> dict:
             correct, spent = 0, []
             for problem in problems:
                 meter = BudgetMeter(Budget(max_tokens=int(k * tokens_per_sample)), backend.model.shape)
-                result = await strategy.run(problem.question, ReasoningContext(backend, meter), params)
+                result = await strategy.run(problem.question, Session(backend, meter, verifiers=verifiers), params)
                 correct += answers_match(result.answer, problem.answer)
                 spent.append(meter.usage.completion_tokens)
             curves["beam_search"].append(
@@ -90,6 +78,7 @@ async def main(args: argparse.Namespace) -> dict:
             )
             print(f"k={k:>2}: " + "  ".join(f"{m}={c[-1]['accuracy']:.2f}" for m, c in curves.items()))
     finally:
+        await verifiers.aclose()
         await backend.aclose()
     return {
         "benchmark": "bon_vs_beam",

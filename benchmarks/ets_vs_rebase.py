@@ -24,16 +24,19 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.datasets import graded_arithmetic
-    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-    from orchestrator.budget import Budget, BudgetMeter
-    from orchestrator.context import ReasoningContext
-    from orchestrator.embedded_model import ensure_embedded_model
-    from orchestrator.settings import Settings
+    from orchestrator.core.backends.inprocess import InProcessBackend
+    from orchestrator.core.budget import Budget, BudgetMeter
+    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.session import Session
+    from orchestrator.core.settings import EngineOptions, Settings
     from strategies import get_strategy
     from verifiers.outcome import answers_match
+    from verifiers.registry import VerifierSet
 
-    model = ensure_embedded_model(Settings().model_cache_dir)
+    settings = Settings()
+    model = ensure_embedded_model(settings.model_cache_dir)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
+    verifiers = VerifierSet.build(settings)
     problems = graded_arithmetic(args.questions, args.seed)
     params = {"width": args.width, "max_steps": args.max_steps, "step_max_tokens": args.step_tokens}
     rows: dict[str, list[dict]] = {"rebase": [], "ets": []}
@@ -45,7 +48,7 @@ async def main(args: argparse.Namespace) -> dict:
                 meter = BudgetMeter(Budget(deadline_s=600), backend.model.shape)
                 started = time.perf_counter()
                 result = await strategy.run(
-                    problem.question, ReasoningContext(backend, meter), strategy.parse_params(params)
+                    problem.question, Session(backend, meter, verifiers=verifiers), strategy.parse_params(params)
                 )
                 seconds = time.perf_counter() - started
                 usage = meter.snapshot()
@@ -66,6 +69,7 @@ async def main(args: argparse.Namespace) -> dict:
                     f"kv={usage.kv_footprint_tokens} tokens={usage.completion_tokens} {seconds:.1f}s"
                 )
     finally:
+        await verifiers.aclose()
         await backend.aclose()
     summary = {name: _summarise(method_rows) for name, method_rows in rows.items()}
     return {

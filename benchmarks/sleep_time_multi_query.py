@@ -37,18 +37,19 @@ async def main(args: argparse.Namespace) -> dict:
     from harness.datasets import multi_query_contexts
     from harness.fit import efficiency
     from harness.grading import is_correct
-    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-    from orchestrator.budget import Budget
-    from orchestrator.embedded_model import ensure_embedded_model
+    from orchestrator.core.backends.inprocess import InProcessBackend
+    from orchestrator.core.budget import Budget
+    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.settings import EngineOptions, Settings
+    from orchestrator.core.store import Store, open_redis
     from orchestrator.runtime import Runtime
-    from orchestrator.settings import Settings
-    from orchestrator.store import Store, open_redis
+    from verifiers.registry import VerifierSet
 
     settings = Settings()
     model = ensure_embedded_model(settings.model_cache_dir)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-bench-")))
-    runtime = Runtime(settings, backend, Store(connection, "bench"))
+    runtime = Runtime(settings, backend, Store(connection, "bench"), VerifierSet.build(settings))
     problems = multi_query_contexts(args.contexts, args.seed)
     label = "oracle" if args.memory == "oracle" else "memory"
     contexts: dict[str, dict] = {}
@@ -92,6 +93,7 @@ async def main(args: argparse.Namespace) -> dict:
                     params = {"n": n, "max_tokens": 128, "adaptive": False}
                     group.start_soon(answer, problem, f"none/best_of_{n}@128", "best_of_n", params, None)
     finally:
+        await runtime.verifiers.aclose()
         await backend.aclose()
         await connection.aclose()
 
@@ -137,7 +139,7 @@ async def main(args: argparse.Namespace) -> dict:
 
 async def oracle_context(runtime, questions: list):
     """A context whose memory is every one of its questions with the right answer (no sleep tokens)."""
-    from orchestrator.budget import Usage
+    from orchestrator.core.budget import Usage
 
     notes = "\n".join(f"Q: {p.meta['query']} A: {p.answer}" for p in questions)
     context, job = await runtime.create_context(questions[0].meta["context"])

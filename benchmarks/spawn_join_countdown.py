@@ -28,22 +28,25 @@ RESULTS_DIR = Path(__file__).parent / "results"
 async def main(args: argparse.Namespace) -> dict:
     from harness.datasets import countdown
     from harness.grading import is_correct
-    from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-    from orchestrator.budget import Budget, BudgetMeter
-    from orchestrator.context import ReasoningContext
-    from orchestrator.embedded_model import ensure_embedded_model
-    from orchestrator.settings import Settings
+    from orchestrator.core.backends.inprocess import InProcessBackend
+    from orchestrator.core.budget import Budget, BudgetMeter
+    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.session import Session
+    from orchestrator.core.settings import EngineOptions, Settings
     from strategies import get_strategy
+    from verifiers.registry import VerifierSet
 
-    model = ensure_embedded_model(Settings().model_cache_dir)
+    settings = Settings()
+    model = ensure_embedded_model(settings.model_cache_dir)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
+    verifiers = VerifierSet.build(settings)
     problems = countdown(args.questions, args.seed)
 
     async def attempt(name: str, question: str, params: dict) -> dict:
         chosen = get_strategy(name)
         meter = BudgetMeter(Budget(), backend.model.shape)
         started = time.perf_counter()
-        result = await chosen.run(question, ReasoningContext(backend, meter), chosen.parse_params(params))
+        result = await chosen.run(question, Session(backend, meter, verifiers=verifiers), chosen.parse_params(params))
         usage = meter.snapshot()
         return {
             "seconds": time.perf_counter() - started,
@@ -92,6 +95,7 @@ async def main(args: argparse.Namespace) -> dict:
                 )
             report[f"children={children}"] = summarise(rows)
     finally:
+        await verifiers.aclose()
         await backend.aclose()
     return report
 

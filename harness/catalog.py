@@ -15,7 +15,7 @@ from typing import Literal
 
 from harness import public_data
 from harness.datasets import Problem, countdown, graded_arithmetic, multi_query_contexts
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.errors import InvalidRequestError
 
 Split = Literal["dev", "test", "all"]
 GENERATED = {"arithmetic": graded_arithmetic, "countdown": countdown, "multi_query": multi_query_contexts}

@@ -20,6 +20,8 @@ from pydantic import BaseModel
 
 from harness.report import difficulty_bin, frontier
 from harness.results import ProbeFeatures, SweepResult
+from strategies.auto import ProbeParams, probe_shape
+from strategies.policy import Policy, PolicyEntry
 
 
 def quantile_edges(difficulties: list[float], bins: int) -> list[float]:
@@ -81,46 +83,59 @@ def fit_policy(
     bins: int = 3,
     version: str | None = None,
     source: str = "",
-) -> dict[str, Any]:
-    """The policy file's content: bin edges, and per bin the winner at each budget.
+    probe: ProbeParams | None = None,
+) -> Policy:
+    """The policy: bin edges, and per bin the winner at each budget.
 
-    ``auto`` chooses after paying for its probe, so an entry's ``min_tokens`` is its budget
-    minus what the probe typically costs at that budget (``probe_cost_online``), less a
-    margin; entries that would share a threshold keep the smaller budget's winner. A bin
-    with no dev items uses the overall winners.
+    ``auto`` chooses after paying for its probe (``probe``: the params the sweep probed with),
+    so an entry's ``min_tokens`` is its budget minus what the probe typically costs at that
+    budget (``probe_cost_online``), less a margin; entries that would share a threshold keep the
+    smaller budget's winner. A bin with no dev items uses the overall winners.
     """
+    probe = probe or ProbeParams()
     edges = quantile_edges([p.difficulty for p in probes.values()], bins)
     prompt = statistics.median(p.prompt_tokens for p in probes.values()) if probes else 0
     completion = statistics.median(p.compute_tokens - p.prompt_tokens for p in probes.values()) if probes else 0
     overall = best_per_budget(results)
-    table: dict[str, list[dict[str, Any]]] = {}
+    table: dict[str, list[PolicyEntry]] = {}
     fitted: dict[str, dict[str, Any]] = {}
     for bin_index in range(len(edges) + 1):
         in_bin = [r for r in results if difficulty_bin(probes.get(r.item_id), edges) == str(bin_index)]
         winners = best_per_budget(in_bin) or overall
-        entries: dict[int, dict[str, Any]] = {}
+        entries: dict[int, PolicyEntry] = {}
         for budget, choice in sorted(winners.items()):
-            threshold = max(0, int(budget - probe_cost_online(budget, prompt, completion) - budget // 8))
-            entries.setdefault(
-                threshold,
-                {"min_tokens": threshold, "strategy": choice.strategy_name, "params": choice.params, "budget": budget},
+            cost = probe_cost_online(budget, prompt, completion, probe)
+            threshold = max(0, int(budget - cost - budget // 8))
+            entry = PolicyEntry(
+                min_tokens=threshold, strategy=choice.strategy_name, params=choice.params, budget=budget
             )
+            entries.setdefault(threshold, entry)
         table[str(bin_index)] = list(entries.values())
         fitted[str(bin_index)] = {str(budget): c.model_dump() for budget, c in sorted(winners.items())}
-    return {
-        "version": version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
-        "description": f"Fitted by ttc fit-router from sweep {source!r}: {len({r.item_id for r in results})} items, "
+    return Policy(
+        version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
+        description=f"Fitted by ttc fit-router from sweep {source!r}: {len({r.item_id for r in results})} items, "
         f"{len(edges) + 1} probe-difficulty bins.",
-        "difficulty_bins": edges,
-        "table": table,
-        "fitted": {"probe_prompt_tokens": prompt, "probe_completion_tokens": completion, "winners": fitted},
-    }
+        difficulty_bins=edges,
+        table=table,
+        fitted={"probe_prompt_tokens": prompt, "probe_completion_tokens": completion, "winners": fitted},
+    )
 
 
-def probe_cost_online(budget: int, prompt: float, completion: float) -> float:
-    """What ``auto``'s probe typically spends under ``budget``: its prompt, plus its samples,
-    which ``probe_shape`` caps at half of what the prompt leaves."""
-    return prompt + min(completion, max(0.0, budget - prompt) / 2)
+def probe_cost_online(budget: int, prompt: float, completion: float, probe: ProbeParams) -> float:
+    """What ``auto``'s probe typically spends under ``budget``: its prompt, plus its samples as
+    ``probe_shape`` sizes them for the budget the prompt leaves (none when no probe fits).
+
+    ``completion`` is what the probe's ``probe.probe_samples`` samples spent with no budget.
+    Example: a 60-token prompt and 400 completion tokens at 4 x 160 cost 60 + 4 x 100 = 460
+    under a large budget, and 60 + 2 x 64 = 188 under a budget of 316 (2 x 64 is all that fits).
+    """
+    shape = probe_shape(probe, int(budget - prompt))
+    if shape is None:
+        return 0.0
+    samples, max_tokens = shape
+    typical = completion / probe.probe_samples
+    return prompt + samples * min(typical, max_tokens)
 
 
 class Efficiency(BaseModel):

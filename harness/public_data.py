@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.datasets import Problem
-from orchestrator.errors import ConfigurationError, InvalidRequestError
+from orchestrator.core.errors import ConfigurationError, InvalidRequestError
 
 _BOXED_START = "\\boxed{"
 

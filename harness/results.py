@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from orchestrator.store import Store
+from orchestrator.core.store import Store
 
 
 class SweepResult(BaseModel):
@@ -106,9 +106,3 @@ def export_jsonl(results: list[SweepResult], probes: dict[str, ProbeFeatures], p
             row = result.model_dump() | {"difficulty": probe.difficulty if probe else None}
             out.write(json.dumps(row) + "\n")
     return path
-
-
-def read_jsonl(path: Path) -> list[SweepResult]:
-    """Results back from an exported JSONL (the report and the fit can run from files alone)."""
-    with path.open(encoding="utf-8") as lines:
-        return [SweepResult.model_validate(json.loads(line)) for line in lines if line.strip()]

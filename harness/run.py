@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from harness.catalog import load_dataset
 from harness.fit import Efficiency, efficiency, fit_policy
@@ -21,11 +20,11 @@ from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
 from harness.sweep import StrategySpec, Sweep, SweepSpec
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.settings import Settings
+from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
-from orchestrator.store import Store, open_redis
-from strategies.auto import load_policy
+from strategies.policy import Policy, load_policy
 
 Progress = Callable[[int, int], None]
 
@@ -136,7 +135,7 @@ class FitOutcome:
     """The fitted policy file and, if evaluated, the test-split comparison."""
 
     policy_path: Path
-    policy: dict[str, Any]
+    policy: Policy
     evaluation: SweepOutcome | None
     efficiency: list[Efficiency]
 
@@ -160,12 +159,17 @@ async def fit_router(
     spec, results, probes = await load_sweep(sweep_name, settings, runtime.store if runtime else None)
     if not results:
         raise InvalidRequestError(f"sweep {sweep_name!r} has no results yet: run it first")
-    policy = fit_policy(results, probes, bins=bins, source=sweep_name)
+    policy = fit_policy(results, probes, bins=bins, source=sweep_name, probe=spec.probe)
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
     if not evaluate:
         return FitOutcome(policy_path, policy, None, [])
-    evaluated = [policy["table"], policy["difficulty_bins"], spec.probe.model_dump(), eval_limit or spec.limit]
+    evaluated = [
+        policy.model_dump(mode="json")["table"],
+        policy.difficulty_bins,
+        spec.probe.model_dump(),
+        eval_limit or spec.limit,
+    ]
     policy_digest = hashlib.sha256(json.dumps(evaluated, sort_keys=True).encode()).hexdigest()[:8]
     test_spec = SweepSpec(
         name=f"{sweep_name}-test-{policy_digest}",  # a refit policy is evaluated afresh, never resumed
@@ -208,11 +212,11 @@ def _baseline_samples(spec: SweepSpec) -> int:
     return max(drawn, default=0) or max(8, max(spec.budgets) // 64)
 
 
-def _write_checked_policy(policy: dict[str, Any], path: Path) -> None:
+def _write_checked_policy(policy: Policy, path: Path) -> None:
     """Write the policy where ``auto`` will read it, only once ``auto`` accepts it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     candidate = path.with_name(path.name + ".new")
-    candidate.write_text(json.dumps(policy, indent=2) + "\n")
+    candidate.write_text(policy.model_dump_json(indent=2, exclude_none=True) + "\n")
     try:
         load_policy(str(candidate))  # checked now, not at the first request
     except Exception:
@@ -235,11 +239,11 @@ def _compare(results: list[SweepResult]) -> list[Efficiency]:
     return efficiency(points("auto"), points("best_of_n"))
 
 
-def efficiency_markdown(rows: list[Efficiency], policy: dict[str, Any]) -> str:
+def efficiency_markdown(rows: list[Efficiency], policy: Policy) -> str:
     """The report section: auto vs best-of-N majority, per budget."""
     lines = [
         "## `auto` vs best-of-N majority",
-        f"Policy `{policy['version']}`, difficulty bin edges {policy['difficulty_bins']}. Efficiency ratio = "
+        f"Policy `{policy.version}`, difficulty bin edges {policy.difficulty_bins}. Efficiency ratio = "
         "compute tokens best-of-N majority needs to reach `auto`'s accuracy (its frontier, linearly "
         "interpolated) ÷ compute tokens `auto` used.",
         "",

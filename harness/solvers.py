@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 
-from orchestrator.budget import Budget, Usage
+from orchestrator.core.budget import Budget, Usage
 from orchestrator.runtime import Runtime
 
 

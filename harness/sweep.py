@@ -31,12 +31,12 @@ from harness.datasets import Problem
 from harness.grading import is_correct
 from harness.results import ProbeFeatures, SweepResult, SweepStore, unit_key
 from harness.solvers import Attempt, Solver
-from orchestrator.budget import Budget
-from orchestrator.errors import InvalidRequestError
-from orchestrator.store.keys import Keys
+from orchestrator.core.budget import Budget
+from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.store.keys import Keys
 from strategies import REGISTRY
 from strategies.auto import ProbeParams
-from strategies.best_of_n import select_answer
+from strategies.selection import Rule, Sample, choose
 
 # Probes and best-of-N passes must not be cut by the service's default request limits.
 UNLIMITED = Budget(max_tokens=10_000_000, deadline_s=24 * 3600)
@@ -262,7 +262,7 @@ def _result_of(problem: Problem, config: StrategySpec, seed: int, budget: int, a
 
 
 def _derived_result(
-    problem: Problem, config: StrategySpec, seed: int, budget: int, sample_pass: dict[str, Any], selection: str
+    problem: Problem, config: StrategySpec, seed: int, budget: int, sample_pass: dict[str, Any], selection: Rule
 ) -> SweepResult:
     """The budget-``budget`` point of best-of-N, selected from the longest affordable prefix."""
     usage, samples = sample_pass["usage"], sample_pass["samples"]
@@ -271,16 +271,9 @@ def _derived_result(
     while taken < len(samples) and spent + (samples[taken]["tokens"] or 0) <= budget:
         spent += samples[taken]["tokens"] or 0
         taken += 1
-    prefix = samples[:taken]
-    chosen = select_answer(
-        [s["text"] for s in prefix],
-        [s["answer"] for s in prefix],
-        [s["score"] if s["score"] is not None else 0.0 for s in prefix],
-        selection,
-        taken < len(samples),
-        [taken],
-        [s["tokens"] for s in prefix],
-    )
+    prefix = [Sample.model_validate(sample) for sample in samples[:taken]]
+    chosen = choose(prefix, selection)
+    output = chosen.sample.text if chosen.sample else ""
     share = spent / max(1, prompt_compute + sum(s["tokens"] or 0 for s in samples))
     completion = spent - prompt_compute
     return SweepResult(
@@ -291,7 +284,7 @@ def _derived_result(
         params=config.params | {"n": taken},
         budget=budget,
         seed=seed,
-        correct=bool(prefix) and is_correct(problem, chosen.answer, chosen.output),
+        correct=bool(prefix) and is_correct(problem, chosen.answer, output),
         answer=chosen.answer,
         status="succeeded",
         compute_tokens=spent,

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from redis.exceptions import ResponseError
 
-from orchestrator.store import JobRecord, Store
+from orchestrator.core.store import JobRecord, Store
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
-"""The runtime: one backend and one store for a process, and running a request end to end.
+"""The runtime: the long-lived things of a process, and running a request end to end.
 
-``Runtime.open(settings)`` starts (and later stops) both; ``reason`` validates a
-request, records it as a job, runs the strategy under a fresh budget meter and stores
-the outcome — including a best-so-far answer when the budget ran out.
+``Runtime.open(settings)`` connects the store, starts the backend and builds the verifiers
+once, and closes all three when the process stops. ``reason`` validates a request, records
+it as a job, runs the strategy in a fresh session (its own budget meter) and stores the
+outcome — including a best-so-far answer when the budget ran out.
 """
 
 from __future__ import annotations
@@ -13,41 +14,51 @@ from typing import Any
 
 import anyio
 
-from orchestrator.backends import GenerationBackend, open_backend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError, TTCError
-from orchestrator.settings import Settings
+from orchestrator.core.backends import GenerationBackend, open_backend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import InvalidRequestError, TTCError
+from orchestrator.core.session import EventSink, Session
+from orchestrator.core.settings import Settings
+from orchestrator.core.store import JobRecord, Store, open_redis
+from orchestrator.core.store.contexts import ContextRecord
+from orchestrator.core.store.store import MemoryWait
 from orchestrator.sleep import ContextKeeper
-from orchestrator.store import JobRecord, Store, open_redis
-from orchestrator.store.contexts import ContextRecord
-from orchestrator.store.store import ContextMemory
 from strategies import get_strategy
 from strategies.base import StrategyResult
+from verifiers.registry import VerifierSet
 
 
 class Runtime:
     """A started backend plus the store, shared by every request of a process."""
 
-    def __init__(self, settings: Settings, backend: GenerationBackend, store: Store) -> None:
+    def __init__(self, settings: Settings, backend: GenerationBackend, store: Store, verifiers: VerifierSet) -> None:
         self.settings = settings
         self.backend = backend
         self.store = store
+        self.verifiers = verifiers
         self.contexts = ContextKeeper(store, backend.renderer, backend.model.max_model_len)
 
     @classmethod
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[Runtime]:
-        """Connect the store first (fast, fails early), then start the backend."""
+        """Connect the store first (fast, fails early), then start the backend and build the verifiers."""
         connection = await open_redis(settings.redis_url, settings.data_dir)
         try:
             backend = await open_backend(settings)
             try:
-                yield cls(settings, backend, Store(connection, settings.redis_namespace))
+                verifiers = VerifierSet.build(settings)
+                try:
+                    yield cls(settings, backend, Store(connection, settings.redis_namespace), verifiers)
+                finally:
+                    await verifiers.aclose()
             finally:
                 await backend.aclose()
         finally:
             await connection.aclose()
+
+    def session(self, meter: BudgetMeter, emit: EventSink | None = None) -> Session:
+        """A session for one request: this runtime's backend and verifiers, the request's meter."""
+        return Session(self.backend, meter, verifiers=self.verifiers, emit=emit)
 
     def effective_budget(self, requested: Budget | None) -> Budget:
         """The request's limits, with the configured defaults for any it leaves unset."""
@@ -68,7 +79,7 @@ class Runtime:
         params: dict[str, Any] | None = None,
         api_key_id: str | None = None,
         context_id: str | None = None,
-        context_memory: ContextMemory = "use_if_ready",
+        context_memory: MemoryWait = "use_if_ready",
     ) -> JobRecord:
         """Validate a request and store it as a queued job (no compute spent yet).
 
@@ -105,11 +116,13 @@ class Runtime:
         async def emit(event: dict[str, Any]) -> None:
             await self.store.append_event(job.id, {**event, "usage": meter.snapshot().model_dump()})
 
-        ctx = ReasoningContext(self.backend, meter, emit=emit)
+        session = self.session(meter, emit)
         await emit({"type": "started", "strategy": job.strategy})
         failure: TTCError | None = None
         try:
-            result = await (self.contexts.precompute(job, ctx) if job.kind == "precompute" else self._answer(job, ctx))
+            result = await (
+                self.contexts.precompute(job, session) if job.kind == "precompute" else self._answer(job, session)
+            )
         except TTCError as error:  # a budget error here means nothing usable was produced in time
             job.status, job.error, failure = "failed", error.to_dict(), error
         except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
@@ -131,13 +144,13 @@ class Runtime:
             await self.contexts.settle(job, failure)
         return job
 
-    async def _answer(self, job: JobRecord, ctx: ReasoningContext) -> StrategyResult:
+    async def _answer(self, job: JobRecord, session: Session) -> StrategyResult:
         """Run the job's strategy on its question (asked over its context and memory, if any)."""
         chosen = get_strategy(job.strategy)
         if job.context_id is None:
-            return await chosen.run(job.question, ctx, chosen.parse_params(job.params))
-        question, used = await self.contexts.question(job, ctx)
-        result = await chosen.run(question, ctx, chosen.parse_params(job.params))
+            return await chosen.run(job.question, session, chosen.parse_params(job.params))
+        question, used = await self.contexts.question(job, session)
+        result = await chosen.run(question, session, chosen.parse_params(job.params))
         return result.model_copy(update={"trace": {"context": used, **result.trace}})
 
     async def create_context(
@@ -159,7 +172,7 @@ class Runtime:
         strategy: str = "direct",
         params: dict[str, Any] | None = None,
         context_id: str | None = None,
-        context_memory: ContextMemory = "use_if_ready",
+        context_memory: MemoryWait = "use_if_ready",
     ) -> JobRecord:
         """Answer ``question`` in this process, no queue; returns the stored job record.
 

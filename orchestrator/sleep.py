@@ -15,12 +15,12 @@ import anyio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from orchestrator.budget import Budget
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError, describe_problems
-from orchestrator.rendering import ChatRenderer
-from orchestrator.store import JobRecord, Store
-from orchestrator.store.contexts import ContextRecord
+from orchestrator.core.budget import Budget
+from orchestrator.core.errors import InvalidRequestError, PromptTooLongError, TTCError, describe_problems
+from orchestrator.core.rendering import ChatRenderer
+from orchestrator.core.session import Session
+from orchestrator.core.store import JobRecord, Store
+from orchestrator.core.store.contexts import ContextRecord
 from strategies.base import StrategyResult
 from strategies.sleep_time import SleepParams, precompute_memory, with_memory
 
@@ -67,14 +67,14 @@ class ContextKeeper:
         await self.store.create_context_with_job(context, job)
         return context, job
 
-    async def precompute(self, job: JobRecord, ctx: ReasoningContext) -> StrategyResult:
+    async def precompute(self, job: JobRecord, session: Session) -> StrategyResult:
         """The sleep phase: checked notes on the context, before any question."""
         await self.store.mark_context_computing(job.context_id)
-        memory = await precompute_memory(job.question, ctx, SleepParams.model_validate(job.params))
+        memory = await precompute_memory(job.question, session, SleepParams.model_validate(job.params))
         trace = {"notes": memory.notes, "dropped": memory.dropped, "rounds": memory.rounds}
         return StrategyResult(answer=None, output=memory.text, trace=trace)
 
-    async def question(self, job: JobRecord, ctx: ReasoningContext) -> tuple[str, dict[str, Any]]:
+    async def question(self, job: JobRecord, session: Session) -> tuple[str, dict[str, Any]]:
         """The question over its context, with the memory if it is ready (or, if asked, once it is).
 
         A wait takes at most half of the request's deadline; then the question is answered
@@ -82,7 +82,7 @@ class ContextKeeper:
         """
         context = await self.store.get_context(job.context_id)
         if job.context_memory == "wait" and context.status in ("queued", "computing"):
-            context = await self._wait_for_memory(context, ctx)
+            context = await self._wait_for_memory(context, session)
         memory = context.memory if context.status == "ready" and context.memory else None
         used: dict[str, Any] = {"id": context.id, "status": context.status, "memory_version": None}
         asked = with_memory(context.text, memory, job.question)
@@ -91,11 +91,11 @@ class ContextKeeper:
             memory, asked = None, with_memory(context.text, None, job.question)
         if memory:
             used["memory_version"] = context.memory_version
-        await ctx.emit({"type": "context", **used})
+        await session.emit({"type": "context", **used})
         return asked, used
 
-    async def _wait_for_memory(self, context: ContextRecord, ctx: ReasoningContext) -> ContextRecord:
-        remaining = ctx.meter.remaining_seconds()
+    async def _wait_for_memory(self, context: ContextRecord, session: Session) -> ContextRecord:
+        remaining = session.meter.remaining_seconds()
         with anyio.move_on_after(remaining * WAIT_SHARE if remaining is not None else None):
             while context.status in ("queued", "computing"):
                 await anyio.sleep(CONTEXT_POLL_S)

@@ -1,10 +1,9 @@
-"""Test-time compute strategies: small async functions over a ``ReasoningContext``.
+"""Test-time compute strategies: small async functions over a ``Session``.
 
-Importing this package registers every strategy in ``REGISTRY`` (and every verifier).
+Importing this package registers every strategy in ``REGISTRY``.
 """
 
-import verifiers  # noqa: F401  (registers the verifiers the strategies name)
-from strategies import auto as _auto  # noqa: F401  (last: its policy names the others)
+from strategies import auto as _auto  # noqa: F401
 from strategies import beam_search as _beam_search  # noqa: F401
 from strategies import best_of_n as _best_of_n  # noqa: F401
 from strategies import direct as _direct  # noqa: F401

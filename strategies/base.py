@@ -1,6 +1,6 @@
 """What a strategy is, and the registry that names them.
 
-A strategy is an async function ``run(question, ctx, params) -> StrategyResult`` with a
+A strategy is an async function ``run(question, session, params) -> StrategyResult`` with a
 pydantic params model; the registry maps its name to both, so the API can publish each
 params model's JSON schema and validate requests before any compute is spent.
 """
@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError, describe_problems
+from orchestrator.core.errors import InvalidRequestError, describe_problems
+from orchestrator.core.session import Session
 
 
 class StrategyResult(BaseModel):
@@ -27,7 +27,7 @@ class StrategyResult(BaseModel):
 
 
 P = TypeVar("P", bound=BaseModel)
-StrategyFn = Callable[[str, ReasoningContext, Any], Awaitable[StrategyResult]]
+StrategyFn = Callable[[str, Session, Any], Awaitable[StrategyResult]]
 
 
 @dataclass(frozen=True)

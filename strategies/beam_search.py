@@ -1,20 +1,22 @@
-"""``beam_search`` and ``dvts``: verifier-guided search over steps.
+"""``beam_search`` and ``dvts``: verifier-guided search over steps, as selection policies.
 
 Beam search keeps the ``width`` best partial solutions at every depth, each expanded
 into ``samples_per_beam`` one-step children. DVTS (diverse verifier tree search) runs
-``width`` independent subtrees instead: every beam keeps only its own best child, so the
-subtrees cannot collapse onto one line of reasoning.
+``width`` independent subtrees instead: every subtree keeps only its own best child, so
+the subtrees cannot collapse onto one line of reasoning. Both stop once ``width``
+leaves have finished.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field
 
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError
+from orchestrator.core.session import Session
 from strategies.base import StrategyResult, register
-from strategies.stepwise import StepSearch, StepSearchParams
-from strategies.tree import Node
+from strategies.stepwise import Frontier, StepSearch, StepSearchParams, run_search
+from strategies.tree import Node, SearchTree
 
 
 class BeamSearchParams(StepSearchParams):
@@ -31,45 +33,43 @@ class DvtsParams(StepSearchParams):
     samples_per_beam: int = Field(4, ge=1, le=32, description="children sampled per subtree per depth")
 
 
-async def _search(search: StepSearch, width: int, samples: int, per_parent: bool) -> StrategyResult:
-    beams: list[Node] = [search.tree.root]
-    first = True
-    try:
-        while beams:
-            counts = [width * samples] if first else [samples] * len(beams)
-            children = await search.expand(beams, counts)
-            await search.score(children)
-            live = [c for c in children if not c.finished]
-            beams = _keep_best(live, width, per_parent=per_parent and not first)
-            for child in live:
-                if child not in beams:
-                    child.status = "pruned"
-            await search.record_depth(children, beams)
-            if sum(n.finished for n in search.tree.nodes.values()) >= width:
-                break
-            first = False
-    except BudgetExceededError:
-        return search.result(best_so_far=True)
-    return search.result(best_so_far=False)
+@dataclass
+class KeepBest:
+    """Keep the ``width`` best-scored live nodes (per subtree with ``per_subtree``); each gets ``samples`` children.
 
+    A subtree is named by a node's depth-1 ancestor, so at depth 1 every node starts its own.
+    """
 
-def _keep_best(live: list[Node], width: int, *, per_parent: bool) -> list[Node]:
-    by_score = sorted(live, key=lambda n: n.score or 0.0, reverse=True)
-    if not per_parent:
-        return by_score[:width]
-    kept: dict[str | None, Node] = {}
-    for node in by_score:  # the best child of each subtree's beam
-        kept.setdefault(node.parent, node)
-    return list(kept.values())[:width]
+    width: int
+    samples: int
+    per_subtree: bool = False
+
+    @property
+    def root_children(self) -> int:
+        return self.width * self.samples
+
+    def done(self, tree: SearchTree) -> bool:
+        return sum(node.finished for node in tree.nodes.values()) >= self.width
+
+    async def select(self, search: StepSearch, live: list[Node]) -> Frontier:
+        by_score = sorted(live, key=lambda node: node.score or 0.0, reverse=True)
+        if self.per_subtree:
+            best_of_subtree: dict[str, Node] = {}
+            for node in by_score:
+                best_of_subtree.setdefault(search.tree.path(node)[0].id, node)
+            by_score = list(best_of_subtree.values())
+        return [(node, self.samples) for node in by_score[: self.width]]
 
 
 @register("beam_search", BeamSearchParams)
-async def beam_search(question: str, ctx: ReasoningContext, params: BeamSearchParams) -> StrategyResult:
+async def beam_search(question: str, session: Session, params: BeamSearchParams) -> StrategyResult:
     """Beam search over steps, scored by a process verifier."""
-    return await _search(StepSearch(question, ctx, params), params.width, params.samples_per_beam, per_parent=False)
+    policy = KeepBest(params.width, params.samples_per_beam)
+    return await run_search(StepSearch(question, session, params), policy)
 
 
 @register("dvts", DvtsParams)
-async def dvts(question: str, ctx: ReasoningContext, params: DvtsParams) -> StrategyResult:
+async def dvts(question: str, session: Session, params: DvtsParams) -> StrategyResult:
     """Diverse verifier tree search: independent greedy subtrees, best leaf overall."""
-    return await _search(StepSearch(question, ctx, params), params.width, params.samples_per_beam, per_parent=True)
+    policy = KeepBest(params.width, params.samples_per_beam, per_subtree=True)
+    return await run_search(StepSearch(question, session, params), policy)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.session import Session
 from strategies.base import StrategyResult, register
 from verifiers.extraction import extract_answer
 
@@ -23,11 +23,11 @@ class DirectParams(BaseModel):
 
 
 @register("direct", DirectParams)
-async def direct(question: str, ctx: ReasoningContext, params: DirectParams) -> StrategyResult:
+async def direct(question: str, session: Session, params: DirectParams) -> StrategyResult:
     """One sample from the model; the answer is extracted from its text."""
-    prompt = ctx.renderer.render_question(question, system=params.system_prompt)
+    prompt = session.renderer.render_question(question, system=params.system_prompt)
     sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens)
-    [result] = await ctx.generate([prompt], sampling)
+    [result] = await session.generate([prompt], sampling)
     completion = result.completions[0]
     return StrategyResult(
         answer=extract_answer(completion.text),

@@ -1,38 +1,32 @@
-"""Pure building blocks for REBASE and ETS tree search (see docs/algorithms.md, "REBASE" and "ETS").
+"""Pure building blocks for REBASE and ETS tree search.
 
-Nothing here talks to a model, an embedder or a store: scores, embeddings, clusters and token counts come
-in as plain values, so every function is deterministic and can be checked by hand or by brute force.
+REBASE (Wu et al., 2024) gives each live node a share of the remaining width in proportion to
+softmax(score / T). ETS (Hooper et al., 2025) first keeps, per depth, the leaves worth the KV memory
+their paths hold and covering distinct ideas, by an integer program.
+
+Nothing here talks to a model, an embedder or a store: scores, clusters and token counts come in as
+plain values, so every function is deterministic and can be checked by hand or by brute force.
 
 - ``rebase_allocation``: how many children each live node gets at one depth (REBASE).
-- ``cluster_by_cosine``: semantic clusters of the candidates' new steps (ETS coverage term).
 - ``select_leaves``: the ETS integer program deciding which leaves survive, solved exactly with HiGHS.
-- ``kv_footprint``: the per-depth KV metric (tokens of the unique nodes on the live root paths).
+
+The clusters of the coverage term come from ``verifiers.semantic.cluster_by_cosine``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.optimize import Bounds, LinearConstraint, milp
-from scipy.spatial.distance import squareform
 
-__all__ = [
-    "EtsCandidate",
-    "cluster_by_cosine",
-    "kv_footprint",
-    "rebase_allocation",
-    "select_leaves",
-]
+__all__ = ["EtsCandidate", "rebase_allocation", "select_leaves"]
 
 # Relative tolerance used to snap a share that is an integer up to float noise (e.g. 2.0000000000000004)
 # back to that integer, so ``ceil`` does not hand out a spurious extra child.
 _SNAP_RTOL = 1e-9
-# Rows whose L2 norm is below this are treated as zero vectors (cosine distance is undefined for them).
-_ZERO_NORM = 1e-12
 
 
 def _ceil_share(share: float) -> int:
@@ -88,48 +82,6 @@ def rebase_allocation(scores: Sequence[float], width: int, temperature: float = 
         counts[i] = n
         left -= n
     return counts
-
-
-def cluster_by_cosine(embeddings: np.ndarray, distance_threshold: float = 0.05) -> list[int]:
-    """Average-linkage hierarchical clustering on cosine distance, cut at ``distance_threshold``.
-
-    Returns one label per row; labels are 0-based, contiguous and numbered in order of first appearance.
-    Zero (or near-zero) rows have no direction, so cosine distance is undefined for them: instead of
-    letting NaN reach ``linkage`` they all go to one shared cluster of their own (they are identical to
-    each other, e.g. empty steps), never merged with a non-zero row.
-
-    Example:
-        >>> cluster_by_cosine(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]))
-        [0, 0, 1]
-    """
-    matrix = np.asarray(embeddings, dtype=float)
-    if matrix.ndim == 1:  # a single embedding passed as a flat vector
-        matrix = matrix.reshape(1, -1)
-    if matrix.ndim != 2:
-        raise ValueError(f"embeddings must be a 2-D array, got shape {matrix.shape}")
-    n = matrix.shape[0]
-    if n == 0:
-        return []
-    if not np.all(np.isfinite(matrix)):
-        raise ValueError("embeddings must be finite")
-
-    norms = np.linalg.norm(matrix, axis=1)
-    nonzero = np.flatnonzero(norms > _ZERO_NORM)
-    raw = np.full(n, -1, dtype=np.int64)  # -1 marks the zero-vector cluster
-    if len(nonzero) == 1:
-        raw[nonzero] = 0
-    elif len(nonzero) > 1:
-        unit = matrix[nonzero] / norms[nonzero, None]
-        # 1 - cos on unit vectors; clip because rounding can give -1e-16 or 2 + 1e-16.
-        distances = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
-        np.fill_diagonal(distances, 0.0)
-        distances = (distances + distances.T) / 2.0  # exact symmetry, which squareform requires
-        tree = linkage(squareform(distances, checks=False), method="average")
-        raw[nonzero] = fcluster(tree, t=distance_threshold, criterion="distance")
-
-    # Renumber by first appearance so labels do not depend on scipy's internal numbering.
-    relabel: dict[int, int] = {}
-    return [relabel.setdefault(int(label), len(relabel)) for label in raw]
 
 
 @dataclass(frozen=True)
@@ -265,24 +217,3 @@ def select_leaves(
         # every leaf, which degrades ETS to plain REBASE for this depth instead of losing the search.
         return [True] * n
     return [bool(v > 0.5) for v in result.x[:n]]
-
-
-def kv_footprint(live_paths: Iterable[Sequence[str]], node_tokens: Mapping[str, int]) -> int:
-    """Tokens held in KV memory by the given root paths, each distinct node counted once.
-
-    Each path lists the node ids from just below the root down to a live candidate. Shared prefixes are
-    stored once in a prefix-cached KV pool, hence the de-duplication. The shared prompt is not included;
-    the caller adds it once per depth. An id missing from ``node_tokens`` raises ``KeyError``.
-
-    Example:
-        >>> kv_footprint([["a", "b"], ["a", "c"]], {"a": 10, "b": 5, "c": 7})  # a counted once
-        22
-    """
-    seen: set[str] = set()
-    total = 0
-    for path in live_paths:
-        for node in path:
-            if node not in seen:
-                seen.add(node)
-                total += int(node_tokens[node])
-    return total

@@ -1,24 +1,26 @@
-"""``rebase`` and ``ets``: reward-balanced tree search, and its KV-sharing refinement.
+"""``rebase`` and ``ets``: reward-balanced tree search, and its KV-sharing refinement, as selection policies.
 
 REBASE keeps a tree of ``width`` leaves: at every depth each live node gets a share of
-the remaining width proportional to softmax(score / T). ETS first solves a small integer
-program per depth that keeps the candidates worth their KV memory and covering distinct
-ideas (clusters of step embeddings), then runs the same allocation over the kept ones.
+the width not yet used by finished leaves, proportional to softmax(score / T); a node with
+a zero share is pruned. ETS first solves a small integer program per depth that keeps the
+candidates worth their KV memory and covering distinct ideas (clusters of step embeddings),
+then shares the width over the kept ones.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import anyio
 from pydantic import Field
 
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError
+from orchestrator.core.session import Session
 from strategies.base import StrategyResult, register
-from strategies.ets_program import EtsCandidate, cluster_by_cosine, rebase_allocation, select_leaves
-from strategies.stepwise import StepSearch, StepSearchParams
-from strategies.tree import Node
-from verifiers.semantic import embed
+from strategies.ets_program import EtsCandidate, rebase_allocation, select_leaves
+from strategies.stepwise import Frontier, StepSearch, StepSearchParams, run_search
+from strategies.tree import Node, SearchTree
+from verifiers.semantic import cluster_by_cosine, embed
 
 
 class RebaseParams(StepSearchParams):
@@ -36,69 +38,69 @@ class EtsParams(RebaseParams):
     cluster_distance: float = Field(0.05, gt=0.0, lt=2.0, description="cosine distance that splits clusters")
 
 
-async def _search(search: StepSearch, params: RebaseParams, prune) -> StrategyResult:
-    width_left = params.width
-    candidates: list[Node] = [search.tree.root]
-    pruned_per_depth: list[int] = []
-    try:
-        counts = [params.width]
-        while candidates and width_left > 0:
-            children = await search.expand(candidates, counts)
-            await search.score(children)
-            width_left -= sum(c.finished for c in children)
-            live = [c for c in children if not c.finished]
-            if not live or width_left <= 0:
-                break
-            kept = await prune(search, live)
-            counts = rebase_allocation([n.score or 0.0 for n in kept], width_left, params.balance_temperature)
-            expanded = [n for n, count in zip(kept, counts, strict=True) if count > 0]
-            for node in live:
-                if node not in expanded:
-                    node.status = "pruned"  # by the program (ETS) or by a zero share of the width
-            pruned_per_depth.append(len(live) - len(expanded))
-            await search.record_depth(children, expanded)  # their paths: the KV the next depth keeps
-            counts = [count for count in counts if count > 0]
-            candidates = expanded
-    except BudgetExceededError:
-        return search.result(best_so_far=True, extra_trace={"pruned_per_depth": pruned_per_depth})
-    return search.result(best_so_far=False, extra_trace={"pruned_per_depth": pruned_per_depth})
+@dataclass
+class Rebalance:
+    """REBASE: share the width left over the live nodes by softmax(score / T)."""
+
+    params: RebaseParams
+
+    @property
+    def root_children(self) -> int:
+        return self.params.width
+
+    def width_left(self, tree: SearchTree) -> int:
+        return self.params.width - sum(node.finished for node in tree.nodes.values())
+
+    def done(self, tree: SearchTree) -> bool:
+        return self.width_left(tree) <= 0
+
+    async def select(self, search: StepSearch, live: list[Node]) -> Frontier:
+        kept = await self.keep(search, live)
+        scores = [node.score or 0.0 for node in kept]
+        shares = rebase_allocation(scores, self.width_left(search.tree), self.params.balance_temperature)
+        return [(node, share) for node, share in zip(kept, shares, strict=True) if share > 0]
+
+    async def keep(self, search: StepSearch, live: list[Node]) -> list[Node]:
+        """The candidates the width is shared over: all of them."""
+        return live
 
 
-async def _keep_all(search: StepSearch, live: list[Node]) -> list[Node]:
-    return live
+@dataclass
+class EtsRebalance(Rebalance):
+    """ETS: REBASE over the live nodes an integer program keeps for their value, KV cost and coverage."""
 
+    params: EtsParams
 
-def _ets_pruner(params: EtsParams):
-    async def prune(search: StepSearch, live: list[Node]) -> list[Node]:
-        """Solve the ETS program over this depth's live candidates."""
+    async def keep(self, search: StepSearch, live: list[Node]) -> list[Node]:
         if len(live) <= 1:
             return live
-        weights = [math.exp((n.score or 0.0) / params.balance_temperature) for n in live]
-        clusters = cluster_by_cosine(await embed([n.step for n in live]), params.cluster_distance)
-        ancestors_of = {n.id: [a for a in search.tree.path(n)[:-1]] for n in live}
-        ancestor_costs = {a.id: float(a.tokens) for chain in ancestors_of.values() for a in chain}
+        params = self.params
+        clusters = cluster_by_cosine(await embed([node.step for node in live]), params.cluster_distance)
+        ancestors = {node.id: search.tree.path(node)[:-1] for node in live}
         candidates = [
             EtsCandidate(
-                leaf_weight=weight,
-                ancestors=tuple(a.id for a in ancestors_of[node.id]),
+                leaf_weight=math.exp((node.score or 0.0) / params.balance_temperature),
+                ancestors=tuple(a.id for a in ancestors[node.id]),
                 leaf_cost=float(node.tokens),
                 cluster=cluster,
             )
-            for node, weight, cluster in zip(live, weights, clusters, strict=True)
+            for node, cluster in zip(live, clusters, strict=True)
         ]
-        keep = select_leaves(candidates, ancestor_costs, params.lambda_cost, params.lambda_semantic)
+        costs = {a.id: float(a.tokens) for chain in ancestors.values() for a in chain}
+        # The program is CPU work: off the event loop, so one search does not stall every other request.
+        keep = await anyio.to_thread.run_sync(
+            select_leaves, candidates, costs, params.lambda_cost, params.lambda_semantic
+        )
         return [node for node, kept in zip(live, keep, strict=True) if kept]
-
-    return prune
 
 
 @register("rebase", RebaseParams)
-async def rebase(question: str, ctx: ReasoningContext, params: RebaseParams) -> StrategyResult:
+async def rebase(question: str, session: Session, params: RebaseParams) -> StrategyResult:
     """REBASE: expand every live node in proportion to softmax(score / T)."""
-    return await _search(StepSearch(question, ctx, params), params, _keep_all)
+    return await run_search(StepSearch(question, session, params), Rebalance(params))
 
 
 @register("ets", EtsParams)
-async def ets(question: str, ctx: ReasoningContext, params: EtsParams) -> StrategyResult:
+async def ets(question: str, session: Session, params: EtsParams) -> StrategyResult:
     """ETS: REBASE after pruning each depth with a KV-cost / coverage integer program."""
-    return await _search(StepSearch(question, ctx, params), params, _ets_pruner(params))
+    return await run_search(StepSearch(question, session, params), EtsRebalance(params))

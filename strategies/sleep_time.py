@@ -18,10 +18,11 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError, PromptTooLongError
-from verifiers.base import ScoreRequest, VerifierName, get_verifier
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.errors import BudgetExceededError, PromptTooLongError
+from orchestrator.core.session import Session
+from orchestrator.core.verification import ScoreRequest
+from verifiers.registry import VerifierName
 
 SLEEP_SYSTEM = "You study a situation before anyone asks about it, and write down what will be useful."
 FIRST_ROUND = (
@@ -85,9 +86,9 @@ def _note(question: str, answer: str) -> str:
     return f"Q: {_NUMBERING.sub('', question).strip()} A: {answer.strip()}"
 
 
-async def precompute_memory(context: str, ctx: ReasoningContext, params: SleepParams) -> Memory:
+async def precompute_memory(context: str, session: Session, params: SleepParams) -> Memory:
     """Take notes on ``context`` in rounds, keep the ones the verifier does not reject."""
-    verifier = get_verifier(params.verifier)
+    verifier = session.verifier(params.verifier)
     kept: list[str] = []
     dropped: list[str] = []
     rounds = 0
@@ -95,9 +96,9 @@ async def precompute_memory(context: str, ctx: ReasoningContext, params: SleepPa
         for _ in range(params.rounds):
             memory = "\n".join(kept)
             ask = NEXT_ROUND.format(context=context, memory=memory) if kept else FIRST_ROUND.format(context=context)
-            prompt = ctx.renderer.render_question(ask, system=SLEEP_SYSTEM)
+            prompt = session.renderer.render_question(ask, system=SLEEP_SYSTEM)
             sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.round_max_tokens)
-            [result] = await ctx.generate([prompt], sampling)
+            [result] = await session.generate([prompt], sampling)
             rounds += 1
             asked = {_question_of(note) for note in kept + dropped}
             fresh = []
@@ -107,10 +108,10 @@ async def precompute_memory(context: str, ctx: ReasoningContext, params: SleepPa
                     fresh.append(note)
             if not fresh:
                 break  # nothing new: the notes are done
-            scores = await ctx.score(verifier, [ScoreRequest(context, (note,)) for note in fresh])
+            scores = await session.score(verifier, [ScoreRequest(context, (note,)) for note in fresh])
             kept += [note for note, score in zip(fresh, scores, strict=True) if score > KEEP_ABOVE]
             dropped += [note for note, score in zip(fresh, scores, strict=True) if score <= KEEP_ABOVE]
-            await ctx.emit({"type": "sleep_round", "round": rounds, "kept": len(kept), "dropped": len(dropped)})
+            await session.emit({"type": "sleep_round", "round": rounds, "kept": len(kept), "dropped": len(dropped)})
     except BudgetExceededError:
         pass  # the sleep budget is spent: the notes so far are the memory
     except PromptTooLongError:

@@ -1,25 +1,37 @@
-"""What every step-wise search shares: parameters, expanding a depth, scoring, choosing.
+"""The one step-search loop that beam search, DVTS, REBASE and ETS share.
 
-A depth is expanded in ONE batched call under the request's tree id, so all branches
-run in the same engine steps on the same replica and share the prompt's KV. Each child
-is one step: generation stops at the step delimiter (kept in the text, so the next step
-continues from it). A child is finished when the model ends its turn, states an answer,
-or the depth cap is reached.
+Each depth has three phases, as in tree-of-thought's BFS:
+
+1. generate — every node of the frontier gets its number of one-step children, all in ONE
+   batched call under the request's tree id, so the branches run in the same engine steps on
+   the same replica and share the prompt's KV. Generation stops at the step delimiter (kept in
+   the text, so the next step continues from it). A child is finished when the model ends its
+   turn, states an answer, or the depth cap is reached;
+2. evaluate — the step verifier scores each child's path (aggregated over its steps);
+3. select — the algorithm's ``SearchPolicy`` says which live children survive and how many
+   children each gets next; the others are pruned.
+
+The search stops when nothing is live, when the policy is done, or when the budget runs out
+(then it answers with its best so far). A depth that goes on charges its KV footprint: the
+tokens of the unique nodes on the surviving paths, which the next depth holds in KV.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.errors import BudgetExceededError
+from orchestrator.core.session import Session
+from orchestrator.core.verification import Aggregation, ScoreRequest
 from strategies.base import StrategyResult
 from strategies.tree import Node, SearchTree
-from verifiers.base import Aggregation, ScoreRequest, VerifierName, get_verifier
 from verifiers.extraction import extract_answer
+from verifiers.registry import VerifierName
 
 STEP_SYSTEM_PROMPT = (
     "Solve the problem step by step. Write each step on its own line followed by a blank line. "
@@ -27,6 +39,9 @@ STEP_SYSTEM_PROMPT = (
     "Finish with 'The answer is <number>.'"
 )
 _STATES_ANSWER = re.compile(r"answer is|\\boxed\{", re.IGNORECASE)
+
+Frontier = list[tuple[Node, int]]
+"""The nodes to expand next, each with its number of children."""
 
 
 class StepSearchParams(BaseModel):
@@ -44,25 +59,56 @@ class StepSearchParams(BaseModel):
     system_prompt: str | None = STEP_SYSTEM_PROMPT
 
 
-class StepSearch:
-    """One search's tree, context and parameters, with the operations the strategies compose."""
+class SearchPolicy(Protocol):
+    """What distinguishes one step-search algorithm from another: how it selects."""
 
-    def __init__(self, question: str, ctx: ReasoningContext, params: StepSearchParams) -> None:
+    root_children: int
+    """Children of the prompt at the first depth."""
+
+    def done(self, tree: SearchTree) -> bool:
+        """Whether the search has what it came for (enough finished leaves)."""
+        ...
+
+    async def select(self, search: StepSearch, live: list[Node]) -> Frontier:
+        """The live children that survive, each with its number of children at the next depth."""
+        ...
+
+
+async def run_search(search: StepSearch, policy: SearchPolicy) -> StrategyResult:
+    """Generate, evaluate, select, depth after depth, until the policy or the budget stops it."""
+    frontier: Frontier = [(search.tree.root, policy.root_children)]
+    try:
+        while frontier:
+            children = await search.expand(frontier)
+            await search.score(children)
+            live = [child for child in children if not child.finished]
+            frontier = [] if not live or policy.done(search.tree) else await policy.select(search, live)
+            await search.end_depth(children, live, frontier)
+    except BudgetExceededError:
+        return search.result(best_so_far=True)
+    return search.result(best_so_far=False)
+
+
+class StepSearch:
+    """One search's tree, session and parameters, with the phases the loop runs."""
+
+    def __init__(self, question: str, session: Session, params: StepSearchParams) -> None:
         self.question = question
-        self.ctx = ctx
+        self.session = session
         self.params = params
-        self.verifier = get_verifier(params.verifier)
-        prompt = ctx.renderer.render_question(question, system=params.system_prompt)
-        self.tree = SearchTree(prompt_tokens=ctx.renderer.count_tokens(prompt))
+        self.verifier = session.verifier(params.verifier)
+        prompt = session.renderer.render_question(question, system=params.system_prompt)
+        self.tree = SearchTree(prompt_tokens=session.renderer.count_tokens(prompt))
+        self.pruned_per_depth: list[int] = []
 
     def prompt_for(self, node: Node) -> str:
-        return self.ctx.renderer.render_question(
+        return self.session.renderer.render_question(
             self.question, system=self.params.system_prompt, partial_assistant=self.tree.partial_text(node)
         )
 
-    async def expand(self, nodes: Sequence[Node], counts: Sequence[int]) -> list[Node]:
+    async def expand(self, frontier: Frontier) -> list[Node]:
         """Give each node its number of one-step children, all in one batch; returns the children."""
-        chosen = [(node, count) for node, count in zip(nodes, counts, strict=True) if count > 0]
+        chosen = [(node, count) for node, count in frontier if count > 0]
         if not chosen:
             return []
         sampling = SamplingSettings(
@@ -73,7 +119,7 @@ class StepSearch:
             include_stop_str_in_output=True,
         )
         prompts = [self.prompt_for(node) for node, _ in chosen]
-        results = await self.ctx.generate(prompts, sampling, n_per_prompt=[count for _, count in chosen])
+        results = await self.session.generate(prompts, sampling, n_per_prompt=[count for _, count in chosen])
         children = []
         for (node, _), result in zip(chosen, results, strict=True):
             for completion in result.completions:
@@ -92,18 +138,28 @@ class StepSearch:
     async def score(self, nodes: Sequence[Node]) -> None:
         """Score each node's path with the verifier (aggregated over its steps)."""
         batch = [ScoreRequest(self.question, self.tree.steps(node)) for node in nodes]
-        scores = await self.ctx.score(self.verifier, batch, self.params.aggregation)
+        scores = await self.session.score(self.verifier, batch, self.params.aggregation)
         for node, score in zip(nodes, scores, strict=True):
             node.score = score
 
-    async def record_depth(self, children: Sequence[Node], live: Sequence[Node]) -> None:
-        """Charge this depth's KV footprint (tokens of unique nodes on the live paths) and report the depth."""
-        footprint = self.tree.record_depth(list(live))
-        self.ctx.meter.record_tree_depth(footprint)
-        await self.ctx.emit(
+    async def end_depth(self, children: Sequence[Node], live: Sequence[Node], frontier: Frontier) -> None:
+        """Prune the live children the policy dropped, charge the KV the next depth holds, report the depth.
+
+        When the search stops here (empty frontier) the live children stay live: nothing chose against them.
+        """
+        footprint = None
+        if frontier:
+            kept = {node.id for node, _ in frontier}
+            for node in live:
+                if node.id not in kept:
+                    node.status = "pruned"
+            self.pruned_per_depth.append(len(live) - len(kept))
+            footprint = self.tree.record_depth([node for node, _ in frontier])
+            self.session.meter.record_tree_depth(footprint)
+        await self.session.emit(
             {
                 "type": "depth",
-                "depth": len(self.tree.kv_per_depth),
+                "depth": max((n.depth for n in children), default=0),
                 "kv_footprint_tokens": footprint,
                 "candidates": [
                     {"id": n.id, "parent": n.parent, "step": n.step, "score": n.score, "status": n.status}
@@ -112,11 +168,11 @@ class StepSearch:
             }
         )
 
-    def result(self, *, best_so_far: bool, extra_trace: dict | None = None) -> StrategyResult:
+    def result(self, *, best_so_far: bool) -> StrategyResult:
         """The best finished leaf (or, out of budget, the best partial path), with the tree."""
         finished = [n for n in self.tree.nodes.values() if n.finished and n.answer is not None]
         candidates = finished or [n for n in self.tree.nodes.values() if n.parent is not None]
-        trace = {"tree": self.tree.to_trace(), **(extra_trace or {})}
+        trace = {"tree": self.tree.to_trace(), "pruned_per_depth": self.pruned_per_depth}
         if not candidates:
             return StrategyResult(answer=None, output="", best_so_far=best_so_far, trace=trace)
         best = max(candidates, key=lambda n: (n.score if n.score is not None else -1.0, -n.depth))

@@ -80,10 +80,6 @@ class SearchTree:
         self.kv_per_depth.append(footprint)
         return footprint
 
-    def generated_tokens(self) -> int:
-        """Tokens of every node's step: the completion tokens the search generated."""
-        return sum(node.tokens for node in self.nodes.values())
-
     def to_trace(self) -> dict[str, Any]:
         """A JSON-ready record of the whole search."""
         return {

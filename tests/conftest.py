@@ -23,11 +23,11 @@ os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from orchestrator.backends.inprocess import EngineOptions, InProcessBackend
-from orchestrator.backends.remote import RemoteBackend
-from orchestrator.embedded_model import ensure_embedded_model
-from orchestrator.settings import Settings
-from orchestrator.store import RedisConnection, Store, open_redis
+from orchestrator.core.backends.inprocess import InProcessBackend, engine_dtype
+from orchestrator.core.backends.remote import RemoteBackend
+from orchestrator.core.embedded_model import ensure_embedded_model
+from orchestrator.core.settings import EngineOptions, RemoteOptions, Settings
+from orchestrator.core.store import RedisConnection, Store, open_redis
 
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
 
@@ -82,7 +82,7 @@ def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str]) -> Iterat
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
-        "--dtype", "bfloat16", "--seed", "0", *extra_args,
+        "--dtype", engine_dtype(None), "--seed", "0", *extra_args,
     ]  # fmt: skip
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -110,7 +110,7 @@ def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
 
 @pytest.fixture(scope="session")
 async def remote_backend(vllm_server: str, model_dir: Path) -> AsyncIterator[RemoteBackend]:
-    backend = await RemoteBackend.connect([vllm_server], tokenizer=str(model_dir))
+    backend = await RemoteBackend.connect(RemoteOptions(urls=[vllm_server]), tokenizer=str(model_dir))
     yield backend
     await backend.aclose()
 

@@ -11,10 +11,11 @@ import anyio
 import uvicorn
 
 from api.app import create_app
-from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.settings import Settings
+from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
-from orchestrator.store import Store, open_redis
+from tests.sessions import VERIFIERS
 
 
 def answer(prompt: str, sampling) -> list[str]:
@@ -25,7 +26,7 @@ async def serve(port: int, data_dir: str) -> None:
     settings = Settings(data_dir=data_dir, budget={"max_tokens": 2000, "deadline_s": 10})
     connection = await open_redis(None, settings.data_dir)
     try:
-        runtime = Runtime(settings, ScriptedBackend(answer), Store(connection))
+        runtime = Runtime(settings, ScriptedBackend(answer), Store(connection), VERIFIERS)
         config = uvicorn.Config(create_app(settings, runtime), port=port, log_level="warning")
         await uvicorn.Server(config).serve()
     finally:

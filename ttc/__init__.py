@@ -11,7 +11,7 @@ Example::
 """
 
 from api.models import ReasonResponse, StrategyInfo
-from orchestrator.budget import Budget, Usage
+from orchestrator.core.budget import Budget, Usage
 from ttc import errors
 from ttc.client import AsyncClient, AsyncJob, Client, Job
 from ttc.errors import TTCAPIError

@@ -18,7 +18,7 @@ import anyio
 import httpx
 
 from api.models import ContextInfo, ReasonResponse, StrategyInfo
-from orchestrator.budget import Budget
+from orchestrator.core.budget import Budget
 from ttc.errors import APIConnectionError, APITimeoutError, TTCAPIError, error_for
 
 RETRYABLE = {408, 429, 500, 502, 503, 504}

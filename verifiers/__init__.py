@@ -1,11 +1,3 @@
-"""Verifiers and answer checking: one protocol for step scores, plus answer extraction.
-
-Importing this package registers the verifiers in ``verifiers.base.VERIFIERS``.
-"""
-
-from verifiers import arith_steps as _arith_steps  # noqa: F401
-from verifiers import prm as _prm  # noqa: F401
-from verifiers import self_judge as _self_judge  # noqa: F401
-from verifiers.base import VERIFIERS, Aggregation, ScoreRequest, Verifier, aggregate, get_verifier
-
-__all__ = ["VERIFIERS", "Aggregation", "ScoreRequest", "Verifier", "aggregate", "get_verifier"]
+"""Verifiers and answer checking: implementations of the kernel's verifier protocol
+(``orchestrator.core.verification``), their registry (``verifiers.registry``), answer
+extraction, outcome checks and meaning-based grouping."""

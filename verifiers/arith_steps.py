@@ -14,13 +14,10 @@ import operator
 import re
 from collections.abc import Sequence
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
-from verifiers.base import ScoreRequest, register_verifier
+from orchestrator.core.verification import PolicyModel, ScoreRequest
+from verifiers.base import BaseVerifier
 from verifiers.extraction import extract_answer
-
-if TYPE_CHECKING:
-    from orchestrator.context import ReasoningContext
 
 WRONG, NEUTRAL, RIGHT, RIGHT_WITH_ANSWER = 0.05, 0.5, 0.8, 0.95
 
@@ -77,16 +74,11 @@ def score_step(step: str) -> float:
     return NEUTRAL + (0.1 if states_answer else 0.0)
 
 
-class ArithmeticStepVerifier:
+class ArithmeticStepVerifier(BaseVerifier):
     """Checks every equation of every step exactly."""
 
     name = "arith_steps"
     spends_budget = False  # a calculator: checking costs no tokens, so it runs even on a spent budget
 
-    async def score(self, batch: Sequence[ScoreRequest], ctx: ReasoningContext) -> list[list[float]]:
+    async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         return [[score_step(step) for step in request.steps] for request in batch]
-
-
-@register_verifier("arith_steps")
-def _arith_steps() -> ArithmeticStepVerifier:
-    return ArithmeticStepVerifier()

@@ -11,11 +11,11 @@ The step score is ``p_good`` (index 1), as in Qwen2.5-Math-PRM's ``make_step_rew
 Serving a PRM (Qwen2.5-Math-PRM-7B marks steps with ``<extra_0>``)::
 
     vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling
-    TTC_PRM_URL=http://host:8000 TTC_PRM_STEP_TAG='<extra_0>'
+    TTC_PRM__URL=http://host:8000 TTC_PRM__STEP_TAG='<extra_0>'
 
 Any token-classification model works with ``--convert classify`` and
 ``--pooler-config '{"task":"token_classify","tok_pooling_type":"STEP","step_tag_id":ID}'``,
-as long as ``TTC_PRM_STEP_TAG`` is the text of token ``ID`` (one token, so one tag, one score).
+as long as ``TTC_PRM__STEP_TAG`` is the text of token ``ID`` (one token, so one tag, one score).
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import httpx
 
-from orchestrator.backends.base import first_service_error
-from orchestrator.backends.remote import error_message
-from orchestrator.errors import BackendError, BackendUnavailableError, ConfigurationError
-from orchestrator.settings import Settings
-from verifiers.base import ScoreRequest, register_verifier
-
-if TYPE_CHECKING:
-    from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.base import first_service_error
+from orchestrator.core.backends.vllm_http import choose_model, error_message, served_models
+from orchestrator.core.errors import BackendError, BackendUnavailableError, ConfigurationError
+from orchestrator.core.settings import Settings
+from orchestrator.core.verification import PolicyModel, ScoreRequest
+from verifiers.base import BaseVerifier
 
 DEFAULT_STEP_TAG = "<extra_0>"
 # The system prompt Qwen2.5-Math-PRM was trained with; the PRM scores best when it sees it.
@@ -69,7 +67,7 @@ def format_prm_input(
         == "<|im_start|>user 1+1?<|im_end|> <|im_start|>assistant 1+1=2\\nSo 2.\\n<|im_end|> "
     """
     if not step_tag:
-        raise ConfigurationError("the PRM step tag is empty; set TTC_PRM_STEP_TAG (e.g. '<extra_0>')")
+        raise ConfigurationError("the PRM step tag is empty; set TTC_PRM__STEP_TAG (e.g. '<extra_0>')")
 
     def clean(text: str) -> str:
         return text.replace(step_tag, " ")
@@ -108,13 +106,13 @@ def _softmax(logits: Sequence[float]) -> list[float]:
     return [value / total for value in exps]
 
 
-class ProcessRewardModel:
+class ProcessRewardModel(BaseVerifier):
     """A PRM on a vLLM pooling server: one ``POST /pooling`` per candidate, all concurrent.
 
     Example::
 
         prm = ProcessRewardModel("http://127.0.0.1:8000", step_tag="<extra_0>")
-        [[s1, s2]] = await prm.score([ScoreRequest("1+1?", ("1+1=2", "The answer is 2."))], ctx)
+        [[s1, s2]] = await prm.score([ScoreRequest("1+1?", ("1+1=2", "The answer is 2."))], session)
         await prm.aclose()
 
     The served model name is asked from ``GET /v1/models`` on first use when not given.
@@ -123,6 +121,7 @@ class ProcessRewardModel:
     """
 
     name = "prm"
+    spends_budget = True  # a PRM server is a model: its calls are not free
 
     def __init__(
         self,
@@ -135,9 +134,12 @@ class ProcessRewardModel:
         timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         if not base_url:
-            raise ConfigurationError("no PRM server URL; set TTC_PRM_URL to the base URL of a vLLM pooling server")
+            raise ConfigurationError(
+                "the prm verifier needs a PRM server: set TTC_PRM__URL to the base URL of a vLLM pooling server "
+                "(vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling)"
+            )
         if not step_tag:
-            raise ConfigurationError("the PRM step tag is empty; set TTC_PRM_STEP_TAG (e.g. '<extra_0>')")
+            raise ConfigurationError("the PRM step tag is empty; set TTC_PRM__STEP_TAG (e.g. '<extra_0>')")
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.step_tag = step_tag
@@ -148,7 +150,13 @@ class ProcessRewardModel:
         # Concurrent first calls would each ask /v1/models; one asks, the others wait for its answer.
         self._discovery_lock = anyio.Lock()
 
-    async def score(self, batch: Sequence[ScoreRequest], ctx: ReasoningContext) -> list[list[float]]:
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProcessRewardModel:
+        """The PRM named by ``TTC_PRM__URL``, ``TTC_PRM__MODEL`` and ``TTC_PRM__STEP_TAG``."""
+        options = settings.prm
+        return cls(options.url, options.model, step_tag=options.step_tag, timeout_s=options.timeout_s)
+
+    async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         """Per request, P(step good) from the PRM for each of its steps, in batch order."""
         model = await self._served_model()
         results: list[list[float]] = [[] for _ in batch]
@@ -181,21 +189,15 @@ class ProcessRewardModel:
     # --- HTTP ----------------------------------------------------------------------------------
 
     def _http(self) -> httpx.AsyncClient:
-        if self._client is None:  # created lazily: the registry factory runs outside any event loop
+        if self._client is None:  # created on first use, inside the event loop that will use it
             self._client = httpx.AsyncClient(timeout=self._timeout)
         return self._client
 
     async def _served_model(self) -> str:
         async with self._discovery_lock:
             if not self.model:
-                response = await self._request("GET", "/v1/models")
-                try:
-                    self.model = str(response.json()["data"][0]["id"])
-                except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-                    raise BackendError(
-                        f"the PRM server at {self.base_url} lists no model ({response.text[:200]!r}); "
-                        "check TTC_PRM_URL or set TTC_PRM_MODEL"
-                    ) from None
+                models = await served_models(self._http(), self.base_url, setting="TTC_PRM__URL")
+                self.model = str(choose_model(models, "", self.base_url, setting="TTC_PRM__MODEL")["id"])
         return self.model
 
     async def _score_one(self, request: ScoreRequest, model: str) -> list[float]:
@@ -206,7 +208,7 @@ class ProcessRewardModel:
         if len(rows) != len(request.steps):
             raise BackendError(
                 f"the PRM at {self.base_url} returned {len(rows)} step scores for {len(request.steps)} steps; "
-                f"TTC_PRM_STEP_TAG={self.step_tag!r} must be the single token the server's pooler treats as "
+                f"TTC_PRM__STEP_TAG={self.step_tag!r} must be the single token the server's pooler treats as "
                 "the step tag (step_tag_id in --pooler-config)"
             )
         return step_probabilities(rows)
@@ -217,10 +219,10 @@ class ProcessRewardModel:
             response = await self._http().request(method, url, json=body)
         except httpx.TransportError as error:
             raise BackendUnavailableError(
-                f"cannot reach the PRM server at {self.base_url} ({error!r}); check TTC_PRM_URL"
+                f"cannot reach the PRM server at {self.base_url} ({error!r}); check TTC_PRM__URL"
             ) from None
         if response.status_code != 200:
-            hint = "; check TTC_PRM_MODEL" if response.status_code == 404 else ""
+            hint = "; check TTC_PRM__MODEL" if response.status_code == 404 else ""
             raise BackendError(
                 f"the PRM server at {self.base_url} answered {method} {path} with HTTP {response.status_code}: "
                 f"{error_message(response)}{hint}"
@@ -238,15 +240,3 @@ def _pooling_rows(response: httpx.Response, base_url: str) -> list[list[float]]:
             f"the PRM server at {base_url} sent an unexpected /pooling answer: {response.text[:300]!r}; "
             "is it a token_classify pooling model (--runner pooling)?"
         ) from None
-
-
-@register_verifier("prm")
-def _prm_from_settings() -> ProcessRewardModel:
-    """The PRM named by ``TTC_PRM_URL``, ``TTC_PRM_MODEL`` and ``TTC_PRM_STEP_TAG``."""
-    settings = Settings()
-    if not settings.prm_url:
-        raise ConfigurationError(
-            "the prm verifier needs a PRM server: set TTC_PRM_URL to the base URL of a vLLM pooling server "
-            "(vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling)"
-        )
-    return ProcessRewardModel(settings.prm_url, settings.prm_model, step_tag=settings.prm_step_tag)

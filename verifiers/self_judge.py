@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-from orchestrator.backends.base import SamplingSettings, TokenLogprob
-from verifiers.base import ScoreRequest, register_verifier
-
-if TYPE_CHECKING:
-    from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.base import SamplingSettings, TokenLogprob
+from orchestrator.core.verification import PolicyModel, ScoreRequest
+from verifiers.base import BaseVerifier
 
 JUDGE_INSTRUCTION = "Is the last step of this solution correct? Answer Yes or No."
 _TOP_LOGPROBS = 10
@@ -37,29 +34,25 @@ def probability_of_yes(first_token: TokenLogprob | None) -> float:
     return yes / (yes + no) if yes + no > 0 else 0.5
 
 
-class SelfJudgeVerifier:
+class SelfJudgeVerifier(BaseVerifier):
     """Scores steps with the policy model's own Yes/No judgement."""
 
     name = "self_judge"
+    spends_budget = True  # one prompt and one token per step, through the request's session
 
-    async def score(self, batch: Sequence[ScoreRequest], ctx: ReasoningContext) -> list[list[float]]:
+    async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         prompts, owners = [], []
         for index, request in enumerate(batch):
             for depth in range(1, len(request.steps) + 1):
                 user = judge_prompt_text(request.question, request.steps[:depth])
-                prompts.append(ctx.renderer.render([{"role": "user", "content": user}]))
+                prompts.append(session.renderer.render([{"role": "user", "content": user}]))
                 owners.append(index)
         scores: list[list[float]] = [[] for _ in batch]
         if not prompts:
             return scores
         one_token = SamplingSettings(n=1, temperature=0.0, max_tokens=1, logprobs=_TOP_LOGPROBS)
-        results = await ctx.generate(prompts, one_token)
+        results = await session.generate(prompts, one_token)
         for owner, result in zip(owners, results, strict=True):
             logprobs = result.completions[0].logprobs
             scores[owner].append(probability_of_yes(logprobs[0] if logprobs else None))
         return scores
-
-
-@register_verifier("self_judge")
-def _self_judge() -> SelfJudgeVerifier:
-    return SelfJudgeVerifier()

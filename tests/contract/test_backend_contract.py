@@ -6,8 +6,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator.backends.base import GenerationBackend, SamplingSettings
-from orchestrator.errors import PromptTooLongError, RequestAbortedError
+from orchestrator.core.backends.base import GenerationBackend, SamplingSettings
+from orchestrator.core.errors import PromptTooLongError, RequestAbortedError
 
 pytestmark = [pytest.mark.engine]
 

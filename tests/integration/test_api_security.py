@@ -13,12 +13,13 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Usage
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Usage
+from orchestrator.core.settings import Settings
+from orchestrator.core.store import JobRecord, Store
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
-from orchestrator.store import JobRecord, Store
 from tests.conftest import free_port
+from tests.sessions import VERIFIERS
 
 
 def answer_seven(prompt, sampling) -> list[str]:
@@ -31,9 +32,8 @@ async def api(redis_connection) -> AsyncIterator[tuple[str, Store]]:
     store = Store(redis_connection, settings.redis_namespace)
     backend = ScriptedBackend(answer_seven, delay_s=lambda prompt: 30.0 if "slow please" in prompt else 0.0)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, Runtime(settings, backend, store)), port=port, log_level="warning")
-    )
+    app = create_app(settings, Runtime(settings, backend, store, VERIFIERS))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     # A plain task, not a task group: pytest runs fixture set-up and tear-down in different tasks.
     serving = asyncio.get_running_loop().create_task(server.serve())
     while not server.started:  # noqa: ASYNC110 (uvicorn has no start-up event)
@@ -130,7 +130,7 @@ async def test_a_client_that_disconnects_cancels_its_job(api) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         with anyio.move_on_after(1.0):  # the client gives up and closes the connection
             await client.post("/v1/reason", json=slow)
-    [job_id] = await store.recent_job_ids(1)
+    [job_id] = await store.redis.zrevrange(store.keys.jobs_by_time(), 0, 0)
     with anyio.fail_after(10):
         while (await store.get_job(job_id)).status not in {"cancelled"}:  # noqa: ASYNC110
             await anyio.sleep(0.1)

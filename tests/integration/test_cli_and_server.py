@@ -46,8 +46,10 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
     [
         ({"TTC_MODEL": "/nonexistent/model"}, "TTC_MODEL"),
         ({"REDIS_URL": "redis://127.0.0.1:1/0"}, "REDIS_URL"),
-        ({"TTC_BACKEND": "remote", "TTC_REMOTE_URLS": "http://127.0.0.1:1"}, "TTC_REMOTE_URLS"),
-        ({"TTC_BACKEND": "remote"}, "TTC_REMOTE_URLS"),
+        ({"TTC_BACKEND": "remote", "TTC_REMOTE__URLS": "http://127.0.0.1:1"}, "TTC_REMOTE__URLS"),
+        ({"TTC_BACKEND": "remote"}, "TTC_REMOTE__URLS"),
+        ({"TTC_REMOTE_URLS": "http://127.0.0.1:1"}, "TTC_REMOTE__URLS"),
+        ({"TTC_BACKEND": "sglang"}, "TTC_BACKEND"),
     ],
 )
 def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[str, str], named: str) -> None:

@@ -4,6 +4,7 @@ precompute once, ask several times, amortised usage, waiting, 404s, an API resta
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,18 +14,25 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget
-from orchestrator.errors import NotFoundError
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget
+from orchestrator.core.errors import NotFoundError
+from orchestrator.core.settings import Settings
+from orchestrator.core.store import Store
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
-from orchestrator.store import Store
 from strategies.sleep_time import QUERY_NOTES
 from tests.conftest import free_port
+from tests.sessions import VERIFIERS
 from ttc import AsyncClient
 from ttc.errors import NotFoundError as SDKNotFoundError
 
 CONTEXT = "A shop has 12 red pens and 7 blue pens. Every pen costs 3 dollars."
+
+
+async def memory_history(store: Store, context_id: str) -> dict[int, dict]:
+    """Every memory stored for the context, by version (read straight from Redis)."""
+    raw = await store.redis.hgetall(store.keys.context_memories(context_id))
+    return {int(version): json.loads(entry) for version, entry in raw.items()}
 
 
 def shop_script(prompt: str, sampling) -> list[str]:
@@ -37,7 +45,7 @@ def shop_script(prompt: str, sampling) -> list[str]:
 
 @pytest.fixture
 def runtime(store: Store) -> Runtime:
-    return Runtime(Settings(), ScriptedBackend(shop_script, delay_s=0.02), store)
+    return Runtime(Settings(), ScriptedBackend(shop_script, delay_s=0.02), store, VERIFIERS)
 
 
 async def test_precompute_once_then_every_question_uses_the_memory_and_shares_its_cost(runtime) -> None:
@@ -45,7 +53,7 @@ async def test_precompute_once_then_every_question_uses_the_memory_and_shares_it
     assert context.status == "ready" and context.memory_version == 1
     assert context.memory == "Q: How many pens? A: 12 + 7 = 19\nQ: Cost of red pens? A: 12 x 3 = 36"
     sleep_tokens = context.sleep_tokens
-    assert sleep_tokens > 0 and (await runtime.store.memory_versions(context.id))[1]["memory"] == context.memory
+    assert sleep_tokens > 0 and (await memory_history(runtime.store, context.id))[1]["memory"] == context.memory
 
     for served in (1, 2, 3):
         job = await runtime.reason("How many pens are there?", context_id=context.id)
@@ -88,7 +96,7 @@ async def test_a_retried_job_changes_its_context_once(runtime) -> None:
 
 
 async def test_a_context_too_long_for_the_model_is_refused(runtime) -> None:
-    from orchestrator.errors import PromptTooLongError
+    from orchestrator.core.errors import PromptTooLongError
 
     with pytest.raises(PromptTooLongError, match="half the model's context"):
         await runtime.create_context("pens " * 3000)  # the scripted model takes 4096 characters
@@ -104,7 +112,7 @@ async def test_an_unknown_context_is_not_found(runtime) -> None:
 @asynccontextmanager
 async def serving(store: Store) -> AsyncIterator[str]:
     settings = Settings(redis_namespace=store.keys.namespace)
-    app = create_app(settings, Runtime(settings, ScriptedBackend(shop_script), store))
+    app = create_app(settings, Runtime(settings, ScriptedBackend(shop_script), store, VERIFIERS))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     task = asyncio.get_running_loop().create_task(server.serve())
@@ -145,7 +153,7 @@ async def test_contexts_over_http_and_the_sdk_survive_an_api_restart(store: Stor
 
 @pytest.mark.engine
 async def test_on_the_engine_a_context_is_precomputed_once_and_queried_several_times(inprocess_backend, store) -> None:
-    runtime = Runtime(Settings(), inprocess_backend, store)
+    runtime = Runtime(Settings(), inprocess_backend, store, VERIFIERS)
     context = await runtime.precompute(
         CONTEXT, sleep_budget=Budget(max_tokens=1500, deadline_s=300), params={"rounds": 2, "round_max_tokens": 160}
     )

@@ -13,9 +13,9 @@ import anyio
 import psutil
 import pytest
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.errors import EngineDiedError
-from orchestrator.store import JobRecord
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.errors import EngineDiedError
+from orchestrator.core.store import JobRecord
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 

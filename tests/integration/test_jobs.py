@@ -5,8 +5,8 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from orchestrator.core.store import JobRecord, Store
 from orchestrator.jobs import JobQueue, Worker
-from orchestrator.store import JobRecord, Store
 
 
 def runner(seconds: float, log: list[str]):

@@ -14,12 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BackendError, BackendUnavailableError, ConfigurationError
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import BackendError, BackendUnavailableError, ConfigurationError
+from orchestrator.core.session import Session
+from orchestrator.core.settings import Settings
+from orchestrator.core.verification import ScoreRequest
 from tests.conftest import serve_vllm
-from verifiers.base import ScoreRequest, get_verifier
 from verifiers.prm import ProcessRewardModel, format_prm_input, step_probabilities
+from verifiers.registry import VerifierSet
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
@@ -38,9 +40,9 @@ def prm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield url
 
 
-def new_context() -> ReasoningContext:
+def new_context() -> Session:
     # Scoring never generates, so no backend is needed; the meter is what the test reads.
-    return ReasoningContext(backend=None, meter=BudgetMeter(Budget()))  # type: ignore[arg-type]
+    return Session(backend=None, meter=BudgetMeter(Budget()))  # type: ignore[arg-type]
 
 
 BATCH = [
@@ -71,24 +73,24 @@ async def test_format_matches_qwen_prm_layout() -> None:
 
 
 async def test_scores_a_batch_one_probability_per_step(prm_server: str) -> None:
-    ctx = new_context()
+    session = new_context()
     async with ProcessRewardModel(prm_server, step_tag=STEP_TAG) as prm:
-        scores = await ctx.score_steps(prm, BATCH)
+        scores = await session.score_steps(prm, BATCH)
         assert prm.model  # discovered from /v1/models
     assert [len(s) for s in scores] == [len(r.steps) for r in BATCH]
     assert all(isinstance(x, float) and 0.0 <= x <= 1.0 for s in scores for x in s)
-    assert ctx.meter.usage.verifier_calls == len(BATCH)
+    assert session.meter.usage.verifier_calls == len(BATCH)
 
 
 async def test_borrowed_client_named_model_and_empty_steps(prm_server: str, model_dir: Path) -> None:
-    ctx = new_context()
+    session = new_context()
     async with httpx.AsyncClient(timeout=120) as client:
         prm = ProcessRewardModel(prm_server, str(model_dir), step_tag=STEP_TAG, system_prompt=None, client=client)
-        scores = await ctx.score_steps(prm, [ScoreRequest("Q?", ()), BATCH[0]])
+        scores = await session.score_steps(prm, [ScoreRequest("Q?", ()), BATCH[0]])
         await prm.aclose()  # must not close the borrowed client
         assert not client.is_closed
     assert len(scores[0]) == 0 and len(scores[1]) == 1
-    assert ctx.meter.usage.verifier_calls == 2
+    assert session.meter.usage.verifier_calls == 2
 
 
 async def test_logits_are_turned_into_probabilities(prm_server: str) -> None:
@@ -106,46 +108,47 @@ async def test_logits_are_turned_into_probabilities(prm_server: str) -> None:
 async def test_a_tag_the_server_does_not_pool_on_is_reported(prm_server: str) -> None:
     # "<extra_0>" is not token 198, and the layout's own newlines are: the counts cannot match.
     async with ProcessRewardModel(prm_server, step_tag="<extra_0>") as prm:
-        with pytest.raises(BackendError, match=r"returned .* step scores for 2 steps.*TTC_PRM_STEP_TAG"):
+        with pytest.raises(BackendError, match=r"returned .* step scores for 2 steps.*TTC_PRM__STEP_TAG"):
             await new_context().score_steps(prm, [BATCH[1]])
 
 
 async def test_http_errors_carry_the_server_message(prm_server: str) -> None:
     async with ProcessRewardModel(prm_server, "no-such-model", step_tag=STEP_TAG) as prm:
-        with pytest.raises(BackendError, match=r"does not exist.*TTC_PRM_MODEL") as caught:
+        with pytest.raises(BackendError, match=r"does not exist.*TTC_PRM__MODEL") as caught:
             await new_context().score_steps(prm, BATCH)
     assert not isinstance(caught.value, BackendUnavailableError)
 
 
 async def test_unreachable_server_names_the_setting() -> None:
-    ctx = new_context()
+    session = new_context()
     async with ProcessRewardModel("http://127.0.0.1:1", step_tag=STEP_TAG) as prm:
-        with pytest.raises(BackendUnavailableError, match="TTC_PRM_URL"):
-            await ctx.score_steps(prm, BATCH)
-    assert ctx.meter.usage.verifier_calls == 0
+        with pytest.raises(BackendUnavailableError, match="TTC_PRM__URL"):
+            await session.score_steps(prm, BATCH)
+    assert session.meter.usage.verifier_calls == 0
 
 
 @pytest.fixture
 def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
     """No PRM settings from the environment, a ``.env`` or a ``ttc.toml``."""
     monkeypatch.chdir(tmp_path)
-    for name in ("TTC_CONFIG_FILE", "TTC_PRM_URL", "TTC_PRM_MODEL", "TTC_PRM_STEP_TAG"):
+    for name in ("TTC_CONFIG_FILE", "TTC_PRM__URL", "TTC_PRM__MODEL", "TTC_PRM__STEP_TAG"):
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
 
 
 async def test_registry_needs_a_prm_url(clean_settings: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigurationError, match="TTC_PRM_URL"):
-        get_verifier("prm")
+    with pytest.raises(ConfigurationError, match="TTC_PRM__URL"):
+        VerifierSet.build(Settings()).get("prm")
 
 
 async def test_registry_builds_the_prm_from_settings(clean_settings: pytest.MonkeyPatch, prm_server: str) -> None:
-    clean_settings.setenv("TTC_PRM_URL", prm_server)
-    clean_settings.setenv("TTC_PRM_STEP_TAG", STEP_TAG)
-    prm = get_verifier("prm")
+    clean_settings.setenv("TTC_PRM__URL", prm_server)
+    clean_settings.setenv("TTC_PRM__STEP_TAG", STEP_TAG)
+    verifiers = VerifierSet.build(Settings())
+    prm = verifiers.get("prm")
     assert isinstance(prm, ProcessRewardModel) and prm.name == "prm"
     try:
         [scores] = await new_context().score_steps(prm, [BATCH[2]])
     finally:
-        await prm.aclose()
-    assert len(scores) == 3
+        await verifiers.aclose()
+    assert len(scores) == 3 and prm._client is None  # the client it opened is closed with the set

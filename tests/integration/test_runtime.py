@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.budget import Budget
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.budget import Budget
+from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
+from tests.sessions import VERIFIERS
 
 pytestmark = [pytest.mark.engine]
 
 
 @pytest.fixture
 def runtime(inprocess_backend, store) -> Runtime:
-    return Runtime(Settings(), inprocess_backend, store)
+    return Runtime(Settings(), inprocess_backend, store, VERIFIERS)
 
 
 async def test_direct_answers_and_records_usage(runtime: Runtime) -> None:
@@ -50,4 +51,4 @@ async def test_bad_requests_are_refused_before_any_compute(runtime: Runtime) -> 
         await runtime.reason("q", params={"max_tokens": 0})
     with pytest.raises(InvalidRequestError, match="empty"):
         await runtime.reason("   ")
-    assert await runtime.store.recent_job_ids() == []
+    assert await runtime.store.redis.zcard(runtime.store.keys.jobs_by_time()) == 0

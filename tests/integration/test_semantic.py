@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
 from strategies import get_strategy
 from strategies.best_of_n import canonical_by_meaning
+from tests.sessions import new_session
 from verifiers.semantic import embed, group_by_meaning
 
 
@@ -31,7 +31,7 @@ async def test_best_of_n_votes_by_meaning_over_free_text() -> None:
     backend = ScriptedBackend(lambda prompt, sampling: [next(replies) for _ in range(sampling.n)])
     strategy = get_strategy("best_of_n")
     params = strategy.parse_params({"n": 4, "vote_by": "meaning", "meaning_threshold": 0.8, "adaptive": False})
-    result = await strategy.run("Capital of France?", ReasoningContext(backend, BudgetMeter(Budget())), params)
+    result = await strategy.run("Capital of France?", new_session(backend, BudgetMeter(Budget())), params)
     assert "Paris" in result.answer
     assert max(result.trace["tally"].values()) == 3  # three phrasings of one answer voted together
 

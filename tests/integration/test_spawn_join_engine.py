@@ -6,9 +6,9 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
+from orchestrator.core.budget import Budget, BudgetMeter
 from strategies import get_strategy
+from tests.sessions import new_session
 
 pytestmark = [pytest.mark.engine]
 
@@ -18,7 +18,7 @@ COUNTDOWN = "Use the numbers 25, 5, 4, each at most once, with +, -, * and / to 
 async def run(backend, question: str, params: dict, budget: Budget):
     strategy = get_strategy("spawn_join")
     meter = BudgetMeter(budget, backend.model.shape)
-    result = await strategy.run(question, ReasoningContext(backend, meter), strategy.parse_params(params))
+    result = await strategy.run(question, new_session(backend, meter), strategy.parse_params(params))
     return result, meter.snapshot()
 
 

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.budget import Budget, Usage
-from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
-from orchestrator.store import JobRecord, Store, open_redis
+from orchestrator.core.budget import Budget, Usage
+from orchestrator.core.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from orchestrator.core.store import JobRecord, Store, open_redis
 
 
 async def test_job_round_trip(store: Store) -> None:
     job = JobRecord(question="What is 7 + 5?", budget=Budget(max_tokens=100))
     await store.create_job(job)
-    job.status, job.answer, job.usage = "succeeded", "12", Usage(prompt_tokens=5, completion_tokens=7)
-    await store.update_job(job)
+    claimed = await store.claim_job(job.id, "worker-1")
+    claimed.status, claimed.answer, claimed.usage = "succeeded", "12", Usage(prompt_tokens=5, completion_tokens=7)
+    assert await store.finish_job(claimed, "worker-1")
     loaded = await store.get_job(job.id)
     assert loaded.status == "succeeded" and loaded.answer == "12"
     assert loaded.usage.total_tokens == 12 and loaded.budget.max_tokens == 100
-    assert await store.recent_job_ids() == [job.id]
+    assert await store.redis.zrange(store.keys.jobs_by_time(), 0, -1) == [job.id]
 
 
 async def test_creating_an_existing_job_never_overwrites_it(store: Store) -> None:
@@ -34,7 +35,15 @@ async def test_unknown_and_malformed_ids_are_not_found(store: Store) -> None:
     with pytest.raises(NotFoundError):
         await store.get_job("no such id!")
     with pytest.raises(NotFoundError):
-        await store.update_job(JobRecord(question="never created"))
+        await store.request_cancel(JobRecord(question="never created").id)
+
+
+async def test_an_idempotency_key_names_the_first_claimant_only(store: Store) -> None:
+    assert await store.idempotent_target("job", "key-1") is None
+    assert await store.claim_idempotency("job", "key-1", "job-a") == "job-a"
+    assert await store.claim_idempotency("job", "key-1", "job-b") == "job-a"  # the concurrent twin loses
+    assert await store.idempotent_target("job", "key-1") == "job-a"
+    assert await store.idempotent_target("context", "key-1") is None  # scopes do not share keys
 
 
 async def test_namespaces_are_isolated(redis_connection) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
+from orchestrator.core.budget import Budget, BudgetMeter
 from strategies import get_strategy
+from tests.sessions import new_session
 
 pytestmark = [pytest.mark.engine]
 
@@ -17,7 +17,7 @@ SHORT = {"max_steps": 3, "step_max_tokens": 48}
 async def run(backend, name: str, params: dict, budget: Budget, question: str = QUESTION):
     strategy = get_strategy(name)
     meter = BudgetMeter(budget, backend.model.shape)
-    result = await strategy.run(question, ReasoningContext(backend, meter), strategy.parse_params(params))
+    result = await strategy.run(question, new_session(backend, meter), strategy.parse_params(params))
     return result, meter.snapshot()
 
 

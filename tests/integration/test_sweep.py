@@ -16,10 +16,11 @@ from harness.results import SweepStore, unit_key
 from harness.run import fit_router, run_sweep
 from harness.solvers import InProcessSolver
 from harness.sweep import Sweep, SweepSpec
-from orchestrator.backends.scripted import ScriptedBackend
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
 from strategies.auto import load_policy
+from tests.sessions import VERIFIERS
 
 
 def assert_png_has_a_picture(path: Path) -> None:
@@ -34,7 +35,7 @@ async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads
     inprocess_backend, store, tmp_path: Path
 ) -> None:
     settings = Settings()
-    runtime = Runtime(settings, inprocess_backend, store)
+    runtime = Runtime(settings, inprocess_backend, store, VERIFIERS)
     spec = SweepSpec(
         name=f"tiny-{uuid.uuid4().hex[:6]}",
         dataset="arithmetic",
@@ -86,7 +87,7 @@ class CountingSolver:
 
 async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(store) -> None:
     backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n, delay_s=0.05)
-    solver = InProcessSolver(Runtime(Settings(), backend, store))
+    solver = InProcessSolver(Runtime(Settings(), backend, store, VERIFIERS))
     spec = SweepSpec(
         name=f"resume-{uuid.uuid4().hex[:6]}",
         limit=6,
@@ -124,7 +125,7 @@ async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(stor
 
 async def test_a_failing_run_is_not_stored_and_the_rest_go_on(store) -> None:
     backend = ScriptedBackend(lambda prompt, sampling: ["The answer is 7."] * sampling.n)
-    solver = CountingSolver(InProcessSolver(Runtime(Settings(), backend, store)))
+    solver = CountingSolver(InProcessSolver(Runtime(Settings(), backend, store, VERIFIERS)))
     problems = load_dataset("arithmetic", "dev", 3)
 
     async def flaky(question, strategy, params, budget):
@@ -157,9 +158,8 @@ async def test_a_sweep_runs_through_the_sdk_against_a_service(store, tmp_path: P
 
     backend = ScriptedBackend(script)
     port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings, Runtime(settings, backend, store)), port=port, log_level="warning")
-    )
+    app = create_app(settings, Runtime(settings, backend, store, VERIFIERS))
+    server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     serving = asyncio.get_running_loop().create_task(server.serve())
     try:
         while not server.started:  # noqa: ASYNC110 (uvicorn has no start-up event)

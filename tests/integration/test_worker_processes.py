@@ -12,8 +12,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from orchestrator.core.store import JobRecord, Store, open_redis
 from orchestrator.jobs import JobQueue
-from orchestrator.store import JobRecord, Store, open_redis
 from tests.integration.test_cli_and_server import ttc_env
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -7,33 +7,39 @@ from itertools import cycle
 
 import pytest
 
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import ConfigurationError
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import ConfigurationError
 from strategies import get_strategy
-from strategies.auto import estimate_difficulty, load_policy
+from strategies.auto import estimate_difficulty
+from strategies.policy import load_policy
+from strategies.selection import Sample, agreement
+from tests.sessions import new_session
 
 
 def run_auto(script, budget: Budget | None = None, **params):
     backend = ScriptedBackend(script)
-    ctx = ReasoningContext(backend, BudgetMeter(budget or Budget(max_tokens=10_000)))
+    session = new_session(backend, BudgetMeter(budget or Budget(max_tokens=10_000)))
     strategy = get_strategy("auto")
-    return strategy.run("What is 2 + 2?", ctx, strategy.parse_params(params)), backend, ctx
+    return strategy.run("What is 2 + 2?", session, strategy.parse_params(params)), backend, session
+
+
+def samples(answers: list[str | None], scores: list[float]) -> list[Sample]:
+    return [Sample(text=f"{a}", answer=a, score=s) for a, s in zip(answers, scores, strict=True)]
 
 
 def test_difficulty_estimate() -> None:
-    easy, agreement = estimate_difficulty(["4"] * 4, [0.95] * 4)
-    hard, _ = estimate_difficulty(["1", "2", None, "3"], [0.05, 0.5, 0.5, 0.05])
-    assert agreement == 1.0 and easy < 0.1 < 0.7 < hard
+    easy = estimate_difficulty(samples(["4"] * 4, [0.95] * 4))
+    hard = estimate_difficulty(samples(["1", "2", None, "3"], [0.05, 0.5, 0.5, 0.05]))
+    assert agreement(samples(["4"] * 4, [0.95] * 4)) == 1.0 and easy < 0.1 < 0.7 < hard
 
 
 async def test_a_settled_question_stops_after_the_probe() -> None:
-    coro, backend, ctx = run_auto(lambda p, s: ["2 + 2 = 4. The answer is 4."] * s.n)
+    coro, backend, session = run_auto(lambda p, s: ["2 + 2 = 4. The answer is 4."] * s.n)
     result = await coro
     assert result.answer == "4"
     assert "settled" in result.trace["route"]["choice"]
-    assert len(backend.calls) == 1 and ctx.meter.usage.model_calls == 1
+    assert len(backend.calls) == 1 and session.meter.usage.model_calls == 1
 
 
 async def test_a_contested_question_is_routed_by_the_policy() -> None:

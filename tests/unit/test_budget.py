@@ -5,11 +5,11 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.backends.scripted import TINY_SHAPE, ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BudgetExceededError
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.backends.scripted import TINY_SHAPE, ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import BudgetExceededError
+from tests.sessions import new_session
 
 
 class FakeClock:
@@ -100,30 +100,29 @@ def ten_char_answers(prompt: str, sampling: SamplingSettings) -> list[str]:
 async def test_context_never_exceeds_limit_plus_the_step_in_flight() -> None:
     backend = ScriptedBackend(ten_char_answers)
     meter = BudgetMeter(Budget(max_tokens=500))
-    ctx = ReasoningContext(backend, meter)
-    prompt = ctx.renderer.render_question("q")  # a few dozen "tokens"
+    session = new_session(backend, meter)
+    prompt = session.renderer.render_question("q")  # a few dozen "tokens"
     steps = 0
     with pytest.raises(BudgetExceededError):
         while True:
-            await ctx.generate([prompt], SamplingSettings(n=2, max_tokens=60))
+            await session.generate([prompt], SamplingSettings(n=2, max_tokens=60))
             steps += 1
-    prompt_tokens = len(ctx.renderer.encode(prompt))
+    prompt_tokens = len(session.renderer.encode(prompt))
     assert steps >= 3
     assert meter.usage.compute_tokens <= 500 + prompt_tokens
     assert meter.usage.model_calls == steps
 
 
-async def test_concurrent_forks_share_one_budget() -> None:
+async def test_concurrent_branches_share_one_budget() -> None:
     backend = ScriptedBackend(ten_char_answers, delay_s=0.05)
     meter = BudgetMeter(Budget(max_tokens=300))
-    root = ReasoningContext(backend, meter)
+    root = new_session(backend, meter)
     prompt = root.renderer.render_question("q")
     failures: list[BudgetExceededError] = []
 
     async def branch() -> None:
-        child = root.fork()
         try:
-            await child.generate([prompt], SamplingSettings(max_tokens=100))
+            await root.generate([prompt], SamplingSettings(max_tokens=100))
         except BudgetExceededError as error:
             failures.append(error)
 
@@ -132,14 +131,13 @@ async def test_concurrent_forks_share_one_budget() -> None:
             group.start_soon(branch)
     assert meter.usage.completion_tokens <= 300  # reservations kept branches from overspending
     assert failures, "some branches must be refused once the budget is reserved"
-    tree_ids = {call[2] for call in backend.calls}
-    assert len(tree_ids) == len(backend.calls)  # every fork has its own tree id
+    assert {call[2] for call in backend.calls} == {root.tree_id}  # one request, one tree: one replica
 
 
 async def test_deadline_during_generation_aborts_and_raises() -> None:
     backend = ScriptedBackend(ten_char_answers, delay_s=5.0)
     meter = BudgetMeter(Budget(deadline_s=0.2))
-    ctx = ReasoningContext(backend, meter)
+    session = new_session(backend, meter)
     with pytest.raises(BudgetExceededError, match="deadline"):
-        await ctx.generate([ctx.renderer.render_question("q")], SamplingSettings())
+        await session.generate([session.renderer.render_question("q")], SamplingSettings())
     assert meter.usage.budget_exhausted == "deadline"

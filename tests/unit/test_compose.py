@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from orchestrator.core.settings import RENAMED_VARIABLES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,7 +46,7 @@ def test_vllm_is_the_official_server_on_a_gpu_with_a_configurable_model(compose:
 def test_api_points_at_the_fleet_and_redis(compose: dict) -> None:
     api = compose["services"]["api"]
     env = api["environment"]
-    assert env["TTC_BACKEND"] == "remote" and env["TTC_REMOTE_URLS"] == "http://vllm:8000"
+    assert env["TTC_BACKEND"] == "remote" and env["TTC_REMOTE__URLS"] == "http://vllm:8000"
     assert env["REDIS_URL"].startswith("redis://redis:")
     assert "8000:8000" in api["ports"]
     assert api["depends_on"]["redis"]["condition"] == "service_healthy"
@@ -65,6 +67,11 @@ def test_workers_share_the_fleet_and_redis_and_the_api_leaves_jobs_to_them(compo
     worker, api = compose["services"]["worker"], compose["services"]["api"]
     assert worker["command"] == ["ttc", "worker"]
     assert worker["environment"]["REDIS_URL"] == api["environment"]["REDIS_URL"]
-    assert worker["environment"]["TTC_REMOTE_URLS"] == api["environment"]["TTC_REMOTE_URLS"]
+    assert worker["environment"]["TTC_REMOTE__URLS"] == api["environment"]["TTC_REMOTE__URLS"]
     assert worker["deploy"]["replicas"] >= 2
     assert api["environment"]["TTC_EMBEDDED_WORKER"] == "false"
+
+
+def test_no_service_sets_a_renamed_variable(compose: dict) -> None:
+    for service in compose["services"].values():
+        assert not set(service.get("environment") or {}) & set(RENAMED_VARIABLES)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.costmodel import ARITHMETIC_INTENSITY, ModelShape, generation_cost
+from orchestrator.core.costmodel import ARITHMETIC_INTENSITY, ModelShape, generation_cost
 
 SMOLLM2_CONFIG = {
     "hidden_size": 576,

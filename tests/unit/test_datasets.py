@@ -12,7 +12,7 @@ from harness.catalog import load_dataset
 from harness.datasets import arithmetic_word_problems, countdown, graded_arithmetic, multi_query_contexts
 from harness.grading import is_correct
 from harness.public_data import last_boxed, load_jsonl
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.errors import InvalidRequestError
 from verifiers.extraction import last_expression
 
 

@@ -1,4 +1,4 @@
-"""REBASE allocation, cosine clustering, the ETS leaf-selection program and the KV metric.
+"""REBASE allocation, cosine clustering, the ETS leaf-selection program and the search tree's KV metric.
 
 Every expected value below is worked out by hand in a comment; the ETS program is also checked
 against brute force over all subsets on seeded random instances.
@@ -12,13 +12,9 @@ import math
 import numpy as np
 import pytest
 
-from strategies.ets_program import (
-    EtsCandidate,
-    cluster_by_cosine,
-    kv_footprint,
-    rebase_allocation,
-    select_leaves,
-)
+from strategies.ets_program import EtsCandidate, rebase_allocation, select_leaves
+from strategies.tree import SearchTree
+from verifiers.semantic import cluster_by_cosine
 
 # --------------------------------------------------------------------------- rebase_allocation
 
@@ -263,12 +259,15 @@ def test_select_matches_brute_force(seed: int) -> None:
 
 
 def test_kv_footprint_counts_shared_prefixes_once() -> None:
-    tokens = {"a": 10, "b": 20, "c": 5, "d": 7, "e": 3}
-    # nodes a, b shared by two paths: 10 + 20 + 5 + 7 + 3 = 45 (not 10+20+5 + 10+20+7 + 10+3 = 85).
-    assert kv_footprint([["a", "b", "c"], ["a", "b", "d"], ["a", "e"]], tokens) == 45
+    tree = SearchTree(prompt_tokens=100)
+    a = tree.add_child(tree.root, "a", 10)
+    b = tree.add_child(a, "b", 20)
+    c, d = tree.add_child(b, "c", 5), tree.add_child(b, "d", 7)
+    e = tree.add_child(a, "e", 3)
+    # the prompt once, then nodes a, b shared by two paths: 100 + 10 + 20 + 5 + 7 + 3 = 145
+    # (not 100 + 10+20+5 + 10+20+7 + 10+3 = 185).
+    assert tree.kv_footprint([c, d, e]) == 145
     # the same path twice is the same memory.
-    assert kv_footprint([("a", "b"), ("a", "b")], tokens) == 30
-    assert kv_footprint([], tokens) == 0
-    assert kv_footprint(iter([["e"]]), tokens) == 3
-    with pytest.raises(KeyError):
-        kv_footprint([["zz"]], tokens)
+    assert tree.kv_footprint([b, b]) == 130
+    assert tree.kv_footprint([]) == 100
+    assert tree.record_depth([e]) == 113 and tree.kv_per_depth == [113]

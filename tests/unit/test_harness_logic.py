@@ -10,7 +10,7 @@ from harness.fit import best_per_budget, efficiency, fit_policy, quantile_edges
 from harness.report import frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
-from strategies.auto import Policy, load_policy
+from strategies.auto import load_policy
 
 
 def result(item: str, strategy: str, budget: int, correct: bool, tokens: int, **extra) -> SweepResult:
@@ -134,24 +134,26 @@ def test_a_fitted_policy_routes_each_bin_to_its_winner_and_auto_loads_it(tmp_pat
         result(i, "best_of_n{n=8}", 512, False, 480, name="best_of_n", params={"n": 6}, derived=True) for i in easy
     ]
     probes = {i: probe(i, 0.1) for i in easy} | {i: probe(i, 0.8) for i in hard}
-    fitted = fit_policy(results, probes, bins=2, version="t1", source="dev")
-    policy = Policy.model_validate(fitted)
+    policy = fit_policy(results, probes, bins=2, version="t1", source="dev")
     assert policy.difficulty_bins == [0.8]
     assert policy.choose(0.1, 10_000)[1].strategy == "direct"
     hard_choice = policy.choose(0.9, 10_000)[1]
-    # at 512 the online probe costs its 60-token prompt + min(240, (512 - 60) / 2); less a 64-token margin
-    assert (hard_choice.strategy, hard_choice.params["n"], hard_choice.min_tokens) == ("best_of_n", 6, 162)
+    # at 512 the probe's 4 samples get (512 - 60) // 2 // 4 = 56 tokens each; its 240 tokens unlimited
+    # are 60 a sample, so it costs 60 + 4 x 56 = 284, and 512 - 284 less a 64-token margin is 164
+    assert (hard_choice.strategy, hard_choice.params["n"], hard_choice.min_tokens) == ("best_of_n", 6, 164)
     path = tmp_path / "fitted.json"
-    path.write_text(__import__("json").dumps(fitted))
+    path.write_text(policy.model_dump_json())
     assert load_policy(str(path)).version == "t1"
 
 
-def test_thresholds_that_collide_keep_the_smaller_budgets_winner() -> None:
+def test_a_budget_too_small_for_the_probe_keeps_all_of_it_for_the_route() -> None:
     results = [result("a", "direct", 32, True, 30), result("a", "best_of_n", 64, True, 60)]
     results += [result("a", "direct", 64, False, 30)]
     fitted = fit_policy(results, {"a": probe("a", 0.5)}, bins=1)
-    [entry] = fitted["table"]["0"]  # 32 and 64 both leave nothing after the probe: one entry, 32's
-    assert (entry["min_tokens"], entry["strategy"], entry["budget"]) == (0, "direct", 32)
+    # a 60-token probe prompt leaves nothing for samples at 32 or 64: auto skips the probe and routes with
+    # the whole budget, so only the margin (budget // 8) comes off each threshold
+    entries = [(e.min_tokens, e.strategy, e.budget) for e in fitted.table["0"]]
+    assert entries == [(28, "direct", 32), (56, "best_of_n", 64)]
 
 
 def test_efficiency_interpolates_the_baseline_frontier() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.errors import InvalidRequestError
-from orchestrator.rendering import ChatRenderer
+from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.rendering import ChatRenderer
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_an_assistant_message_last_is_refused(renderer: ChatRenderer) -> None:
 
 
 def test_missing_model_names_the_setting(tmp_path) -> None:
-    from orchestrator.errors import ModelNotFoundError
+    from orchestrator.core.errors import ModelNotFoundError
 
     with pytest.raises(ModelNotFoundError, match="TTC_MODEL"):
         ChatRenderer.from_pretrained(tmp_path / "nope")

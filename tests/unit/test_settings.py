@@ -5,15 +5,16 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from orchestrator.backends import resolve_model
-from orchestrator.errors import ConfigurationError, ModelNotFoundError
-from orchestrator.settings import Settings
+from orchestrator.core.backends import resolve_model
+from orchestrator.core.backends.inprocess import cpu_has_bf16, engine_dtype
+from orchestrator.core.errors import ConfigurationError, ModelNotFoundError
+from orchestrator.core.settings import Settings
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray ttc.toml or .env
-    for name in ("REDIS_URL", "TTC_REDIS_URL", "TTC_CONFIG_FILE", "TTC_BACKEND", "TTC_MODEL", "TTC_REMOTE_URLS"):
+    for name in ("REDIS_URL", "TTC_REDIS_URL", "TTC_CONFIG_FILE", "TTC_BACKEND", "TTC_MODEL", "TTC_REMOTE__URLS"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -36,10 +37,36 @@ def test_environment_overrides_including_nested_and_redis_url(monkeypatch: pytes
 
 def test_remote_backend_needs_urls(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TTC_BACKEND", "remote")
-    with pytest.raises(ValidationError, match="TTC_REMOTE_URLS"):
+    with pytest.raises(ValidationError, match="TTC_REMOTE__URLS"):
         Settings()
-    monkeypatch.setenv("TTC_REMOTE_URLS", "http://a:8000/, http://b:8000")
-    assert Settings().remote_urls == ["http://a:8000", "http://b:8000"]
+    monkeypatch.setenv("TTC_REMOTE__URLS", "http://a:8000/, http://b:8000")
+    assert Settings().remote.urls == ["http://a:8000", "http://b:8000"]
+    monkeypatch.setenv("TTC_REMOTE__URLS", '["http://c:8000/"]')
+    assert Settings().remote.urls == ["http://c:8000"]
+
+
+def test_a_renamed_variable_is_refused_with_its_new_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TTC_PRM_URL", "http://prm:8000")
+    with pytest.raises(ConfigurationError, match="TTC_PRM_URL is now TTC_PRM__URL"):
+        Settings()
+    monkeypatch.delenv("TTC_PRM_URL")
+    monkeypatch.setenv("TTC_PRM__URL", "http://prm:8000")
+    assert Settings().prm.url == "http://prm:8000"
+
+
+def test_the_engine_dtype_follows_the_hardware_unless_set() -> None:
+    assert engine_dtype(None, on_cpu=True, bf16=False) == "float32"  # bf16 without the instructions is slow
+    assert engine_dtype(None, on_cpu=True, bf16=True) == "bfloat16"
+    assert engine_dtype(None, on_cpu=False) == "auto"
+    assert engine_dtype("float16", on_cpu=True, bf16=False) == "float16"  # an explicit setting wins
+    assert Settings().engine.dtype is None
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path) -> None:
+    with_bf16, without = tmp_path / "a", tmp_path / "b"
+    with_bf16.write_text("processor : 0\nflags : fpu avx2 avx512f avx512_bf16\n")
+    without.write_text("processor : 0\nflags : fpu avx2\n")
+    assert cpu_has_bf16(with_bf16) and not cpu_has_bf16(without) and not cpu_has_bf16(tmp_path / "missing")
 
 
 def test_toml_file_is_read_and_environment_wins(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
 from strategies.sleep_time import QUERY_NOTES, SleepParams, _capped, parse_notes, precompute_memory, with_memory
+from tests.sessions import new_session
 
 CONTEXT = "A shop has 12 red pens and 7 blue pens. Every pen costs 3 dollars."
 
@@ -38,8 +38,8 @@ async def test_wrong_arithmetic_is_dropped_and_rounds_stop_when_nothing_is_new()
         calls.append(prompt)
         return [rounds[len(calls) - 1]]
 
-    ctx = ReasoningContext(ScriptedBackend(script), BudgetMeter(Budget()))
-    memory = await precompute_memory(CONTEXT, ctx, SleepParams(rounds=5))
+    session = new_session(ScriptedBackend(script), BudgetMeter(Budget()))
+    memory = await precompute_memory(CONTEXT, session, SleepParams(rounds=5))
     assert memory.notes == ["Q: How many pens? A: 12 + 7 = 19", "Q: Cost of blue pens? A: 7 x 3 = 21"]
     assert memory.dropped == ["Q: Cost of red pens? A: 12 x 3 = 35"]  # 12 x 3 is 36
     assert memory.rounds == 3 and "Your notes so far:\nQ: How many pens? A: 12 + 7 = 19" in calls[1]
@@ -50,7 +50,7 @@ async def test_a_spent_sleep_budget_keeps_the_notes_so_far() -> None:
         return ["Q: How many pens? A: 12 + 7 = 19\n" + "x" * 400]
 
     meter = BudgetMeter(Budget(max_tokens=700))
-    memory = await precompute_memory(CONTEXT, ReasoningContext(ScriptedBackend(script), meter), SleepParams(rounds=4))
+    memory = await precompute_memory(CONTEXT, new_session(ScriptedBackend(script), meter), SleepParams(rounds=4))
     assert memory.notes == ["Q: How many pens? A: 12 + 7 = 19"] and meter.usage.budget_exhausted == "tokens"
 
 

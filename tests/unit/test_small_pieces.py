@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.backends.remote import parse_prometheus_counters, pick_replica
-from orchestrator.errors import BudgetExceededError, PromptTooLongError, http_status_for_code
-from orchestrator.store.keys import Keys
+from orchestrator.core.backends.remote import parse_prometheus_counters, pick_replica
+from orchestrator.core.errors import BudgetExceededError, PromptTooLongError, http_status_for_code
+from orchestrator.core.store.keys import Keys
 from verifiers.extraction import extract_answer
 
 

@@ -8,13 +8,13 @@ import time
 import anyio
 import pytest
 
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import BackendUnavailableError
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import BackendUnavailableError
 from strategies import get_strategy
 from strategies.countdown_split import first_steps, parse_countdown
 from strategies.spawn_join import CHILD_PROMPT, join_block, parse_spawn
+from tests.sessions import new_session
 from verifiers.outcome import countdown_correct
 
 SPAWN = 'Two parts. <spawn>["What is 3 + 4?", "What is 2 + 3?"]</spawn>'
@@ -38,7 +38,7 @@ async def run(script, params: dict | None = None, budget: Budget | None = None, 
     meter = BudgetMeter(budget or Budget())
     strategy = get_strategy("spawn_join")
     result = await strategy.run(
-        "What is (3 + 4) + (2 + 3)?", ReasoningContext(backend, meter), strategy.parse_params(params or {})
+        "What is (3 + 4) + (2 + 3)?", new_session(backend, meter), strategy.parse_params(params or {})
     )
     return result, meter, backend
 
@@ -166,7 +166,7 @@ async def test_the_countdown_split_checks_what_the_children_found() -> None:
     backend = ScriptedBackend(script)
     strategy = get_strategy("spawn_join")
     params = strategy.parse_params({"decomposition": "countdown", "max_children": 16})
-    result = await strategy.run(question, ReasoningContext(backend, BudgetMeter(Budget())), params)
+    result = await strategy.run(question, new_session(backend, BudgetMeter(Budget())), params)
     assert result.answer == "(25 - 5) * 4" and countdown_correct(result.answer, [25, 5, 4], 80)
     assert "(checks: equals 80)" in result.output and result.trace["protocol"] == "countdown split"
     assert all(CHILD_PROMPT in call[0] for call in backend.calls)  # checked: the parent need not resume
@@ -187,7 +187,7 @@ async def test_countdown_children_sample_and_keep_the_try_that_checks() -> None:
         {"decomposition": "countdown", "max_children": 16, "child_samples": 3, "temperature": 0.7}
     )
     meter = BudgetMeter(Budget())
-    result = await strategy.run(question, ReasoningContext(backend, meter), params)
+    result = await strategy.run(question, new_session(backend, meter), params)
     assert result.answer == "(25 - 5) * 4"
     [children] = result.trace["threads"]["rounds"]
     chosen = next(c for c in children if "4, 20" in c["task"])
@@ -205,7 +205,7 @@ async def test_with_nothing_checked_the_countdown_parent_resumes_and_answers() -
     backend = ScriptedBackend(script)
     strategy = get_strategy("spawn_join")
     params = strategy.parse_params({"decomposition": "countdown", "max_children": 3})
-    result = await strategy.run(question, ReasoningContext(backend, BudgetMeter(Budget())), params)
+    result = await strategy.run(question, new_session(backend, BudgetMeter(Budget())), params)
     assert CHILD_PROMPT not in backend.calls[-1][0] and "(checks" not in backend.calls[-1][0]
     assert result.answer == "4 * (25 - 5)"
 
@@ -214,7 +214,7 @@ async def test_with_nothing_checked_the_countdown_parent_resumes_and_answers() -
     "bad", [{"max_children": 0}, {"max_depth": 9}, {"decomposition": "magic"}, {"child_samples": 4}]
 )
 def test_bad_params_name_the_field(bad: dict) -> None:
-    from orchestrator.errors import InvalidRequestError
+    from orchestrator.core.errors import InvalidRequestError
 
     with pytest.raises(InvalidRequestError, match=next(iter(bad))):
         get_strategy("spawn_join").parse_params(bad)

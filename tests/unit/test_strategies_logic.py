@@ -4,40 +4,44 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.backends.base import SamplingSettings
-from orchestrator.backends.scripted import ScriptedBackend
-from orchestrator.budget import Budget, BudgetMeter
-from orchestrator.context import ReasoningContext
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.session import Session
 from strategies import REGISTRY, get_strategy
-from strategies.best_of_n import tally, vote_is_decided
+from strategies.selection import Sample, choose, tally, vote_is_decided
+from tests.sessions import new_session
 
 
-def context(script, budget: Budget | None = None) -> tuple[ReasoningContext, ScriptedBackend]:
+def context(script, budget: Budget | None = None) -> tuple[Session, ScriptedBackend]:
     backend = ScriptedBackend(script)
-    return ReasoningContext(backend, BudgetMeter(budget or Budget())), backend
+    return new_session(backend, BudgetMeter(budget or Budget())), backend
 
 
 def test_vote_rules() -> None:
-    assert tally(["12", "12", None, "13"], [1, 1, 1, 1]) == {"12": 2, "13": 1}
+    voted = [Sample(text=str(a), answer=a, score=0.5) for a in ["12", "12", None, "13"]]
+    assert tally(voted) == {"12": 2, "13": 1}
+    assert tally(voted, "weighted") == {"12": 1.0, "13": 0.5}
+    assert choose(voted, "majority").answer == "12" and choose([], "argmax").answer is None
     assert vote_is_decided({"12": 5, "13": 1}, remaining=3)
     assert not vote_is_decided({"12": 5, "13": 2}, remaining=3)
     assert not vote_is_decided({}, remaining=0)
 
 
 async def test_early_stop_saves_samples_when_every_sample_agrees() -> None:
-    ctx, backend = context(lambda prompt, s: ["2 + 2 = 4. The answer is 4."] * s.n)
+    session, backend = context(lambda prompt, s: ["2 + 2 = 4. The answer is 4."] * s.n)
     strategy = get_strategy("best_of_n")
-    result = await strategy.run("2+2?", ctx, strategy.parse_params({"n": 16, "wave_size": 2}))
+    result = await strategy.run("2+2?", session, strategy.parse_params({"n": 16, "wave_size": 2}))
     assert result.answer == "4"
     assert result.trace["samples_drawn"] == 10  # 10 votes to 0 cannot be caught by the 6 left
     assert sum(call[1].n for call in backend.calls) == 10
 
 
 async def test_without_early_stop_all_samples_are_drawn_in_one_request() -> None:
-    ctx, backend = context(lambda prompt, s: ["The answer is 4."] * s.n)
+    session, backend = context(lambda prompt, s: ["The answer is 4."] * s.n)
     strategy = get_strategy("best_of_n")
-    result = await strategy.run("2+2?", ctx, strategy.parse_params({"n": 16, "adaptive": False}))
+    result = await strategy.run("2+2?", session, strategy.parse_params({"n": 16, "adaptive": False}))
     assert result.trace["samples_drawn"] == 16 and len(backend.calls) == 1
 
 
@@ -46,9 +50,9 @@ async def test_weighted_vote_and_argmax_follow_the_verifier() -> None:
     strategy = get_strategy("best_of_n")
     # majority counts heads; weighted sums verifier scores (2 x 0.05 for 13 loses to 0.95 for 12)
     for selection, expected in [("majority", "13"), ("weighted", "12"), ("argmax", "12")]:
-        ctx, _ = context(lambda prompt, s: texts[: s.n])
+        session, _ = context(lambda prompt, s: texts[: s.n])
         params = strategy.parse_params({"n": 3, "selection": selection, "adaptive": False})
-        result = await strategy.run("3x4?", ctx, params)
+        result = await strategy.run("3x4?", session, params)
         assert result.answer == expected, selection
 
 
@@ -81,25 +85,25 @@ def make_stepper():
     ],
 )
 async def test_tree_search_traces_add_up(name: str, params: dict) -> None:
-    ctx, backend = context(make_stepper())
+    session, backend = context(make_stepper())
     strategy = get_strategy(name)
-    result = await strategy.run("Tom has 3 boxes of 4 apples and eats 2.", ctx, strategy.parse_params(params))
+    result = await strategy.run("Tom has 3 boxes of 4 apples and eats 2.", session, strategy.parse_params(params))
     assert result.answer == "10" and not result.best_so_far
     nodes = result.trace["tree"]["nodes"]
-    usage = ctx.meter.snapshot()
+    usage = session.meter.snapshot()
     assert sum(node["tokens"] for node in nodes) == usage.completion_tokens
     assert usage.kv_footprint_tokens == sum(result.trace["tree"]["kv_footprint_per_depth"]) > 0
-    assert {call[2] for call in backend.calls} == {ctx.tree_id}  # one tree id: one replica
+    assert {call[2] for call in backend.calls} == {session.tree_id}  # one tree id: one replica
     wrong = [n for n in nodes if "11" in n["step"]]
     assert wrong and all(n["status"] in {"pruned", "live"} or n["score"] < 0.5 for n in wrong)
 
 
 async def test_tree_search_out_of_budget_returns_best_so_far() -> None:
-    ctx, _ = context(make_stepper(), Budget(max_tokens=40))
+    session, _ = context(make_stepper(), Budget(max_tokens=40))
     strategy = get_strategy("rebase")
-    result = await strategy.run("q", ctx, strategy.parse_params({"width": 4}))
+    result = await strategy.run("q", session, strategy.parse_params({"width": 4}))
     assert result.best_so_far
-    assert ctx.meter.usage.completion_tokens <= 40
+    assert session.meter.usage.completion_tokens <= 40
 
 
 def test_every_strategy_publishes_a_params_schema() -> None:

@@ -7,11 +7,14 @@ from fractions import Fraction
 
 import pytest
 
-from orchestrator.backends.base import TokenLogprob
-from orchestrator.errors import InvalidRequestError
+from orchestrator.core.backends.base import TokenLogprob
+from orchestrator.core.errors import ConfigurationError, InvalidRequestError
+from orchestrator.core.settings import PrmOptions, Settings
+from orchestrator.core.verification import ScoreRequest, Verifier, aggregate
 from verifiers.arith_steps import NEUTRAL, RIGHT, RIGHT_WITH_ANSWER, WRONG, check_equations, evaluate, score_step
-from verifiers.base import aggregate, get_verifier
 from verifiers.outcome import answers_match, countdown_correct
+from verifiers.prm import ProcessRewardModel
+from verifiers.registry import VERIFIERS, VerifierSet
 from verifiers.self_judge import probability_of_yes
 
 
@@ -42,9 +45,7 @@ def test_equations_are_counted() -> None:
 
 
 async def test_calculator_verifier_scores_every_step() -> None:
-    from verifiers.base import ScoreRequest
-
-    verifier = get_verifier("arith_steps")
+    verifier = VerifierSet.build(Settings()).get("arith_steps")
     scores = await verifier.score(
         [ScoreRequest("q", ("3 x 4 = 12\n\n", "12 - 2 = 9\n\n")), ScoreRequest("q", ())], None
     )
@@ -62,7 +63,26 @@ def test_aggregation() -> None:
 
 def test_unknown_verifier_lists_the_known_ones() -> None:
     with pytest.raises(InvalidRequestError, match="arith_steps"):
-        get_verifier("oracle")
+        VerifierSet.build(Settings()).get("oracle")
+
+
+async def test_a_verifier_set_builds_each_verifier_once_and_closes_them() -> None:
+    verifiers = VerifierSet.build(Settings(prm=PrmOptions(url="http://127.0.0.1:9")))
+    assert set(VERIFIERS) == {"arith_steps", "self_judge", "prm"}
+    for name in VERIFIERS:
+        assert verifiers.get(name) is verifiers.get(name) and isinstance(verifiers.get(name), Verifier)
+    assert not verifiers.get("arith_steps").spends_budget and verifiers.get("self_judge").spends_budget
+    prm = verifiers.get("prm")
+    assert isinstance(prm, ProcessRewardModel)
+    client = prm._http()  # what a first scoring call opens
+    await verifiers.aclose()
+    assert client.is_closed
+
+
+def test_an_unconfigured_verifier_says_what_to_set() -> None:
+    verifiers = VerifierSet.build(Settings())
+    with pytest.raises(ConfigurationError, match="TTC_PRM__URL"):
+        verifiers.get("prm")
 
 
 def test_answer_equivalence() -> None:

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.costmodel import ModelShape
-from orchestrator.errors import InvalidRequestError, PromptTooLongError, TTCError
-from orchestrator.rendering import ChatRenderer
+from orchestrator.core.costmodel import ModelShape
+from orchestrator.core.errors import ConfigurationError, InvalidRequestError, PromptTooLongError, TTCError
+from orchestrator.core.rendering import ChatRenderer
+from orchestrator.core.settings import Settings
 
 Prompt = str | Sequence[int]
 """A prompt is rendered text (tokenised without extra special tokens) or token ids."""
@@ -130,7 +131,8 @@ class GenerationBackend(abc.ABC):
     """Base class of every backend: batch submission, validation, lifecycle.
 
     Subclasses implement ``_generate_one`` for one tokenised prompt, plus
-    ``abort``, ``health``, ``counters`` and ``aclose``.
+    ``abort``, ``health``, ``counters`` and ``aclose``; those that ``open_backend`` can
+    start also implement ``open(settings)``.
     """
 
     def __init__(self, renderer: ChatRenderer, model: ModelInfo) -> None:
@@ -195,6 +197,11 @@ class GenerationBackend(abc.ABC):
         if sampling.max_tokens > room:  # the engine would reject it; shorter output is the useful answer
             sampling = sampling.model_copy(update={"max_tokens": room})
         return token_ids, sampling
+
+    @classmethod
+    async def open(cls, settings: Settings) -> GenerationBackend:
+        """Start this backend as the settings describe (the backends ``open_backend`` names)."""
+        raise ConfigurationError(f"{cls.__name__} is not started from settings")
 
     @abc.abstractmethod
     async def _generate_one(

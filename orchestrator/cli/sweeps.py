@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.errors import InvalidRequestError, describe_problems
+from orchestrator.cli.common import fail, load_settings, quiet_engine_logs, run
+from orchestrator.core.errors import InvalidRequestError, describe_problems
 
 
 def parse_strategy(text: str) -> dict:
@@ -133,7 +134,7 @@ def fit_router(
             close()
 
     outcome = _run(go)
-    typer.echo(f"policy: {outcome.policy_path} (version {outcome.policy['version']})")
+    typer.echo(f"policy: {outcome.policy_path} (version {outcome.policy.version})")
     typer.echo(f"use it: TTC_ROUTING_POLICY={outcome.policy_path.resolve()} ttc serve")
     for row in outcome.efficiency:
         ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "n/a"
@@ -146,21 +147,17 @@ def fit_router(
 
 
 def _settings():
-    from orchestrator.cli import _load_settings, _quiet_engine_logs
-
-    _quiet_engine_logs()
-    return _load_settings()
+    quiet_engine_logs()
+    return load_settings()
 
 
 def _validated(build):
     from pydantic import ValidationError
 
-    from orchestrator.cli import _fail
-
     try:
         return build()
     except (ValidationError, InvalidRequestError) as error:
-        _fail(InvalidRequestError(_readable(error)))
+        fail(InvalidRequestError(_readable(error)))
 
 
 def _readable(error: Exception) -> str:
@@ -172,16 +169,8 @@ def _readable(error: Exception) -> str:
 
 
 def _run(go):
-    import anyio
-
-    from orchestrator.cli import _fail
-    from orchestrator.errors import TTCError
-    from ttc.errors import TTCAPIError
-
     try:
-        return anyio.run(go)
-    except (TTCError, TTCAPIError) as error:
-        _fail(error)
+        return run(go)
     except KeyboardInterrupt:
         typer.echo("interrupted: finished points are stored; rerun the same command to resume")
         raise typer.Exit(130) from None

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from orchestrator.budget import Budget, Usage
+from orchestrator.core.budget import Budget, Usage
 
 ContextStatus = Literal["queued", "computing", "ready", "failed"]
 

@@ -17,17 +17,18 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError, WatchError
 
-from orchestrator.budget import Budget, Usage, add_usage
-from orchestrator.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
-from orchestrator.store.connection import RedisConnection
-from orchestrator.store.contexts import ContextRecord
-from orchestrator.store.jobstats import JobStats, job_increments
-from orchestrator.store.keys import Keys
+from orchestrator.core.budget import Budget, Usage, add_usage
+from orchestrator.core.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from orchestrator.core.store.connection import RedisConnection
+from orchestrator.core.store.contexts import ContextRecord
+from orchestrator.core.store.jobstats import JobStats, job_increments
+from orchestrator.core.store.keys import Keys
 
 SCHEMA_VERSION = "1"
 Record = TypeVar("Record", bound=BaseModel)
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
-ContextMemory = Literal["use_if_ready", "wait"]
+MemoryWait = Literal["use_if_ready", "wait"]  # a question over a context whose memory is not ready yet
+IDEMPOTENCY_TTL_S = 24 * 3600
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EVENTS_KEPT = 2000  # per job: enough for a deep search's every depth, bounded for Redis' sake
 EVENTS_TTL_S = 24 * 3600
@@ -81,7 +82,7 @@ class JobRecord(BaseModel):
     api_key_id: str | None = Field(None, description="the API key that submitted the job")
     kind: Literal["reason", "precompute"] = Field("reason", description="precompute: a context's sleep phase")
     context_id: str | None = Field(None, description="the context the question is asked over")
-    context_memory: ContextMemory = "use_if_ready"
+    context_memory: MemoryWait = "use_if_ready"
     attempts: int = 0
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
@@ -113,13 +114,20 @@ class Store:
             raise InvalidRequestError(f"a job with id {job.id} already exists")
         return job
 
-    async def update_job(self, job: JobRecord) -> JobRecord:
-        """Replace a job's record with its new state; the job must exist."""
-        job.updated_at = time.time()
-        stored = await self.redis.set(self.keys.job(job.id), job.model_dump_json(), xx=True)
-        if not stored:
-            raise NotFoundError(f"job {job.id} does not exist")
-        return job
+    async def idempotent_target(self, scope: str, key: str) -> str | None:
+        """The id an idempotency key already names (a job, a context), if any."""
+        return await self.redis.get(self.keys.idempotency(scope, key))
+
+    async def claim_idempotency(self, scope: str, key: str, target: str) -> str:
+        """Let ``key`` name ``target`` unless it already names something (for 24 h); returns what it names.
+
+        Two concurrent requests with one key both create their object; the first to claim the
+        key wins and the other sees the winner's id (and discards its own).
+        """
+        redis_key = self.keys.idempotency(scope, key)
+        if await self.redis.set(redis_key, target, nx=True, ex=IDEMPOTENCY_TTL_S):
+            return target
+        return await self.redis.get(redis_key) or target  # the winner's (it expired meanwhile: ours)
 
     async def get_job(self, job_id: str) -> JobRecord:
         """The job's record, or ``NotFoundError``."""
@@ -280,11 +288,6 @@ class Store:
 
         return await self._apply_once(context_id, job_id, count)
 
-    async def memory_versions(self, context_id: str) -> dict[int, dict[str, Any]]:
-        """Every stored memory of the context by version."""
-        raw = await self.redis.hgetall(self.keys.context_memories(context_id))
-        return {int(version): json.loads(entry) for version, entry in raw.items()}
-
     async def _apply_once(self, context_id: str, job_id: str, change, also=None) -> ContextRecord:
         """Change the context for ``job_id`` unless that job's change is already applied (atomic)."""
         key, applied = self._context_key(context_id), self.keys.context_jobs_applied(context_id)
@@ -361,10 +364,6 @@ class Store:
 
     async def api_key_tokens_used(self, key_id: str) -> int:
         return int(await self.redis.hget(self.keys.api_key_usage(), key_id) or 0)
-
-    async def recent_job_ids(self, limit: int = 20) -> list[str]:
-        """Ids of the newest jobs, newest first."""
-        return list(await self.redis.zrevrange(self.keys.jobs_by_time(), 0, limit - 1))
 
     def _job_key(self, job_id: str) -> str:
         """The key of a job named by a client; a malformed id names no job."""

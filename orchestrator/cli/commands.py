@@ -1,20 +1,14 @@
-"""The ``ttc`` command: ``serve``, ``reason``, ``worker``, ``keys``, ``model pull``, ``sweep``, ``fit-router``.
-
-Every command reads the same settings (``TTC_*`` environment, optional ``ttc.toml``)
-and reports errors as one line naming what to fix, with exit status 2.
-"""
+"""The service commands: ``serve``, ``reason``, ``worker``, ``keys``, ``model pull``."""
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import sys
 from typing import Annotated
 
 import typer
 
-from orchestrator.errors import TTCError, describe_problems
+from orchestrator.cli.common import fail, load_settings, quiet_engine_logs, run
+from orchestrator.core.errors import TTCError
 
 app = typer.Typer(
     help="ttc: the most accurate answer a given amount of inference compute can buy.", no_args_is_help=True
@@ -23,29 +17,6 @@ model_app = typer.Typer(help="Manage the model the service runs.", no_args_is_he
 app.add_typer(model_app, name="model")
 keys_app = typer.Typer(help="Manage API keys (required by the API once one exists).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
-
-
-def _quiet_engine_logs() -> None:
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
-def _fail(error: Exception) -> None:
-    typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
-def _load_settings():
-    from pydantic import ValidationError
-
-    from orchestrator.settings import Settings
-
-    try:
-        return Settings()
-    except ValidationError as error:
-        problems = describe_problems(error.errors(), "settings")
-        _fail(TTCError(f"invalid settings: {problems}"))
 
 
 @app.command()
@@ -58,32 +29,27 @@ def reason(
     as_json: Annotated[bool, typer.Option("--json", help="print the whole job record as JSON")] = False,
 ) -> None:
     """Answer one question in this process (starts the engine) and print the answer and its usage."""
-    import anyio
-
-    from orchestrator.budget import Budget
+    from orchestrator.core.budget import Budget
     from orchestrator.runtime import Runtime
 
-    _quiet_engine_logs()
-    settings = _load_settings()
-
-    async def run():
-        async with Runtime.open(settings) as runtime:
-            return await runtime.reason(
-                question,
-                strategy=strategy,
-                budget=Budget(max_tokens=max_tokens, deadline_s=deadline),
-                params=json.loads(params),
-            )
-
+    quiet_engine_logs()
+    settings = load_settings()
     try:
-        job = anyio.run(run)
-    except (TTCError, json.JSONDecodeError) as error:
-        _fail(error)
+        parsed = json.loads(params)
+    except json.JSONDecodeError as error:
+        fail(TTCError(f"--params must be JSON ({error})"))
+    budget = Budget(max_tokens=max_tokens, deadline_s=deadline)
+
+    async def go():
+        async with Runtime.open(settings) as runtime:
+            return await runtime.reason(question, strategy=strategy, budget=budget, params=parsed)
+
+    job = run(go)
     if as_json:
         typer.echo(job.model_dump_json(indent=2))
         return
     if job.status != "succeeded":
-        _fail(TTCError(f"job {job.id} {job.status}: {(job.error or {}).get('message', '')}"))
+        fail(TTCError(f"job {job.id} {job.status}: {(job.error or {}).get('message', '')}"))
     typer.secho(f"answer: {job.answer}", bold=True)
     typer.echo(f"output: {job.output.strip() if job.output else ''}")
     typer.echo("usage: " + job.usage.model_dump_json(indent=2))
@@ -98,10 +64,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP API with the configured backend and Redis."""
-    from orchestrator.serve import run_server
+    from orchestrator.cli.serve import run_server
 
-    _quiet_engine_logs()
-    settings = _load_settings()
+    quiet_engine_logs()
+    settings = load_settings()
     if host:
         settings.host = host
     if port:
@@ -109,7 +75,7 @@ def serve(
     try:
         run_server(settings, demo_question=demo_question)
     except TTCError as error:
-        _fail(error)
+        fail(error)
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal end
         typer.echo("stopped")
 
@@ -119,15 +85,13 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="jobs run at once (default TTC_WORKER_CONCURRENCY)")] = None,
 ) -> None:
     """Run jobs from the Redis queue (start several, on several machines, against one Redis)."""
-    import anyio
-
     from orchestrator.jobs import Worker
     from orchestrator.runtime import Runtime
 
-    _quiet_engine_logs()
-    settings = _load_settings()
+    quiet_engine_logs()
+    settings = load_settings()
 
-    async def run() -> None:
+    async def go() -> None:
         async with Runtime.open(settings) as runtime:
             jobs = Worker(
                 runtime.store,
@@ -139,32 +103,25 @@ def worker(
             await jobs.serve()
 
     try:
-        anyio.run(run)
-    except TTCError as error:
-        _fail(error)
+        run(go)
     except KeyboardInterrupt:
         typer.echo("stopped")
 
 
 def _with_store(action):
     """Run ``action(store)`` against the configured Redis (no engine needed)."""
-    import anyio
+    from orchestrator.core.store import Store, open_redis
 
-    from orchestrator.store import Store, open_redis
+    settings = load_settings()
 
-    settings = _load_settings()
-
-    async def run():
+    async def go():
         connection = await open_redis(settings.redis_url, settings.data_dir)
         try:
             return await action(Store(connection, settings.redis_namespace))
         finally:
             await connection.aclose()
 
-    try:
-        return anyio.run(run)
-    except TTCError as error:
-        _fail(error)
+    return run(go)
 
 
 @keys_app.command("create")
@@ -188,38 +145,19 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `ttc keys list`)")]) -> None:
     """Revoke a key at once."""
     if not _with_store(lambda store: store.revoke_api_key(key_id)):
-        _fail(TTCError(f"no API key with id {key_id}"))
+        fail(TTCError(f"no API key with id {key_id}"))
     typer.echo(f"revoked {key_id}")
 
 
 @model_app.command("pull")
 def model_pull() -> None:
     """Fetch and convert the embedded model (SmolLM2-135M-Instruct) into the model cache."""
-    from orchestrator.embedded_model import ensure_embedded_model
+    from orchestrator.core.embedded_model import ensure_embedded_model
 
-    _quiet_engine_logs()
-    settings = _load_settings()
+    quiet_engine_logs()
+    settings = load_settings()
     try:
         path = ensure_embedded_model(settings.model_cache_dir)
     except TTCError as error:
-        _fail(error)
+        fail(error)
     typer.echo(str(path))
-
-
-def _register_harness() -> None:
-    from harness.cli import fit_router, sweep
-
-    app.command("sweep")(sweep)
-    app.command("fit-router")(fit_router)
-
-
-_register_harness()
-
-
-def main() -> None:
-    """Console entry point (guarded: vLLM starts worker processes with spawn)."""
-    app(prog_name="ttc")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

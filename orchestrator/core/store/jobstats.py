@@ -11,7 +11,7 @@ import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from orchestrator.budget import Usage
+from orchestrator.core.budget import Usage
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320, math.inf)
 

@@ -1,4 +1,4 @@
-"""Running the API server: open the runtime, serve HTTP, optionally ask a demo question."""
+"""``ttc serve``: open the runtime, serve the API over HTTP, optionally ask a demo question."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import httpx
 import typer
 import uvicorn
 
+from api.app import create_app
+from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
-from orchestrator.settings import Settings
 
 
 def run_server(settings: Settings, *, demo_question: str | None = None) -> None:
@@ -17,8 +18,6 @@ def run_server(settings: Settings, *, demo_question: str | None = None) -> None:
 
 
 async def _serve(settings: Settings, demo_question: str | None) -> None:
-    from api.app import create_app
-
     async with Runtime.open(settings) as runtime:
         config = uvicorn.Config(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
         server = uvicorn.Server(config)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from orchestrator.backends.base import (
+from orchestrator.core.backends.base import (
     BackendCounters,
     Completion,
     GenerationBackend,
@@ -20,8 +20,8 @@ from orchestrator.backends.base import (
     ModelInfo,
     SamplingSettings,
 )
-from orchestrator.costmodel import ModelShape
-from orchestrator.rendering import ChatRenderer
+from orchestrator.core.costmodel import ModelShape
+from orchestrator.core.rendering import ChatRenderer
 
 Script = Callable[[str, SamplingSettings], Sequence[str]]
 """Given the prompt text and sampling settings, the texts of the ``n`` completions."""

@@ -1,8 +1,9 @@
-"""The reasoning context: the only way a strategy acts on the world.
+"""The session: the only way a strategy acts on the world.
 
-A strategy gets one context per request. ``generate`` runs a batch on the backend under
-the request's budget meter (admission, deadline, charging); ``fork`` gives a child
-context that shares the meter but has its own search tree id, so its requests are
+A strategy gets one session per request. ``generate`` runs a batch on the backend under
+the request's budget meter (admission, deadline, charging); ``verifier(name)`` hands out
+one of the runtime's verifiers and ``score`` runs it, charged to the request; ``emit``
+publishes progress. Every request of a session carries its search tree id, so they are
 pinned to one replica and share that replica's prefix cache. Strategies never touch
 vLLM, HTTP or Redis directly.
 """
@@ -16,30 +17,38 @@ from typing import Any
 
 import anyio
 
-from orchestrator.backends.base import GenerationBackend, GenerationResult, Prompt, SamplingSettings
-from orchestrator.budget import BudgetMeter
-from orchestrator.errors import BudgetExceededError
-from orchestrator.rendering import ChatRenderer
-from verifiers.base import Aggregation, ScoreRequest, Verifier, aggregate
+from orchestrator.core.backends.base import GenerationBackend, GenerationResult, Prompt, SamplingSettings
+from orchestrator.core.budget import BudgetMeter
+from orchestrator.core.errors import BudgetExceededError, ConfigurationError
+from orchestrator.core.rendering import ChatRenderer
+from orchestrator.core.verification import Aggregation, ScoreRequest, Verifier, VerifierSource, aggregate
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-class ReasoningContext:
-    """Generate, fork and meter for one request (or one branch of it)."""
+class Session:
+    """Generate, score, report progress and meter, for one request."""
 
     def __init__(
         self,
         backend: GenerationBackend,
         meter: BudgetMeter,
         *,
+        verifiers: VerifierSource | None = None,
         tree_id: str | None = None,
         emit: EventSink | None = None,
     ) -> None:
         self.backend = backend
         self.meter = meter
         self.tree_id = tree_id or f"tree-{uuid.uuid4().hex[:12]}"
+        self._verifiers = verifiers
         self._emit = emit
+
+    def verifier(self, name: str) -> Verifier:
+        """One of the runtime's verifiers, by name (built once per process, not per request)."""
+        if self._verifiers is None:
+            raise ConfigurationError(f"this session was opened without verifiers, so {name!r} is unavailable")
+        return self._verifiers.get(name)
 
     async def emit(self, event: dict[str, Any]) -> None:
         """Publish a progress event (a search depth, a voting wave) to whoever follows the request."""
@@ -61,7 +70,7 @@ class ReasoningContext:
         ``BudgetExceededError`` when no budget is left or the deadline passes mid-call
         (the engine requests are then aborted). Example::
 
-            [result] = await ctx.generate([ctx.renderer.render_question("2+2?")], SamplingSettings(n=4))
+            [result] = await session.generate([session.renderer.render_question("2+2?")], SamplingSettings(n=4))
         """
         streams = sum(n_per_prompt) if n_per_prompt is not None else len(prompts) * sampling.n
         with self.meter.admit(prompts=streams, samples_per_prompt=1, max_tokens=sampling.max_tokens) as allowed:
@@ -94,12 +103,8 @@ class ReasoningContext:
         """Every step's score for each candidate; the verifier calls are charged to this request."""
         if not batch:
             return []
-        if getattr(verifier, "spends_budget", True):  # a free check (a calculator) may run on a spent budget
+        if verifier.spends_budget:  # a free check (a calculator) may run on a spent budget
             self.meter.check()
         step_scores = await verifier.score(batch, self)
         self.meter.charge_verifier(len(batch))
         return step_scores
-
-    def fork(self, tree_id: str | None = None) -> ReasoningContext:
-        """A child context sharing this request's meter, with its own (or a given) tree id."""
-        return ReasoningContext(self.backend, self.meter, tree_id=tree_id, emit=self._emit)

@@ -10,15 +10,13 @@ the servers with ``--enable-prompt-tokens-details``, or they count as uncached.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from typing import Any
 
 import anyio
 import httpx
 
-from orchestrator.backends.base import (
+from orchestrator.core.backends.base import (
     BackendCounters,
     Completion,
     GenerationBackend,
@@ -27,25 +25,13 @@ from orchestrator.backends.base import (
     SamplingSettings,
     TokenLogprob,
 )
-from orchestrator.costmodel import load_model_shape
-from orchestrator.errors import (
-    BackendError,
-    BackendUnavailableError,
-    ConfigurationError,
-    InvalidRequestError,
-    RequestAbortedError,
-)
-from orchestrator.rendering import ChatRenderer
+from orchestrator.core.backends.vllm_http import choose_model, error_message, pick_replica, served_models
+from orchestrator.core.costmodel import load_model_shape
+from orchestrator.core.errors import BackendError, BackendUnavailableError, InvalidRequestError, RequestAbortedError
+from orchestrator.core.rendering import ChatRenderer
+from orchestrator.core.settings import RemoteOptions, Settings
 
 log = logging.getLogger(__name__)
-
-
-def pick_replica(replicas: list[str], tree_id: str) -> str:
-    """The replica a tree is pinned to: highest-random-weight (rendezvous) hashing.
-
-    Example: ``pick_replica(["http://a:8000", "http://b:8000"], "tree-42")``.
-    """
-    return max(replicas, key=lambda url: hashlib.sha256(f"{url}|{tree_id}".encode()).digest())
 
 
 class RemoteBackend(GenerationBackend):
@@ -66,35 +52,28 @@ class RemoteBackend(GenerationBackend):
         self._in_flight: dict[str, anyio.CancelScope] = {}
 
     @classmethod
-    async def connect(
-        cls,
-        base_urls: list[str],
-        *,
-        tokenizer: str,
-        served_model: str = "",
-        timeout_s: float = 300.0,
-        api_key: str = "",
-    ) -> RemoteBackend:
+    async def open(cls, settings: Settings) -> RemoteBackend:
+        """Connect to the servers ``settings.remote`` names."""
+        return await cls.connect(settings.remote, tokenizer=settings.tokenizer or settings.model)
+
+    @classmethod
+    async def connect(cls, options: RemoteOptions, *, tokenizer: str = "") -> RemoteBackend:
         """Check every replica answers, learn the served model and its context length."""
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
-        client = httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=5.0), headers=headers, limits=limits)
+        timeout = httpx.Timeout(options.timeout_s, connect=5.0)
+        client = httpx.AsyncClient(timeout=timeout, headers=headers, limits=limits)
         try:
-            listings = [await _list_models(client, url) for url in base_urls]
-            served = served_model or listings[0][0]["id"]
-            entry = next((m for m in listings[0] if m["id"] == served), None)
-            if entry is None:
-                raise ConfigurationError(
-                    f"{base_urls[0]} does not serve {served!r} (it serves {[m['id'] for m in listings[0]]}); "
-                    "fix TTC_REMOTE_MODEL_NAME"
-                )
+            listings = [await served_models(client, url, setting="TTC_REMOTE__URLS") for url in options.urls]
+            entry = choose_model(listings[0], options.model_name, options.urls[0], setting="TTC_REMOTE__MODEL_NAME")
+            served = entry["id"]
             renderer = ChatRenderer.from_pretrained(tokenizer or served)
             shape = load_model_shape(tokenizer or served, setting="TTC_TOKENIZER")
             info = ModelInfo(served, int(entry.get("max_model_len") or 2048), shape)
         except BaseException:
             await client.aclose()
             raise
-        return cls(base_urls, served, renderer, info, client)
+        return cls(options.urls, served, renderer, info, client)
 
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
@@ -159,17 +138,6 @@ class RemoteBackend(GenerationBackend):
             await self._client.aclose()
 
 
-async def _list_models(client: httpx.AsyncClient, url: str) -> list[dict[str, Any]]:
-    try:
-        response = await client.get(f"{url}/v1/models", timeout=10.0)
-        response.raise_for_status()
-        return response.json()["data"]
-    except (httpx.HTTPError, KeyError, json.JSONDecodeError) as error:
-        raise BackendUnavailableError(
-            f"cannot reach the vLLM server at {url} ({error!r}); check TTC_REMOTE_URLS"
-        ) from None
-
-
 def _parse_completion(request_id: str, replica: str, response: httpx.Response, prompt_tokens: int) -> GenerationResult:
     if response.status_code == 400:
         raise InvalidRequestError(f"vLLM rejected the request: {error_message(response)}")
@@ -203,15 +171,6 @@ def _to_completion(choice: dict[str, Any]) -> Completion:
         finish_reason=choice.get("finish_reason") or "abort",
         logprobs=parsed,
     )
-
-
-def error_message(response: httpx.Response) -> str:
-    """The message of a vLLM server's error answer (its JSON envelope, else the start of the text)."""
-    try:
-        body = response.json()
-        return str(body.get("error", {}).get("message") or body.get("message") or body)
-    except (json.JSONDecodeError, AttributeError):
-        return response.text[:300]
 
 
 def parse_prometheus_counters(text: str) -> BackendCounters:

@@ -17,7 +17,7 @@ import anyio
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from orchestrator.errors import StoreUnavailableError
+from orchestrator.core.errors import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ class Keys:
         """Sorted set of job ids scored by creation time (newest last)."""
         return f"{self.namespace}:jobs:by-time"
 
-    def idempotency(self, key: str) -> str:
-        """Maps a client's idempotency key to the job it created."""
-        return f"{self.namespace}:idem:{_checked(key)}"
+    def idempotency(self, scope: str, key: str) -> str:
+        """Maps a client's idempotency key to what it created (scope: ``job`` or ``context``)."""
+        return f"{self.namespace}:idem:{_checked(scope)}:{_checked(key)}"
 
     def job_stream(self) -> str:
         """Stream of job ids waiting for a worker (one consumer group: ``workers``)."""
@@ -40,10 +40,6 @@ class Keys:
     def job_cancel(self, job_id: str) -> str:
         """Flag set while a running job should stop (a cheap key for workers to poll)."""
         return f"{self.namespace}:job:{_checked(job_id)}:cancel"
-
-    def workers(self) -> str:
-        """Hash of live worker names to their last heartbeat time."""
-        return f"{self.namespace}:workers"
 
     def api_keys(self) -> str:
         """Hash of sha256(API key) to the key's JSON record; plaintext keys are never stored."""

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from orchestrator.errors import InvalidRequestError, ModelNotFoundError
+from orchestrator.core.errors import InvalidRequestError, ModelNotFoundError
 
 
 class Message(TypedDict):

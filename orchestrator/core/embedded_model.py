@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from orchestrator.errors import ModelNotFoundError
+from orchestrator.core.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 

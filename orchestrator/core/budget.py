@@ -21,8 +21,8 @@ from contextlib import contextmanager
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
-from orchestrator.costmodel import ModelShape, generation_cost
-from orchestrator.errors import BudgetExceededError
+from orchestrator.core.costmodel import ModelShape, generation_cost
+from orchestrator.core.errors import BudgetExceededError
 
 
 class Budget(BaseModel):

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.errors import ModelNotFoundError
+from orchestrator.core.errors import ModelNotFoundError
 
 ARITHMETIC_INTENSITY = 562.5  # FLOPs per byte (Kinetics' E)
 

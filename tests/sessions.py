@@ -1,0 +1,17 @@
+"""Sessions for tests that run strategies or verifiers without a runtime."""
+
+from __future__ import annotations
+
+from orchestrator.core.backends.base import GenerationBackend
+from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.session import Session
+from orchestrator.core.settings import PrmOptions, Settings
+from verifiers.registry import VerifierSet
+
+# Built once, as a runtime would; with no PRM configured nothing in it holds a connection.
+VERIFIERS = VerifierSet.build(Settings(prm=PrmOptions()))
+
+
+def new_session(backend: GenerationBackend, meter: BudgetMeter | None = None) -> Session:
+    """A session on ``backend`` with the offline verifiers and ``meter`` (default: no limits)."""
+    return Session(backend, meter or BudgetMeter(Budget()), verifiers=VERIFIERS)
