@@ -8,6 +8,7 @@ COPY strategies ./strategies
 COPY verifiers ./verifiers
 COPY api ./api
 COPY harness ./harness
+COPY ttc ./ttc
 RUN pip install --no-cache-dir . && useradd --create-home ttc
 USER ttc
 ENV TTC_HOST=0.0.0.0 TTC_PORT=8000

@@ -23,31 +23,23 @@ BEAM_SHAPES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4), 16: (4, 4)}  # width 
 
 
 async def main(args: argparse.Namespace) -> dict:
+    from embedded import embedded_engine
+
     from harness.datasets import graded_arithmetic
-    from orchestrator.core.backends.inprocess import InProcessBackend
-    from orchestrator.core.budget import Budget, BudgetMeter
-    from orchestrator.core.embedded_model import ensure_embedded_model
-    from orchestrator.core.session import Session
-    from orchestrator.core.settings import EngineOptions, Settings
+    from orchestrator.core.budget import Budget
     from strategies import get_strategy
     from strategies.selection import Sample, choose
     from verifiers.outcome import answers_match
-    from verifiers.registry import VerifierSet
 
-    settings = Settings()
-    model = ensure_embedded_model(settings.model_cache_dir)
-    backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
-    verifiers = VerifierSet.build(settings)
     problems = graded_arithmetic(args.questions, args.seed)
     best_of_n = get_strategy("best_of_n")
     one_pass = best_of_n.parse_params(
         {"n": max(BUDGETS), "selection": "weighted", "adaptive": False, "temperature": 0.7, "max_tokens": 160}
     )
     passes: list[list[Sample]] = []
-    try:
+    async with embedded_engine() as engine:
         for index, problem in enumerate(problems):  # one scored pass of 16 samples per question
-            session = Session(backend, BudgetMeter(Budget(), backend.model.shape), verifiers=verifiers)
-            result = await best_of_n.run(problem.question, session, one_pass)
+            result = await best_of_n.run(problem.question, engine.session(Budget()), one_pass)
             passes.append([Sample.model_validate(sample) for sample in result.trace["samples"]])
             right = sum(answers_match(sample.answer, problem.answer) for sample in passes[-1])
             print(f"[{index + 1}/{len(problems)}] sampled 16, right: {right}/16")
@@ -69,17 +61,14 @@ async def main(args: argparse.Namespace) -> dict:
             )
             correct, spent = 0, []
             for problem in problems:
-                meter = BudgetMeter(Budget(max_tokens=int(k * tokens_per_sample)), backend.model.shape)
-                result = await strategy.run(problem.question, Session(backend, meter, verifiers=verifiers), params)
+                session = engine.session(Budget(max_tokens=int(k * tokens_per_sample)))
+                result = await strategy.run(problem.question, session, params)
                 correct += answers_match(result.answer, problem.answer)
-                spent.append(meter.usage.completion_tokens)
+                spent.append(session.meter.usage.completion_tokens)
             curves["beam_search"].append(
                 {"k": k, "accuracy": correct / len(problems), "tokens": statistics.mean(spent)}
             )
             print(f"k={k:>2}: " + "  ".join(f"{m}={c[-1]['accuracy']:.2f}" for m, c in curves.items()))
-    finally:
-        await verifiers.aclose()
-        await backend.aclose()
     return {
         "benchmark": "bon_vs_beam",
         "questions": len(problems),

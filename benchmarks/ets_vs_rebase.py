@@ -23,35 +23,26 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 async def main(args: argparse.Namespace) -> dict:
+    from embedded import embedded_engine
+
     from harness.datasets import graded_arithmetic
-    from orchestrator.core.backends.inprocess import InProcessBackend
-    from orchestrator.core.budget import Budget, BudgetMeter
-    from orchestrator.core.embedded_model import ensure_embedded_model
-    from orchestrator.core.session import Session
-    from orchestrator.core.settings import EngineOptions, Settings
+    from orchestrator.core.budget import Budget
     from strategies import get_strategy
     from verifiers.outcome import answers_match
-    from verifiers.registry import VerifierSet
 
-    settings = Settings()
-    model = ensure_embedded_model(settings.model_cache_dir)
-    backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
-    verifiers = VerifierSet.build(settings)
     problems = graded_arithmetic(args.questions, args.seed)
     params = {"width": args.width, "max_steps": args.max_steps, "step_max_tokens": args.step_tokens}
     rows: dict[str, list[dict]] = {"rebase": [], "ets": []}
-    try:
+    async with embedded_engine() as engine:
         for index, problem in enumerate(problems):
             order = ["rebase", "ets"] if index % 2 == 0 else ["ets", "rebase"]
             for name in order:
                 strategy = get_strategy(name)
-                meter = BudgetMeter(Budget(deadline_s=600), backend.model.shape)
+                session = engine.session(Budget(deadline_s=600))
                 started = time.perf_counter()
-                result = await strategy.run(
-                    problem.question, Session(backend, meter, verifiers=verifiers), strategy.parse_params(params)
-                )
+                result = await strategy.run(problem.question, session, strategy.parse_params(params))
                 seconds = time.perf_counter() - started
-                usage = meter.snapshot()
+                usage = session.meter.snapshot()
                 rows[name].append(
                     {
                         "correct": answers_match(result.answer, problem.answer),
@@ -68,9 +59,6 @@ async def main(args: argparse.Namespace) -> dict:
                     f"[{index + 1}/{len(problems)}] {name:>6}: answer={result.answer} gold={problem.answer} "
                     f"kv={usage.kv_footprint_tokens} tokens={usage.completion_tokens} {seconds:.1f}s"
                 )
-    finally:
-        await verifiers.aclose()
-        await backend.aclose()
     summary = {name: _summarise(method_rows) for name, method_rows in rows.items()}
     return {
         "benchmark": "ets_vs_rebase",

@@ -26,28 +26,21 @@ RESULTS_DIR = Path(__file__).parent / "results"
 
 
 async def main(args: argparse.Namespace) -> dict:
+    from embedded import Engine, embedded_engine
+
     from harness.datasets import countdown
     from harness.grading import is_correct
-    from orchestrator.core.backends.inprocess import InProcessBackend
-    from orchestrator.core.budget import Budget, BudgetMeter
-    from orchestrator.core.embedded_model import ensure_embedded_model
-    from orchestrator.core.session import Session
-    from orchestrator.core.settings import EngineOptions, Settings
+    from orchestrator.core.budget import Budget
     from strategies import get_strategy
-    from verifiers.registry import VerifierSet
 
-    settings = Settings()
-    model = ensure_embedded_model(settings.model_cache_dir)
-    backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
-    verifiers = VerifierSet.build(settings)
     problems = countdown(args.questions, args.seed)
 
-    async def attempt(name: str, question: str, params: dict) -> dict:
+    async def attempt(engine: Engine, name: str, question: str, params: dict) -> dict:
         chosen = get_strategy(name)
-        meter = BudgetMeter(Budget(), backend.model.shape)
+        session = engine.session(Budget())
         started = time.perf_counter()
-        result = await chosen.run(question, Session(backend, meter, verifiers=verifiers), chosen.parse_params(params))
-        usage = meter.snapshot()
+        result = await chosen.run(question, session, chosen.parse_params(params))
+        usage = session.meter.snapshot()
         return {
             "seconds": time.perf_counter() - started,
             "answer": result.answer,
@@ -56,8 +49,8 @@ async def main(args: argparse.Namespace) -> dict:
             "critical_path_tokens": usage.critical_path_tokens,
         }
 
-    async def graded(problem, name: str, params: dict) -> dict:
-        outcome = await attempt(name, problem.question, params)
+    async def graded(engine: Engine, problem, name: str, params: dict) -> dict:
+        outcome = await attempt(engine, name, problem.question, params)
         outcome["correct"] = is_correct(problem, outcome["answer"], outcome["output"])
         del outcome["output"]
         return outcome
@@ -71,8 +64,8 @@ async def main(args: argparse.Namespace) -> dict:
         "temperature": args.temperature,
         "thread_tokens": args.thread_tokens,
     }
-    try:
-        await attempt("spawn_join", problems[0].question, {"decomposition": "countdown"})  # warm-up: not counted
+    async with embedded_engine() as engine:
+        await attempt(engine, "spawn_join", problems[0].question, {"decomposition": "countdown"})  # warm-up
         for children in fan_outs:
             base = {
                 "decomposition": "countdown",
@@ -85,18 +78,15 @@ async def main(args: argparse.Namespace) -> dict:
             for index, problem in enumerate(problems):
                 row: dict = {"id": problem.id, "target": problem.meta["target"], "numbers": problem.meta["numbers"]}
                 for mode in ["concurrent", "serial"] if index % 2 == 0 else ["serial", "concurrent"]:
-                    row[mode] = await graded(problem, "spawn_join", base | {"concurrent": mode == "concurrent"})
+                    row[mode] = await graded(engine, problem, "spawn_join", base | {"concurrent": mode == "concurrent"})
                 chain_tokens = row["concurrent"]["completion_tokens"]
-                row["one_chain"] = await graded(problem, "direct", {"max_tokens": chain_tokens})
+                row["one_chain"] = await graded(engine, problem, "direct", {"max_tokens": chain_tokens})
                 rows.append(row)
                 print(
                     f"children={children} [{index + 1}/{len(problems)}] "
                     + ", ".join(f"{m} {row[m]['seconds']:.1f} s ({row[m]['correct']})" for m in row if m in MODES)
                 )
             report[f"children={children}"] = summarise(rows)
-    finally:
-        await verifiers.aclose()
-        await backend.aclose()
     return report
 
 

@@ -171,7 +171,7 @@ class ProcessRewardModel(BaseVerifier):
                         group.start_soon(run, index)
         except BaseExceptionGroup as group_error:
             raise first_service_error(group_error) from None
-        return results  # the context charges the verifier call, as for every verifier
+        return results  # the session charges the verifier call, as for every verifier
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""

@@ -3,7 +3,7 @@
 For each step the model is asked "Is the last step correct? Answer Yes or No." and
 the score is P(Yes) / (P(Yes) + P(No)) from the top logprobs of its first answer token.
 It needs no extra model, costs one prompt and one token per step (charged to the
-request through the context), and is weak on small models — a baseline, not an oracle.
+request through its session), and is weak on small models — a baseline, not an oracle.
 """
 
 from __future__ import annotations
