@@ -7,12 +7,6 @@ both engines are started once, then the same greedy batch is decoded on each, al
 which goes first, and completion tokens per second are compared.
 
     .venv/bin/python benchmarks/engine_dtype.py [--sequences 32] [--max-tokens 128] [--rounds 4]
-
-A CPU without bf16 instructions can be imitated on one that has them by capping the
-instruction sets oneDNN and PyTorch may use (the flags in /proc/cpuinfo, and so the dtype
-ttc would choose, stay those of the real CPU; the report records the cap):
-
-    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python benchmarks/engine_dtype.py --out avx2
 """
 
 from __future__ import annotations
@@ -28,7 +22,6 @@ import anyio
 
 RESULTS_DIR = Path(__file__).parent / "results"
 DTYPES = ("bfloat16", "float32")
-ISA_CAPS = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")  # imitate an older CPU
 
 
 async def decode(backend, prompts: list[list[int]], max_tokens: int) -> int:
@@ -75,7 +68,6 @@ async def main(args: argparse.Namespace) -> dict:
         "median_tokens_per_s": {dtype: statistics.median(rates[dtype]) for dtype in DTYPES},
         "float32_over_bfloat16": {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)},
         "cpu_count": os.cpu_count(),
-        "isa_cap": {name: os.environ.get(name) for name in ISA_CAPS if os.environ.get(name)},
     }
 
 
@@ -84,12 +76,10 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--sequences", type=int, default=32)
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--out", default="", help="suffix of the result file: engine_dtype[_OUT].json")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    arguments = parser.parse_args()
-    report = anyio.run(main, arguments)
+    report = anyio.run(main, parser.parse_args())
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"engine_dtype{'_' + arguments.out if arguments.out else ''}.json"
+    out = RESULTS_DIR / "engine_dtype.json"
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps({k: report[k] for k in ("cpu_has_bf16", "chosen_dtype", "median_tokens_per_s")}, indent=2))
     print(json.dumps({"float32_over_bfloat16": report["float32_over_bfloat16"]}))

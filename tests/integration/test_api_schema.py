@@ -21,14 +21,14 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 @pytest.mark.skipif(not SCHEMATHESIS.exists() and shutil.which("schemathesis") is None, reason="needs schemathesis")
 def test_no_operation_answers_with_a_server_error(tmp_path: Path) -> None:
     port = free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tests.scripted_server", "--port", str(port), "--data-dir", str(tmp_path / "data")],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )
+    with (tmp_path / "server.log").open("w") as log:  # the server keeps its own copy of the descriptor
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.scripted_server", "--port", str(port), "--data-dir", str(tmp_path / "data")],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", 60, server)
         command = [

@@ -66,10 +66,14 @@ def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[
 
 
 def start_server(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
-    log = (tmp_path / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [*TTC, "serve", "--port", str(port)], env=ttc_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
-    )
+    with (tmp_path / f"{name}.log").open("w") as log:  # the server keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [*TTC, "serve", "--port", str(port)],
+            env=ttc_env(tmp_path),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+        )
 
 
 def stop_server(server: subprocess.Popen, tmp_path: Path, name: str) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
 from strategies import get_strategy
-from strategies.best_of_n import canonical_by_meaning
+from strategies.selection import Sample, canonical_by_meaning
 from tests.sessions import new_session
 from verifiers.semantic import embed, group_by_meaning
 
@@ -23,7 +23,9 @@ async def test_grouping_and_canonical_answers_follow_meaning() -> None:
     texts = ["The capital of France is Paris.", "Paris is France's capital.", "I like green tea."]
     labels = await group_by_meaning(texts, threshold=0.8)
     assert labels[0] == labels[1] != labels[2]
-    assert await canonical_by_meaning([*texts, None], 0.8) == [texts[0], texts[0], texts[2], None]
+    samples = [Sample(text=str(answer), answer=answer) for answer in [*texts, None]]
+    canonical = await canonical_by_meaning(samples, 0.8)
+    assert [s.answer for s in canonical] == [texts[0], texts[0], texts[2], None]
 
 
 async def test_best_of_n_votes_by_meaning_over_free_text() -> None:

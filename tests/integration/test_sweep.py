@@ -65,7 +65,7 @@ async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads
         spec.name, tmp_path / "policy.json", settings, bins=2, eval_limit=2, runtime=runtime, out_dir=tmp_path / "test"
     )
     policy = load_policy(str(fitted.policy_path))
-    assert policy.version == fitted.policy["version"] and set(policy.table) >= {"0"}
+    assert policy.version == fitted.policy.version and set(policy.table) >= {"0"}
     assert fitted.evaluation is not None and len(fitted.evaluation.results) == 2 * 2 * 2
     assert {row.budget for row in fitted.efficiency} == {256, 512}
     routed = [r for r in fitted.evaluation.results if r.strategy_name == "auto"]

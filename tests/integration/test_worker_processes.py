@@ -21,15 +21,15 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
 def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
     env = ttc_env(tmp_path, TTC_JOB_STALE_AFTER_S="4", TTC_WORKER_CONCURRENCY="1")
-    log = (tmp_path / f"{name}.log").open("w")
-    return subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "worker"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-        start_new_session=True,  # its own process group: killing it takes its engine processes too
-    )
+    with (tmp_path / f"{name}.log").open("w") as log:  # the worker keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,  # its own process group: killing it takes its engine processes too
+        )
 
 
 async def wait_for(predicate, limit_s: float, what: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 
 from orchestrator.core.backends.base import (
     BackendCounters,
@@ -196,7 +197,8 @@ class InProcessBackend(GenerationBackend):
     async def _restart(self, dead_engine: Any) -> None:
         async with self._restart_lock:
             log.error("inference engine died; restarting it")
-            await anyio.to_thread.run_sync(_shutdown_quietly, dead_engine)
+            await _stop_output_handler(dead_engine)  # it may still hold the engine's ZMQ sockets
+            await _shut_down(dead_engine)
             while True:
                 try:
                     await self._build_engine()
@@ -231,7 +233,7 @@ class InProcessBackend(GenerationBackend):
         if engine is not None:
             with anyio.CancelScope(shield=True):
                 await _stop_output_handler(engine)
-                await anyio.to_thread.run_sync(_shutdown_quietly, engine)
+                await _shut_down(engine)
 
 
 def resolve_model(settings: Settings) -> str:
@@ -291,6 +293,21 @@ async def _stop_output_handler(engine: Any) -> None:
         return
     handler.cancel()
     await asyncio.wait([handler], timeout=5)
+
+
+async def _shut_down(engine: Any) -> None:
+    """Stop the engine core (blocking, so in a worker thread), then release its ZMQ context.
+
+    vLLM closes its client's sockets on shutdown (on this event loop, scheduled from the
+    thread) but leaves the ZMQ context to the garbage collector, which destroys it with a
+    ResourceWarning at some later, unrelated moment.
+    """
+    await anyio.to_thread.run_sync(_shutdown_quietly, engine)
+    await anyio.lowlevel.checkpoint()  # let the socket closing vLLM scheduled on this loop run first
+    resources = getattr(getattr(engine, "engine_core", None), "resources", None)
+    context = getattr(resources, "ctx", None)
+    if context is not None and not context.closed:
+        context.destroy(linger=0)
 
 
 def _shutdown_quietly(engine: Any) -> None:
