@@ -35,12 +35,11 @@ class Session:
         meter: BudgetMeter,
         *,
         verifiers: VerifierSource | None = None,
-        tree_id: str | None = None,
         emit: EventSink | None = None,
     ) -> None:
         self.backend = backend
         self.meter = meter
-        self.tree_id = tree_id or f"tree-{uuid.uuid4().hex[:12]}"
+        self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
         self._verifiers = verifiers
         self._emit = emit
 

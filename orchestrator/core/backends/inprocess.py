@@ -197,7 +197,6 @@ class InProcessBackend(GenerationBackend):
     async def _restart(self, dead_engine: Any) -> None:
         async with self._restart_lock:
             log.error("inference engine died; restarting it")
-            await _stop_output_handler(dead_engine)  # it may still hold the engine's ZMQ sockets
             await _shut_down(dead_engine)
             while True:
                 try:
@@ -232,7 +231,6 @@ class InProcessBackend(GenerationBackend):
         engine, self._engine = self._engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
-                await _stop_output_handler(engine)
                 await _shut_down(engine)
 
 
@@ -296,12 +294,15 @@ async def _stop_output_handler(engine: Any) -> None:
 
 
 async def _shut_down(engine: Any) -> None:
-    """Stop the engine core (blocking, so in a worker thread), then release its ZMQ context.
+    """Stop the engine's output task, then its core (blocking, so in a worker thread), then
+    release its ZMQ context — on a clean close and for a dead engine alike.
 
     vLLM closes its client's sockets on shutdown (on this event loop, scheduled from the
     thread) but leaves the ZMQ context to the garbage collector, which destroys it with a
-    ResourceWarning at some later, unrelated moment.
+    ResourceWarning at some later, unrelated moment. The output task must be gone first:
+    it reads from those sockets.
     """
+    await _stop_output_handler(engine)
     await anyio.to_thread.run_sync(_shutdown_quietly, engine)
     await anyio.lowlevel.checkpoint()  # let the socket closing vLLM scheduled on this loop run first
     resources = getattr(getattr(engine, "engine_core", None), "resources", None)
