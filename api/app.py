@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
+from redis.exceptions import RedisError
 
 from api.contexts import router as contexts_router
 from api.jobs import submit_job, to_response, wait_for_job
@@ -17,14 +19,22 @@ from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
-from api.security import RequestGuard
-from orchestrator.core.errors import InvalidRequestError, TTCError, describe_problems, http_status_for_code
+from api.security import RequestGuard, error_response
+from api.tenancy import owned_job
+from orchestrator.core.errors import (
+    InvalidRequestError,
+    StoreUnavailableError,
+    TTCError,
+    describe_problems,
+    http_status_for_code,
+)
 from orchestrator.core.settings import Settings
 from orchestrator.core.store.store import TERMINAL
-from orchestrator.jobs import JobQueue, Worker
+from orchestrator.jobs import JobQueue
 from orchestrator.runtime import Runtime
 from strategies import REGISTRY
 
+EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream entry id, as the events' ``id:`` lines carry
 ERRORS = {404: {"model": ErrorEnvelope}, 400: {"model": ErrorEnvelope}, 422: {"model": ErrorEnvelope}}
 
 
@@ -44,13 +54,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
             app.state.queue = JobQueue(active.store)
             await app.state.queue.ensure_group()
             if settings.embedded_worker:
-                worker = Worker(
-                    active.store,
-                    active.execute,
-                    concurrency=settings.worker_concurrency,
-                    stale_after_s=settings.job_stale_after_s,
-                )
-                group.start_soon(worker.serve)
+                group.start_soon(active.worker().serve)
             yield
             group.cancel_scope.cancel()
 
@@ -121,21 +125,26 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def get_job(job_id: str, request: Request) -> ReasonResponse:
         """A job's status, answer and usage."""
-        return to_response(await request.app.state.runtime.store.get_job(job_id))
+        return to_response(await owned_job(request, job_id))
 
     @app.delete("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def cancel_job(job_id: str, request: Request) -> ReasonResponse:
         """Cancel a job; a running one stops within a moment and its engine requests are aborted."""
+        await owned_job(request, job_id)
         return to_response(await request.app.state.runtime.store.request_cancel(job_id))
 
     @app.get("/v1/jobs/{job_id}/events")
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
-        """Server-Sent Events while the job runs: each depth or wave, then the result."""
+        """Server-Sent Events while the job runs: each depth or wave, then the result. A client that
+        reconnects with ``Last-Event-ID`` gets only the events after that one."""
         store = request.app.state.runtime.store
-        await store.get_job(job_id)  # 404 before the stream starts
+        await owned_job(request, job_id)  # 404 before the stream starts
+        resume_from = request.headers.get("last-event-id", "0-0")
+        if not EVENT_ID.match(resume_from):
+            raise InvalidRequestError(f"Last-Event-ID {resume_from[:40]!r} is not an event id of this stream")
 
         async def stream() -> AsyncIterator[str]:
-            after = "0-0"
+            after = resume_from
             while not await request.is_disconnected():
                 for event_id, event in await store.read_events(job_id, after, block_ms=1000):
                     after = event_id
@@ -143,7 +152,7 @@ def _install_routes(app: FastAPI) -> None:
                     if event["type"] == "result":
                         return
                 if (await store.get_job(job_id)).status in TERMINAL and not await store.read_events(job_id, after):
-                    yield f"event: end\ndata: {json.dumps({'job_id': job_id})}\n\n"
+                    yield f"event: end\ndata: {json.dumps({'type': 'end', 'job_id': job_id})}\n\n"
                     return
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
@@ -152,7 +161,12 @@ def _install_routes(app: FastAPI) -> None:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(TTCError)
     async def on_ttc_error(request: Request, error: TTCError) -> JSONResponse:
-        return JSONResponse({"error": error.to_dict()}, status_code=error.http_status)
+        return error_response(error)
+
+    @app.exception_handler(RedisError)
+    @app.exception_handler(OSError)
+    async def on_store_error(request: Request, error: Exception) -> JSONResponse:
+        return error_response(StoreUnavailableError(f"Redis does not answer ({type(error).__name__}); retry shortly"))
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.models import ContextInfo, ContextRequest, ErrorEnvelope
-from orchestrator.core.store.contexts import ContextRecord
+from api.tenancy import caller, owned_context, tenant
+from orchestrator.core.errors import JobExistsError, NotFoundError
+from orchestrator.core.store.contexts import ContextRecord, new_context_id
 from orchestrator.runtime import Runtime
 
 router = APIRouter()
@@ -28,20 +32,27 @@ def to_info(context: ContextRecord) -> ContextInfo:
 
 @router.post("/v1/contexts", status_code=202, response_model=ContextInfo, responses={400: {"model": ErrorEnvelope}})
 async def create_context(body: ContextRequest, request: Request) -> JSONResponse:
-    """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id."""
+    """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id.
+
+    An idempotency key is claimed before anything is stored, as for jobs (``api.jobs.submit_job``).
+    """
     runtime: Runtime = request.app.state.runtime
-    store = runtime.store
-    key = body.idempotency_key
-    if key and (existing := await store.idempotent_target("context", key)):
-        return _accepted(await store.get_context(existing))
-    api_key = getattr(request.state, "api_key", None)
-    context, job = await runtime.create_context(
-        body.text, sleep_budget=body.sleep_budget, params=body.params, api_key_id=api_key.id if api_key else None
-    )
-    if key and (winner := await store.claim_idempotency("context", key, context.id)) != context.id:
-        await store.request_cancel(job.id)  # a concurrent twin claimed the key first: this one never runs
-        return _accepted(await store.get_context(winner))
-    await request.app.state.queue.enqueue(job.id)
+    context_id = new_context_id()
+    if body.idempotency_key:
+        context_id = await runtime.store.claim_idempotency("context", tenant(request), body.idempotency_key, context_id)
+        with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
+            return _accepted(await owned_context(request, context_id))
+    try:
+        context, _ = await runtime.create_context(
+            body.text,
+            sleep_budget=body.sleep_budget,
+            params=body.params,
+            api_key=caller(request),
+            context_id=context_id,
+            enqueue=True,
+        )
+    except JobExistsError:  # a concurrent twin with the same key stored it first
+        context = await owned_context(request, context_id)
     return _accepted(context)
 
 
@@ -52,4 +63,4 @@ def _accepted(context: ContextRecord) -> JSONResponse:
 @router.get("/v1/contexts/{context_id}", response_model=ContextInfo, responses={404: {"model": ErrorEnvelope}})
 async def get_context(context_id: str, request: Request) -> ContextInfo:
     """A context's status, its memory (once ready), the sleep tokens spent and the questions served."""
-    return to_info(await request.app.state.runtime.store.get_context(context_id))
+    return to_info(await owned_context(request, context_id))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from fastapi import Request
 
 from api.models import ReasonResponse
+from api.tenancy import caller, owned_job, tenant
 from orchestrator.core.budget import Budget
+from orchestrator.core.errors import JobExistsError, NotFoundError
 from orchestrator.core.store import JobRecord
-from orchestrator.core.store.store import TERMINAL, MemoryWait
+from orchestrator.core.store.store import TERMINAL, MemoryWait, new_job_id
 from orchestrator.runtime import Runtime
 
 
@@ -24,28 +27,33 @@ async def submit_job(
     context_id: str | None = None,
     context_memory: MemoryWait = "use_if_ready",
 ) -> JobRecord:
-    """Validate, store and enqueue a job; an idempotency key already used returns its job."""
+    """Validate, store and queue a job owned by the caller; the caller's idempotency key already
+    used returns its job.
+
+    The key is claimed for a fresh job id *before* the job is stored (and queued, in the same
+    step), so a retry after any failure — Redis lost mid-request, a 503 — finds the job if it
+    was stored and stores it under the same id if not: never two jobs, never one unqueued.
+    """
     runtime: Runtime = request.app.state.runtime
-    store = runtime.store
-    if idempotency_key and (existing := await store.idempotent_target("job", idempotency_key)):
-        return await store.get_job(existing)
-    api_key = getattr(request.state, "api_key", None)
-    job = await runtime.submit(
-        question,
-        budget=budget,
-        strategy=strategy,
-        params=params,
-        api_key_id=api_key.id if api_key else None,
-        context_id=context_id,
-        context_memory=context_memory,
-    )
+    job_id = new_job_id()
     if idempotency_key:
-        winner = await store.claim_idempotency("job", idempotency_key, job.id)
-        if winner != job.id:  # a concurrent twin claimed the key first: this one never runs
-            await store.request_cancel(job.id)
-            return await store.get_job(winner)
-    await request.app.state.queue.enqueue(job.id)
-    return job
+        job_id = await runtime.store.claim_idempotency("job", tenant(request), idempotency_key, job_id)
+        with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
+            return await owned_job(request, job_id)
+    try:
+        return await runtime.submit(
+            question,
+            budget=budget,
+            strategy=strategy,
+            params=params,
+            api_key=caller(request),
+            context_id=context_id,
+            context_memory=context_memory,
+            job_id=job_id,
+            enqueue=True,
+        )
+    except JobExistsError:  # a concurrent twin with the same key stored it first
+        return await owned_job(request, job_id)
 
 
 async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:
@@ -71,6 +79,7 @@ def to_response(job: JobRecord) -> ReasonResponse:
         answer=job.answer,
         output=job.output,
         best_so_far=job.best_so_far,
+        cut_off=job.cut_off,
         usage=job.usage,
         trace=job.trace,
         error=job.error,

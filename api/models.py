@@ -4,12 +4,45 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.core.budget import Budget, Usage
 
+IDEMPOTENCY_KEY = r"^[A-Za-z0-9_.:-]{1,128}$"
 
-class ReasonRequest(BaseModel):
+
+def lone_surrogate_at(value: Any, path: str = "body") -> str | None:
+    """Where in a JSON value a string holds a lone UTF-16 surrogate (JSON allows ``"\ud800"``;
+    UTF-8, and so Redis and the tokenizer, do not), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = lone_surrogate_at(key, f"{path} key") or lone_surrogate_at(item, f"{path}.{key}")
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if found := lone_surrogate_at(item, f"{path}[{index}]"):
+                return found
+    return None
+
+
+class RequestBody(BaseModel):
+    """A request body: every string in it, however deep (params too), must be valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        if where := lone_surrogate_at(data):
+            raise ValueError(f"{where} holds a lone UTF-16 surrogate: send valid Unicode text")
+        return data
+
+
+class ReasonRequest(RequestBody):
     """Ask a question under a budget with a named strategy."""
 
     model_config = ConfigDict(extra="forbid")
@@ -20,17 +53,17 @@ class ReasonRequest(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     wait: bool = Field(True, description="wait for the answer; false returns the job id at once (202)")
     idempotency_key: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="the same key returns the same job"
+        None, pattern=IDEMPOTENCY_KEY, description="the same key returns the same job (per API key)"
     )
     context_id: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,128}$", description="ask over this context (POST /v1/contexts)"
+        None, max_length=128, description="ask over this context (POST /v1/contexts); another id shape is a 404"
     )
     context_memory: Literal["use_if_ready", "wait"] = Field(
         "use_if_ready", description="the context's memory is not ready yet: answer without it, or wait for it"
     )
 
 
-class ContextRequest(BaseModel):
+class ContextRequest(RequestBody):
     """A context to think about before questions arrive (sleep-time compute)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -39,7 +72,7 @@ class ContextRequest(BaseModel):
     sleep_budget: Budget | None = Field(None, description="limits of the precompute (default: the service's)")
     params: dict[str, Any] = Field(default_factory=dict, description="sleep params: rounds, round_max_tokens, ...")
     idempotency_key: str | None = Field(
-        None, pattern=r"^[A-Za-z0-9_.:-]{1,100}$", description="the same key returns the same context"
+        None, pattern=IDEMPOTENCY_KEY, description="the same key returns the same context (per API key)"
     )
 
 
@@ -72,7 +105,10 @@ class ReasonResponse(BaseModel):
     status: str
     answer: str | None
     output: str | None
-    best_so_far: bool
+    best_so_far: bool = Field(description="a limit ended the search; this is the best answer found by then")
+    cut_off: bool = Field(
+        False, description="the answer's text stopped at a length or budget limit, not where the model ended it"
+    )
     usage: Usage
     trace: dict[str, Any]
     error: dict[str, str] | None = None

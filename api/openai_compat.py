@@ -15,11 +15,13 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.jobs import submit_job, wait_for_job
+from api.models import RequestBody
 from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError, http_status_for_code
 from orchestrator.core.store import JobRecord
@@ -36,7 +38,7 @@ class ChatMessage(BaseModel):
     content: str | None = None
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(RequestBody):
     """The OpenAI request fields ttc uses, plus its own extras."""
 
     model_config = ConfigDict(extra="allow")
@@ -83,6 +85,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     return completion_body(job, body.model, created)
 
 
+def _finish_reason(job: JobRecord) -> str:
+    """OpenAI's words: "length" when a limit cut the answer's text off, else "stop"."""
+    return "length" if job.cut_off or job.status != "succeeded" else "stop"
+
+
 def _usage(job: JobRecord) -> dict[str, Any]:
     usage = job.usage
     return {
@@ -99,6 +106,7 @@ def _extension(job: JobRecord) -> dict[str, Any]:
         "status": job.status,
         "answer": job.answer,
         "best_so_far": job.best_so_far,
+        "cut_off": job.cut_off,
         "usage": job.usage.model_dump(),
     }
 
@@ -114,7 +122,7 @@ def completion_body(job: JobRecord, model: str, created: int) -> dict[str, Any]:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": job.output or ""},
-                "finish_reason": "stop" if job.status == "succeeded" else "length",
+                "finish_reason": _finish_reason(job),
             }
         ],
         "usage": _usage(job),
@@ -135,11 +143,16 @@ async def _stream(request: Request, job: JobRecord, model: str, created: int) ->
         return f"data: {json.dumps(body)}\n\n"
 
     yield chunk({"role": "assistant", "content": ""})
-    job = await wait_for_job(request, job)
+    try:
+        job = await wait_for_job(request, job)
+    except anyio.get_cancelled_exc_class():  # the client went away mid-stream: nobody wants the answer
+        with anyio.CancelScope(shield=True):
+            await request.app.state.runtime.store.request_cancel(job.id)
+        raise
     if job.status == "failed" and job.error:
         yield f"data: {json.dumps({'error': {**job.error, 'job_id': job.id}})}\n\n"
     else:
         yield chunk({"content": job.output or ""})
-        finish = "stop" if job.status == "succeeded" else "length"
+        finish = _finish_reason(job)
         yield chunk({}, finish, usage=_usage(job), ttc=_extension(job))
     yield "data: [DONE]\n\n"

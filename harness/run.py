@@ -98,8 +98,8 @@ async def run_sweep(
 def _report_edges(spec: SweepSpec) -> list[float]:
     """Bin edges for the report: those of the policy being evaluated, else the default policy's."""
     for config in spec.strategies:
-        if config.strategy == "auto" and config.params.get("policy_path"):
-            return load_policy(config.params["policy_path"]).difficulty_bins
+        if config.strategy == "auto" and config.params.get("policy"):
+            return Policy.model_validate(config.params["policy"]).difficulty_bins
     return load_policy().difficulty_bins
 
 
@@ -178,7 +178,7 @@ async def fit_router(
         limit=eval_limit or spec.limit,
         data_seed=spec.data_seed,
         strategies=[
-            StrategySpec(strategy="auto", params={"policy_path": str(policy_path), **spec.probe.model_dump()}),
+            StrategySpec(strategy="auto", params={"policy": policy.model_dump(mode="json"), **spec.probe.model_dump()}),
             StrategySpec(strategy="best_of_n", params={"selection": "majority", "n": _baseline_samples(spec)}),
         ],
         budgets=spec.budgets,

@@ -33,14 +33,18 @@ from harness.results import ProbeFeatures, SweepResult, SweepStore, unit_key
 from harness.solvers import Attempt, Solver
 from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.settings import RequestLimits
 from orchestrator.core.store.keys import Keys
 from strategies import REGISTRY
 from strategies.auto import ProbeParams
 from strategies.selection import Rule, Sample, choose
 
-# Probes and best-of-N passes must not be cut by the service's default request limits.
-UNLIMITED = Budget(max_tokens=10_000_000, deadline_s=24 * 3600)
-NO_DEADLINE_S = 24 * 3600  # attempts are bounded by their token budget, not by this machine's speed
+# Probes and best-of-N passes must not be cut by the service's default request limits: they ask
+# for the default ceilings (``RequestLimits``), as much as a service allows unless its operator
+# lowered them. Attempts are bounded by their token budget, not by this machine's speed.
+CEILINGS = RequestLimits()
+UNLIMITED = Budget(max_tokens=CEILINGS.max_tokens, deadline_s=CEILINGS.deadline_s)
+NO_DEADLINE_S = CEILINGS.deadline_s
 log = logging.getLogger(__name__)
 
 
@@ -64,15 +68,23 @@ class StrategySpec(BaseModel):
 
     @property
     def label(self) -> str:
-        """``name`` or ``name{k=v,...}``: readable, and unique per params."""
+        """``name`` or ``name{k=v,...}``: readable, and unique per params (a nested value such as an
+        inline routing policy appears as its digest)."""
         if not self.params:
             return self.strategy
-        inner = ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.params.items()))
+        inner = ",".join(f"{k}={_short(v)}" for k, v in sorted(self.params.items()))
         return f"{self.strategy}{{{inner}}}"
 
     @property
     def uses_one_pass(self) -> bool:
         return self.strategy == "best_of_n"
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    if isinstance(value, dict | list) and len(text) > 40:
+        return "#" + hashlib.sha256(text.encode()).hexdigest()[:8]
+    return text
 
 
 class SweepSpec(BaseModel):

@@ -7,6 +7,11 @@ while it works; a job whose claim has not been refreshed for ``stale_after_s`` b
 a dead worker and is taken over (``XAUTOCLAIM``). The outcome is written with a
 compare-and-set on the job's owner, so even a slow worker that was presumed dead cannot
 finish a job a second time.
+
+Redis going away does not stop a worker: it backs off (up to ``MAX_BACKOFF_S``) and carries
+on when Redis answers again. A running job keeps running through an outage; its outcome is
+stored once Redis is back (within ``OUTCOME_PATIENCE_S``; after that the job is left to be
+taken over, and run again, by whichever worker finds it stale).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import anyio
 from redis.exceptions import ResponseError
 
 from orchestrator.core.store import JobRecord, Store
+from orchestrator.core.store.store import STORE_ERRORS
 
 log = logging.getLogger(__name__)
 
 GROUP = "workers"
+MAX_BACKOFF_S = 5.0
+OUTCOME_PATIENCE_S = 300.0
 
 
 def worker_name() -> str:
@@ -95,6 +103,7 @@ class Worker:
         name: str | None = None,
         concurrency: int = 8,
         stale_after_s: float = 30.0,
+        max_attempts: int = 3,
         poll_ms: int = 1000,
     ) -> None:
         self.store = store
@@ -103,8 +112,10 @@ class Worker:
         self.name = name or worker_name()
         self.slots = anyio.Semaphore(concurrency)
         self.stale_after_s = stale_after_s
+        self.max_attempts = max_attempts
         self.poll_ms = poll_ms
         self.finished = 0
+        self._failures = 0  # store errors in a row: the backoff grows with them
 
     async def serve(self) -> None:
         """Run until cancelled; jobs in flight at cancellation stay claimed and are taken over later."""
@@ -115,19 +126,34 @@ class Worker:
                 await self.slots.acquire()
                 try:
                     claimed = await self.queue.next(self.name, stale_after_s=self.stale_after_s, block_ms=self.poll_ms)
+                except STORE_ERRORS as error:
+                    self.slots.release()
+                    await self._back_off(error)
+                    continue
                 except BaseException:
                     self.slots.release()
                     raise
+                self._failures = 0
                 if claimed is None:
                     self.slots.release()
                     continue
                 group.start_soon(self._handle, *claimed)
 
+    async def _back_off(self, error: BaseException) -> None:
+        self._failures += 1
+        delay = min(0.25 * 2**self._failures, MAX_BACKOFF_S)
+        if self._failures == 1:
+            log.warning("worker %s: Redis does not answer (%s); retrying with backoff", self.name, error)
+        await anyio.sleep(delay)
+
     async def _handle(self, message_id: str, job_id: str) -> None:
         try:
-            job = await self.store.claim_job(job_id, self.name)
+            try:
+                job = await self.store.claim_job(job_id, self.name, self.max_attempts)
+            except STORE_ERRORS:  # still pending in the stream: taken over once stale, here or elsewhere
+                return
             if job is None:  # finished or cancelled already: the queue entry is stale
-                await self.queue.ack(message_id)
+                await self._store_outcome(None, message_id)
                 return
             async with anyio.create_task_group() as group:
                 group.start_soon(self._keep_claimed, message_id)
@@ -136,23 +162,44 @@ class Worker:
                 group.cancel_scope.cancel()
             if job.status == "running":  # cancelled before the strategy started
                 job.status = "cancelled"
-            with anyio.CancelScope(shield=True):
-                if await self.store.finish_job(job, self.name):
-                    self.finished += 1
-                await self.queue.ack(message_id)
+            await self._store_outcome(job, message_id)
         finally:
             self.slots.release()
+
+    async def _store_outcome(self, job: JobRecord | None, message_id: str) -> None:
+        """Store the outcome (if any) and acknowledge the message, waiting out a Redis outage."""
+        failures = 0
+        with anyio.move_on_after(OUTCOME_PATIENCE_S, shield=True):
+            while True:
+                try:
+                    if job is not None and await self.store.finish_job(job, self.name):
+                        self.finished += 1
+                    job = None  # stored (or someone else's): only the acknowledgement is left
+                    await self.queue.ack(message_id)
+                    return
+                except STORE_ERRORS as error:
+                    failures += 1
+                    if failures == 1:
+                        log.warning("worker %s: cannot store a job's outcome yet (%s); retrying", self.name, error)
+                    await anyio.sleep(min(0.25 * 2**failures, MAX_BACKOFF_S))
 
     async def _keep_claimed(self, message_id: str) -> None:
         while True:
             await anyio.sleep(self.stale_after_s / 3)
-            await self.queue.keep_claimed(self.name, message_id)
+            try:
+                await self.queue.keep_claimed(self.name, message_id)
+            except STORE_ERRORS:
+                pass  # Redis is away; the job runs on, and the claim is refreshed when it is back
 
     async def _watch_for_cancel(self, job_id: str, scope: anyio.CancelScope) -> None:
         """Cancel the job's work (and so its engine requests) once a client asks to."""
         while True:
             await anyio.sleep(0.25)
-            if await self.store.cancel_requested(job_id):
+            try:
+                requested = await self.store.cancel_requested(job_id)
+            except STORE_ERRORS:
+                continue  # Redis is away: nobody can ask to cancel meanwhile
+            if requested:
                 log.info("cancelling job %s", job_id)
                 scope.cancel()
                 return

@@ -8,24 +8,29 @@ outcome — including a best-so-far answer when the budget ran out.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+from pydantic import BaseModel
 
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
-from orchestrator.core.errors import InvalidRequestError, TTCError
+from orchestrator.core.errors import BudgetExceededError, InvalidRequestError, NotFoundError, TTCError
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
 from orchestrator.core.store.contexts import ContextRecord
-from orchestrator.core.store.store import MemoryWait
+from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait
+from orchestrator.jobs import Worker
 from orchestrator.sleep import ContextKeeper
 from strategies import get_strategy
-from strategies.base import StrategyResult
+from strategies.base import StrategyResult, parallel_streams
 from verifiers.registry import VerifierSet
+
+log = logging.getLogger(__name__)
 
 
 class Runtime:
@@ -48,7 +53,8 @@ class Runtime:
             try:
                 verifiers = VerifierSet.build(settings)
                 try:
-                    yield cls(settings, backend, Store(connection, settings.redis_namespace), verifiers)
+                    store = Store(connection, settings.redis_namespace, retention_s=settings.job_retention_s)
+                    yield cls(settings, backend, store, verifiers)
                 finally:
                     await verifiers.aclose()
             finally:
@@ -56,19 +62,46 @@ class Runtime:
         finally:
             await connection.aclose()
 
+    def worker(self, concurrency: int | None = None) -> Worker:
+        """A worker that runs this runtime's jobs from the queue, as the settings say."""
+        return Worker(
+            self.store,
+            self.execute,
+            concurrency=concurrency or self.settings.worker_concurrency,
+            stale_after_s=self.settings.job_stale_after_s,
+            max_attempts=self.settings.job_max_attempts,
+        )
+
     def session(self, meter: BudgetMeter, emit: EventSink | None = None) -> Session:
         """A session for one request: this runtime's backend and verifiers, the request's meter."""
         return Session(self.backend, meter, verifiers=self.verifiers, emit=emit)
 
     def effective_budget(self, requested: Budget | None) -> Budget:
-        """The request's limits, with the configured defaults for any it leaves unset."""
-        defaults = self.settings.budget
+        """The request's limits, with the configured defaults for any it leaves unset, each at most
+        the operator's ceiling (a request above a ceiling is refused, naming it)."""
+        defaults, ceilings = self.settings.budget, self.settings.limits
         requested = requested or Budget()
-        return Budget(
-            max_tokens=requested.max_tokens if requested.max_tokens is not None else defaults.max_tokens,
-            max_flops=requested.max_flops if requested.max_flops is not None else defaults.max_flops,
-            deadline_s=requested.deadline_s if requested.deadline_s is not None else defaults.deadline_s,
-        )
+        limits = {}
+        for name, setting in (("max_tokens", "MAX_TOKENS"), ("max_flops", "MAX_FLOPS"), ("deadline_s", "DEADLINE_S")):
+            asked, ceiling = getattr(requested, name), getattr(ceilings, name)
+            if asked is not None and ceiling is not None and asked > ceiling:
+                raise InvalidRequestError(
+                    f"budget.{name} = {asked:g} is above this service's ceiling of {ceiling:g} (TTC_LIMITS__{setting})"
+                )
+            chosen = asked if asked is not None else getattr(defaults, name)
+            if ceiling is not None:
+                chosen = ceiling if chosen is None else min(chosen, ceiling)
+            limits[name] = chosen
+        return Budget(**limits)
+
+    def check_parallel(self, strategy: str, params: BaseModel) -> None:
+        """Refuse params that would decode more sequences at once than the operator allows."""
+        streams, ceiling = parallel_streams(params), self.settings.limits.max_parallel
+        if streams > ceiling:
+            raise InvalidRequestError(
+                f"{strategy} with these params decodes up to {streams} sequences at once; this service's "
+                f"ceiling is {ceiling} (TTC_LIMITS__MAX_PARALLEL): lower n, width or samples"
+            )
 
     async def submit(
         self,
@@ -77,31 +110,40 @@ class Runtime:
         budget: Budget | None = None,
         strategy: str = "direct",
         params: dict[str, Any] | None = None,
-        api_key_id: str | None = None,
+        api_key: ApiKey | None = None,
         context_id: str | None = None,
         context_memory: MemoryWait = "use_if_ready",
+        job_id: str | None = None,
+        enqueue: bool = False,
     ) -> JobRecord:
-        """Validate a request and store it as a queued job (no compute spent yet).
+        """Validate a request and store it as a queued job (no compute spent yet), under ``job_id``
+        if given, and (``enqueue``) on the workers' queue in the same step.
 
-        With ``context_id`` the question is asked over that context (404 if it does not
-        exist) and its precomputed memory: used if ready, or waited for with ``"wait"``.
+        The job belongs to ``api_key`` (None: a service without keys), and its token budget is
+        reserved against the key's quota. With ``context_id`` the question is asked over that
+        context (404 unless it exists and has the same owner) and its precomputed memory: used
+        if ready, or waited for with ``"wait"``.
         """
         if not question.strip():
             raise InvalidRequestError("the question is empty")
         chosen = get_strategy(strategy)
         parsed = chosen.parse_params(params)
-        if context_id is not None:
-            await self.store.get_context(context_id)
+        self.check_parallel(strategy, parsed)
+        owner = api_key.id if api_key else None
+        if context_id is not None and (await self.store.get_context(context_id)).api_key_id != owner:
+            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
         job = JobRecord(
             question=question,
             strategy=strategy,
             params=parsed.model_dump(),
             budget=self.effective_budget(budget),
-            api_key_id=api_key_id,
+            api_key_id=owner,
             context_id=context_id,
             context_memory=context_memory,
         )
-        return await self.store.create_job(job)
+        if job_id is not None:
+            job.id = job_id
+        return await self.store.create_job(job, api_key.quota_tokens if api_key else None, enqueue=enqueue)
 
     async def execute(self, job: JobRecord) -> JobRecord:
         """Run a claimed job's strategy under a fresh meter; fills in the outcome (not stored here).
@@ -114,7 +156,10 @@ class Runtime:
         meter = BudgetMeter(job.budget, self.backend.model.shape)
 
         async def emit(event: dict[str, Any]) -> None:
-            await self.store.append_event(job.id, {**event, "usage": meter.snapshot().model_dump()})
+            try:
+                await self.store.append_event(job.id, {**event, "usage": meter.snapshot().model_dump()})
+            except STORE_ERRORS as error:  # progress is for watchers: Redis away must not fail the job
+                log.debug("job %s: progress event dropped (%s)", job.id, error)
 
         session = self.session(meter, emit)
         await emit({"type": "started", "strategy": job.strategy})
@@ -138,8 +183,16 @@ class Runtime:
         else:
             job.status = "succeeded"
             job.answer, job.output, job.trace = result.answer, result.output, result.trace
-            job.best_so_far = result.best_so_far
+            job.best_so_far, job.cut_off = result.best_so_far, result.cut_off
         job.usage = meter.snapshot()
+        if job.status == "succeeded" and job.kind == "reason" and job.answer is None and job.usage.budget_exhausted:
+            job.status = "failed"  # a limit ended it before any answer existed: say so, not "succeeded"
+            ended = BudgetExceededError(
+                f"the {job.usage.budget_exhausted} limit ended the request before any answer existed "
+                "(the text so far is in output); raise the budget",
+                limit=job.usage.budget_exhausted,
+            )
+            job.error = ended.to_dict()
         if job.context_id is not None:
             await self.contexts.settle(job, failure)
         return job
@@ -159,10 +212,14 @@ class Runtime:
         *,
         sleep_budget: Budget | None = None,
         params: dict[str, Any] | None = None,
-        api_key_id: str | None = None,
+        api_key: ApiKey | None = None,
+        context_id: str | None = None,
+        enqueue: bool = False,
     ) -> tuple[ContextRecord, JobRecord]:
-        """Store a context and its precompute job (the caller enqueues the job id)."""
-        return await self.contexts.create(text, self.effective_budget(sleep_budget), params, api_key_id)
+        """Store a context (under ``context_id`` if given) and its precompute job, owned by ``api_key``;
+        ``enqueue`` queues the job in the same step."""
+        budget = self.effective_budget(sleep_budget)
+        return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
 
     async def reason(
         self,

@@ -21,6 +21,7 @@ from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.session import Session
 from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.contexts import ContextRecord
+from orchestrator.core.store.store import ApiKey
 from strategies.base import StrategyResult
 from strategies.sleep_time import SleepParams, precompute_memory, with_memory
 
@@ -38,9 +39,17 @@ class ContextKeeper:
         self.max_model_len = max_model_len
 
     async def create(
-        self, text: str, budget: Budget, params: dict[str, Any] | None, api_key_id: str | None
+        self,
+        text: str,
+        budget: Budget,
+        params: dict[str, Any] | None,
+        api_key: ApiKey | None,
+        *,
+        context_id: str | None = None,
+        enqueue: bool = False,
     ) -> tuple[ContextRecord, JobRecord]:
-        """Store a context and its (queued) precompute job; the caller enqueues the job id."""
+        """Store a context and its (queued) precompute job, both owned by ``api_key`` and its
+        budget reserved against the key's quota; the caller enqueues the job id."""
         if not text.strip():
             raise InvalidRequestError("the context text is empty")
         if self.renderer.count_tokens(text) > self.max_model_len // 2:
@@ -53,7 +62,10 @@ class ContextKeeper:
         except ValidationError as error:
             problems = describe_problems(error.errors())
             raise InvalidRequestError(f"invalid sleep params: {problems}") from None
-        context = ContextRecord(text=text, sleep_budget=budget, params=parsed.model_dump())
+        owner = api_key.id if api_key else None
+        context = ContextRecord(text=text, sleep_budget=budget, params=parsed.model_dump(), api_key_id=owner)
+        if context_id is not None:
+            context.id = context_id
         job = JobRecord(
             question=text,
             strategy="sleep_time",
@@ -61,10 +73,11 @@ class ContextKeeper:
             budget=budget,
             kind="precompute",
             context_id=context.id,
-            api_key_id=api_key_id,
+            api_key_id=owner,
         )
         context.job_id = job.id
-        await self.store.create_context_with_job(context, job)
+        quota = api_key.quota_tokens if api_key else None
+        await self.store.create_context_with_job(context, job, quota, enqueue=enqueue)
         return context, job
 
     async def precompute(self, job: JobRecord, session: Session) -> StrategyResult:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.backends.base import SamplingSettings
-from orchestrator.core.errors import BudgetExceededError
+from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.session import Session
 from orchestrator.core.verification import ScoreRequest
-from strategies.base import REGISTRY, StrategyResult, register
+from strategies.base import REGISTRY, StrategyResult, parallel_streams, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from strategies.policy import DEFAULT_POLICY, Policy, load_policy
 from strategies.selection import Sample, agreement, answer_of, choose, split_steps
@@ -44,13 +44,36 @@ class ProbeParams(BaseModel):
     probe_max_tokens: int = Field(160, ge=16, le=1024)
     verifier: VerifierName = Field("arith_steps", description="scores the probe samples")
 
+    def parallel_streams(self) -> int:
+        return self.probe_samples
+
 
 class AutoParams(ProbeParams):
     """Parameters of ``auto``."""
 
-    policy_path: str | None = Field(
-        None, description=f"routing policy file (JSON); default: ${POLICY_ENV}, else the shipped default"
+    policy: Policy | None = Field(
+        None,
+        description=f"a routing policy given inline (what `ttc fit-router` writes); default: the server's "
+        f"(${POLICY_ENV}, a file the operator chose), else the shipped one. A request never names a file.",
     )
+
+    def parallel_streams(self) -> int:
+        """The probe's, or the widest strategy the policy may route to."""
+        if self.policy is None:
+            return self.probe_samples  # the server's own policy: its operator vouches for it
+        entries = [entry for bin_entries in self.policy.table.values() for entry in bin_entries]
+        routed = [parallel_streams(REGISTRY[e.strategy].parse_params(e.params)) for e in entries]
+        return max([self.probe_samples, *routed])
+
+    @field_validator("policy")
+    @classmethod
+    def _usable(cls, policy: Policy | None) -> Policy | None:
+        if policy is None:
+            return None
+        try:
+            return policy.check("in params")
+        except ConfigurationError as error:  # the client's policy, so the client's mistake
+            raise ValueError(error.message) from None
 
 
 def estimate_difficulty(samples: list[Sample]) -> float:
@@ -76,10 +99,11 @@ class Probe(BaseModel):
         scores = [s.score if s.score is not None else 0.5 for s in self.samples]
         return self.agreement == 1.0 and self.samples[0].answer is not None and min(scores) >= 0.5
 
-    def majority(self) -> tuple[str | None, str]:
-        """The most common answer and a sample text that states it."""
+    def majority(self, **result: Any) -> StrategyResult:
+        """The most common answer and a sample text that states it, as a result."""
         chosen = choose(self.samples, "majority")
-        return chosen.answer, chosen.sample.text if chosen.sample else ""
+        output, cut_off = (chosen.sample.text, chosen.sample.cut_off) if chosen.sample else ("", False)
+        return StrategyResult(answer=chosen.answer, output=output, cut_off=cut_off, **result)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -124,7 +148,13 @@ async def run_probe(question: str, session: Session, params: ProbeParams) -> Pro
     batch = [ScoreRequest(question, split_steps(text)) for text in texts]
     scores = await session.score(session.verifier(params.verifier), batch)
     samples = [
-        Sample(text=c.text, answer=answer_of(c.text), tokens=len(c.token_ids), score=score)
+        Sample(
+            text=c.text,
+            answer=answer_of(c.text),
+            tokens=len(c.token_ids),
+            score=score,
+            cut_off=c.finish_reason != "stop",
+        )
         for c, score in zip(result.completions, scores, strict=True)
     ]
     return Probe(samples=samples, agreement=agreement(samples), difficulty=estimate_difficulty(samples))
@@ -136,14 +166,13 @@ async def probe(question: str, session: Session, params: ProbeParams) -> Strateg
     found = await run_probe(question, session, params)
     if found is None:
         raise BudgetExceededError("the token budget cannot fit a probe", limit="tokens")
-    answer, output = found.majority()
-    return StrategyResult(answer=answer, output=output, trace={"probe": found.summary()})
+    return found.majority(trace={"probe": found.summary()})
 
 
 @register("auto", AutoParams)
 async def auto(question: str, session: Session, params: AutoParams) -> StrategyResult:
     """Probe the question's difficulty, then run the policy's strategy for that difficulty and budget."""
-    policy = load_policy(params.policy_path or os.environ.get(POLICY_ENV) or DEFAULT_POLICY)
+    policy = params.policy or load_policy(os.environ.get(POLICY_ENV) or DEFAULT_POLICY)
     found = await run_probe(question, session, params)
     if found is None:  # too small a budget to probe: route as a question of middling difficulty
         return await _route(question, session, policy, MIDDLING, {"policy": policy.version, "probe": None}, None)
@@ -151,8 +180,7 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
     if found.settled:
         decision["choice"] = "settled by the probe: every sample agrees and none fails verification"
         await session.emit({"type": "route", **decision})
-        answer, output = found.majority()
-        return StrategyResult(answer=answer, output=output, trace={"route": decision})
+        return found.majority(trace={"route": decision})
     return await _route(question, session, policy, found.difficulty, decision, found)
 
 
@@ -174,6 +202,5 @@ async def _route(
     except BudgetExceededError:  # the probe's majority is still an answer
         if found is None:
             raise
-        answer, output = found.majority()
-        return StrategyResult(answer=answer, output=output, best_so_far=True, trace={"route": decision})
+        return found.majority(best_so_far=True, trace={"route": decision})
     return routed.model_copy(update={"trace": {"route": decision, **routed.trace}})

@@ -23,6 +23,9 @@ class StrategyResult(BaseModel):
     answer: str | None
     output: str
     best_so_far: bool = Field(False, description="the budget ran out before the strategy finished")
+    cut_off: bool = Field(
+        False, description="the answer's text stopped at a length or budget limit, not where the model ended it"
+    )
     trace: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -50,6 +53,13 @@ class Strategy:
         except ValidationError as error:
             problems = describe_problems(error.errors(), "params")
             raise InvalidRequestError(f"invalid params for strategy {self.name!r}: {problems}") from None
+
+
+def parallel_streams(params: BaseModel) -> int:
+    """Sequences these params may decode at once: what the operator's ``max_parallel`` ceiling
+    bounds. A params model that samples in parallel says how many with ``parallel_streams()``."""
+    method = getattr(params, "parallel_streams", None)
+    return int(method()) if callable(method) else 1
 
 
 REGISTRY: dict[str, Strategy] = {}

@@ -25,12 +25,18 @@ class BeamSearchParams(StepSearchParams):
     width: int = Field(4, ge=1, le=64, description="beams kept per depth")
     samples_per_beam: int = Field(4, ge=1, le=32, description="one-step children sampled per beam")
 
+    def parallel_streams(self) -> int:
+        return self.width * self.samples_per_beam
+
 
 class DvtsParams(StepSearchParams):
     """Parameters of ``dvts``."""
 
     width: int = Field(4, ge=1, le=64, description="independent subtrees")
     samples_per_beam: int = Field(4, ge=1, le=32, description="children sampled per subtree per depth")
+
+    def parallel_streams(self) -> int:
+        return self.width * self.samples_per_beam
 
 
 @dataclass

@@ -53,6 +53,9 @@ class BestOfNParams(BaseModel):
     step_delimiter: str = Field("\n\n", min_length=1, description="splits a sample into steps for the verifier")
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
 
+    def parallel_streams(self) -> int:
+        return self.n
+
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> BestOfNParams:
         if self.temperature == 0.0 and self.n > 1:
@@ -96,7 +99,13 @@ async def draw_wave(question: str, prompt: str, session: Session, params: BestOf
         batch = [ScoreRequest(question, split_steps(text, params.step_delimiter)) for text in texts]
         scores = await session.score(session.verifier(params.verifier), batch, params.aggregation)
     return [
-        Sample(text=c.text, answer=answer_of(c.text, params.vote_by), tokens=len(c.token_ids), score=score)
+        Sample(
+            text=c.text,
+            answer=answer_of(c.text, params.vote_by),
+            tokens=len(c.token_ids),
+            score=score,
+            cut_off=c.finish_reason != "stop",
+        )
         for c, score in zip(result.completions, scores, strict=True)
     ]
 
@@ -114,5 +123,5 @@ def result_of(samples: Sequence[Sample], rule: Rule, exhausted: bool, waves: lis
     chosen = choose(samples, rule)
     if chosen.tally is not None:
         trace["tally"] = chosen.tally
-    output = chosen.sample.text if chosen.sample else ""
-    return StrategyResult(answer=chosen.answer, output=output, best_so_far=exhausted, trace=trace)
+    output, cut_off = (chosen.sample.text, chosen.sample.cut_off) if chosen.sample else ("", False)
+    return StrategyResult(answer=chosen.answer, output=output, best_so_far=exhausted, cut_off=cut_off, trace=trace)

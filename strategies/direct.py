@@ -32,5 +32,6 @@ async def direct(question: str, session: Session, params: DirectParams) -> Strat
     return StrategyResult(
         answer=extract_answer(completion.text),
         output=completion.text,
+        cut_off=completion.finish_reason != "stop",
         trace={"finish_reason": completion.finish_reason, "completion_tokens": len(completion.token_ids)},
     )

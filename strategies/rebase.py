@@ -29,6 +29,9 @@ class RebaseParams(StepSearchParams):
     width: int = Field(8, ge=1, le=128, description="leaves the tree may hold (finished leaves use it up)")
     balance_temperature: float = Field(0.2, gt=0.0, le=10.0, description="softmax temperature of the allocation")
 
+    def parallel_streams(self) -> int:
+        return self.width
+
 
 class EtsParams(RebaseParams):
     """Parameters of ``ets``."""

@@ -31,6 +31,7 @@ class Sample(BaseModel):
     tokens: int | None = Field(None, description="completion tokens")
     score: float | None = Field(None, description="verifier score in [0, 1], when a verifier scored it")
     confidence: float | None = Field(None, description="token-level confidence, when measured")
+    cut_off: bool = Field(False, description="decoding stopped at max_tokens or an abort, not at the model's end")
 
 
 class Choice(BaseModel):

@@ -54,6 +54,10 @@ class SpawnJoinParams(ThreadParams):
         "model", description="model: the model writes spawn blocks; countdown: one child per first operation"
     )
 
+    def parallel_streams(self) -> int:
+        """Every nesting level's children at once, each with its samples."""
+        return self.max_children ** max(self.max_depth, 1) * self.child_samples
+
 
 def parse_spawn(text: str) -> list[str] | None:
     """The sub-problems of the last spawn block in ``text``, or None if it is malformed.
@@ -131,4 +135,5 @@ async def spawn_join(question: str, session: Session, params: SpawnJoinParams) -
         "thread_tokens": root.all_tokens(),
         "protocol": root.protocol,
     }
-    return StrategyResult(answer=root.result, output=root.text, best_so_far=exhausted, trace=trace)
+    cut_off = exhausted or root.tokens >= params.thread_max_tokens
+    return StrategyResult(answer=root.result, output=root.text, best_so_far=exhausted, cut_off=cut_off, trace=trace)

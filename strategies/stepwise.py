@@ -182,5 +182,6 @@ class StepSearch:
             answer=best.answer if best.finished else extract_answer(text),
             output=text,
             best_so_far=best_so_far or not best.finished,
+            cut_off=not best.finished,
             trace=trace,
         )

@@ -85,7 +85,6 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="jobs run at once (default TTC_WORKER_CONCURRENCY)")] = None,
 ) -> None:
     """Run jobs from the Redis queue (start several, on several machines, against one Redis)."""
-    from orchestrator.jobs import Worker
     from orchestrator.runtime import Runtime
 
     quiet_engine_logs()
@@ -93,12 +92,7 @@ def worker(
 
     async def go() -> None:
         async with Runtime.open(settings) as runtime:
-            jobs = Worker(
-                runtime.store,
-                runtime.execute,
-                concurrency=concurrency or settings.worker_concurrency,
-                stale_after_s=settings.job_stale_after_s,
-            )
+            jobs = runtime.worker(concurrency)
             typer.echo(f"worker {jobs.name} ready (model {runtime.backend.model.name})")
             await jobs.serve()
 

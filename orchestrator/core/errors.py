@@ -41,6 +41,13 @@ class PromptTooLongError(InvalidRequestError):
     code = "prompt_too_long"
 
 
+class JobExistsError(InvalidRequestError):
+    """A job (or context) with this id is stored already."""
+
+    code = "already_exists"
+    http_status = 409
+
+
 class RequestTooLargeError(InvalidRequestError):
     """The request body is larger than the service accepts."""
 
@@ -138,6 +145,14 @@ class RequestAbortedError(BackendError):
 
     code = "request_aborted"
     http_status = 499
+
+
+class JobCrashedError(TTCError):
+    """Every worker that started the job stopped before it ended; it is not retried again."""
+
+    code = "job_crashed"
+    http_status = 500
+    error_type = "server_error"
 
 
 class StoreUnavailableError(TTCError):

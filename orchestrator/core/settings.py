@@ -108,6 +108,18 @@ class BudgetDefaults(BaseModel):
     deadline_s: float | None = Field(120.0, gt=0)
 
 
+class RequestLimits(BaseModel):
+    """Ceilings the operator sets on one request (``TTC_LIMITS__*``). A request above one gets
+    400 naming it; a request that leaves a limit unset gets the default, never more than this."""
+
+    max_tokens: int = Field(65_536, ge=1, description="the largest budget.max_tokens a request may ask for")
+    deadline_s: float = Field(600.0, gt=0, description="the longest budget.deadline_s")
+    max_flops: float | None = Field(None, gt=0, description="the largest budget.max_flops; None: no ceiling")
+    max_parallel: int = Field(
+        64, ge=1, description="sequences one request may decode at once: n, width x samples_per_beam, ..."
+    )
+
+
 class Settings(BaseSettings):
     """Everything configurable about a ttc process."""
 
@@ -130,9 +142,12 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share"))
     model_cache_dir: Path = Field(default_factory=lambda: _user_dir("XDG_CACHE_HOME", ".cache") / "models")
     budget: BudgetDefaults = Field(default_factory=BudgetDefaults)
+    limits: RequestLimits = Field(default_factory=RequestLimits)
     embedded_worker: bool = Field(True, description="ttc serve also runs jobs (the one-process default)")
     worker_concurrency: int = Field(8, ge=1, le=256, description="jobs one worker runs at once")
     job_stale_after_s: float = Field(30.0, gt=0, description="a job unclaimed this long is taken over")
+    job_max_attempts: int = Field(3, ge=1, description="a job whose workers died this many times is failed")
+    job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="an ended job's record and events are kept")
     max_request_bytes: int = Field(1_000_000, ge=1024, description="larger request bodies get 413")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

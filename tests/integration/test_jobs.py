@@ -127,3 +127,34 @@ async def test_events_are_kept_in_order(store: Store) -> None:
 async def test_finished_jobs_cannot_be_claimed_again(store: Store, status: str) -> None:
     job = await store.create_job(JobRecord(question="q", status=status))
     assert await store.claim_job(job.id, "anyone") is None
+
+
+async def test_a_job_that_keeps_killing_its_workers_is_failed_after_its_attempts(store: Store) -> None:
+    queue, ran = JobQueue(store), []
+    await queue.ensure_group()
+    job = await submit(store, queue)
+    for ghost in ("ghost-1", "ghost-2", "ghost-3"):  # each takes the job and dies without a word
+        assert await store.claim_job(job.id, ghost, max_attempts=3) is not None
+    worker = Worker(store, runner(0.1, ran), stale_after_s=0.2, max_attempts=3, poll_ms=100)
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.serve)
+        failed = await wait_for_status(store, job.id, {"failed"})
+        group.cancel_scope.cancel()
+    assert ran == [] and failed.attempts == 3 and failed.error["code"] == "job_crashed"
+    assert (await store.job_stats()).jobs == {(job.strategy, "failed"): 1.0}
+    assert await store.redis.xlen(store.keys.job_stream()) == 0  # acknowledged: not taken over forever
+
+
+async def test_an_ended_job_is_kept_for_the_retention_time_only(redis_connection) -> None:
+    store = Store(redis_connection, namespace="retention-test", retention_s=60)
+    job = await store.create_job(JobRecord(question="q"))
+    await store.append_event(job.id, {"type": "started"})
+    assert await store.redis.ttl(store.keys.job(job.id)) == -1  # a queued job never expires
+    claimed = await store.claim_job(job.id, "worker")
+    claimed.status = "succeeded"
+    assert await store.finish_job(claimed, "worker")
+    for key in (store.keys.job(job.id), store.keys.job_events(job.id)):
+        assert 0 < await store.redis.ttl(key) <= 60
+    old = await store.create_job(JobRecord(question="old", created_at=1.0))
+    await store.request_cancel(old.id)  # ending any job drops index entries older than the retention
+    assert await store.redis.zscore(store.keys.jobs_by_time(), old.id) is None

