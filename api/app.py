@@ -113,6 +113,7 @@ def _install_routes(app: FastAPI) -> None:
             body.idempotency_key,
             context_id=body.context_id,
             context_memory=body.context_memory,
+            retry=body.retry,
         )
         if not body.wait:
             return JSONResponse(to_response(job).model_dump(mode="json"), status_code=202)

@@ -26,6 +26,7 @@ async def submit_job(
     *,
     context_id: str | None = None,
     context_memory: MemoryWait = "use_if_ready",
+    retry: bool = True,
 ) -> JobRecord:
     """Validate, store and queue a job owned by the caller; the caller's idempotency key already
     used returns its job.
@@ -51,6 +52,7 @@ async def submit_job(
             context_memory=context_memory,
             job_id=job_id,
             enqueue=True,
+            retry_engine_death=retry,
         )
     except JobExistsError:  # a concurrent twin with the same key stored it first
         return await owned_job(request, job_id)

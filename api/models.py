@@ -61,6 +61,7 @@ class ReasonRequest(RequestBody):
     context_memory: Literal["use_if_ready", "wait"] = Field(
         "use_if_ready", description="the context's memory is not ready yet: answer without it, or wait for it"
     )
+    retry: bool = Field(True, description="if the engine dies under the job, run it once more (both are charged)")
 
 
 class ContextRequest(RequestBody):

@@ -9,6 +9,7 @@ outcome — including a best-so-far answer when the budget ran out.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,7 +19,7 @@ from pydantic import BaseModel
 
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
-from orchestrator.core.errors import BudgetExceededError, InvalidRequestError, NotFoundError, TTCError
+from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, NotFoundError, TTCError
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
@@ -115,6 +116,7 @@ class Runtime:
         context_memory: MemoryWait = "use_if_ready",
         job_id: str | None = None,
         enqueue: bool = False,
+        retry_engine_death: bool = True,
     ) -> JobRecord:
         """Validate a request and store it as a queued job (no compute spent yet), under ``job_id``
         if given, and (``enqueue``) on the workers' queue in the same step.
@@ -140,6 +142,7 @@ class Runtime:
             api_key_id=owner,
             context_id=context_id,
             context_memory=context_memory,
+            retry_engine_death=retry_engine_death,
         )
         if job_id is not None:
             job.id = job_id
@@ -153,7 +156,8 @@ class Runtime:
         usage so far, and the cancellation propagates. A job over a context (a precompute,
         or a question) settles its effect on the context however it ends.
         """
-        meter = BudgetMeter(job.budget, self.backend.model.shape)
+        # The deadline counts from submission: a job that waited in the queue has less time left.
+        meter = BudgetMeter(job.budget, self.backend.model.shape, waited_s=time.time() - job.created_at)
 
         async def emit(event: dict[str, Any]) -> None:
             try:
@@ -165,9 +169,7 @@ class Runtime:
         await emit({"type": "started", "strategy": job.strategy})
         failure: TTCError | None = None
         try:
-            result = await (
-                self.contexts.precompute(job, session) if job.kind == "precompute" else self._answer(job, session)
-            )
+            result = await self._run_once_more_if_the_engine_dies(job, session)
         except TTCError as error:  # a budget error here means nothing usable was produced in time
             job.status, job.error, failure = "failed", error.to_dict(), error
         except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
@@ -196,6 +198,21 @@ class Runtime:
         if job.context_id is not None:
             await self.contexts.settle(job, failure)
         return job
+
+    async def _run_once_more_if_the_engine_dies(self, job: JobRecord, session: Session) -> StrategyResult:
+        """Run the job; if the engine dies under it, run it again on the rebuilt engine (once, and
+        only if the request allows it). The same meter goes on: both attempts are charged."""
+        for attempt in (1, 2):
+            try:
+                if job.kind == "precompute":
+                    return await self.contexts.precompute(job, session)
+                return await self._answer(job, session)
+            except EngineDiedError as error:
+                if attempt == 2 or not job.retry_engine_death:
+                    raise
+                log.warning("job %s: the engine died under it; running it once more", job.id)
+                await session.emit({"type": "retry", "reason": error.code, "message": error.message})
+        raise AssertionError("unreachable")
 
     async def _answer(self, job: JobRecord, session: Session) -> StrategyResult:
         """Run the job's strategy on its question (asked over its context and memory, if any)."""

@@ -11,6 +11,7 @@ import anyio
 import uvicorn
 
 from api.app import create_app
+from orchestrator.cli.serve import GracefulServer
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
@@ -28,7 +29,7 @@ async def serve(port: int, data_dir: str) -> None:
     try:
         runtime = Runtime(settings, ScriptedBackend(answer), Store(connection), VERIFIERS)
         config = uvicorn.Config(create_app(settings, runtime), port=port, log_level="warning")
-        await uvicorn.Server(config).serve()
+        await GracefulServer(config, runtime).serve()
     finally:
         await connection.aclose()
 

@@ -76,7 +76,7 @@ def serve(
         run_server(settings, demo_question=demo_question)
     except TTCError as error:
         fail(error)
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled; stopping is the normal end
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
         typer.echo("stopped")
 
 

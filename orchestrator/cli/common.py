@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Awaitable, Callable
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -41,10 +42,32 @@ def load_settings() -> Settings:
 
 
 def run(go: Callable[[], Awaitable[T]]) -> T:
-    """Run an async command; service and API errors end it with one line."""
+    """Run an async command; service and API errors end it with one line. SIGTERM (what
+    ``docker stop`` and systemd send) stops it as Ctrl-C does: through every ``finally``, so
+    the engine and the embedded Redis it started stop with it."""
     import anyio
 
+    outcome: dict[str, T] = {}
+
+    async def until_terminated() -> None:
+        async with anyio.create_task_group() as group:
+            group.start_soon(_cancel_on_sigterm, group.cancel_scope)
+            outcome["result"] = await go()
+            group.cancel_scope.cancel()
+
     try:
-        return anyio.run(go)
+        anyio.run(until_terminated)
     except (TTCError, TTCAPIError) as error:
         fail(error)
+    if "result" not in outcome:  # SIGTERM: the commands' own "stopped" handling, as for Ctrl-C
+        raise KeyboardInterrupt
+    return outcome["result"]
+
+
+async def _cancel_on_sigterm(scope: Any) -> None:
+    import anyio
+
+    with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return

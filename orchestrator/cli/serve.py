@@ -20,12 +20,31 @@ def run_server(settings: Settings, *, demo_question: str | None = None) -> None:
 async def _serve(settings: Settings, demo_question: str | None) -> None:
     async with Runtime.open(settings) as runtime:
         config = uvicorn.Config(create_app(settings, runtime), host=settings.host, port=settings.port, log_level="info")
-        server = uvicorn.Server(config)
+        server = GracefulServer(config, runtime)
         async with anyio.create_task_group() as group:
             if demo_question:
                 group.start_soon(_ask_demo_question, server, settings, demo_question)
             await server.serve()
             group.cancel_scope.cancel()
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn that tells the backend the process is stopping as soon as a signal arrives.
+
+    Ctrl-C reaches the whole process group, so the engine core dies of the same signal: the
+    backend must not take that for a crash and build a new engine while the server stops.
+    """
+
+    def __init__(self, config: uvicorn.Config, runtime: Runtime) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+
+    def handle_exit(self, sig: int, frame) -> None:
+        self.runtime.backend.stopping()
+        super().handle_exit(sig, frame)
+        # uvicorn would raise the signal again once it has stopped, killing the process before
+        # the runtime closes (SIGTERM) — and the embedded Redis it started would outlive it.
+        self._captured_signals.clear()
 
 
 async def _ask_demo_question(server: uvicorn.Server, settings: Settings, question: str) -> None:

@@ -8,15 +8,18 @@ that shares prefixes, which is what tree search is designed to do, is not billed
 KV it never recomputed.
 
 Enforcement: before each model call the caller asks ``admit`` how many completion tokens
-the call may produce; the meter reserves them so concurrent branches cannot all spend
-the same remainder, and raises ``BudgetExceededError`` once nothing is left. A request is
-therefore never charged more than its limit plus the prompt of the one step in flight.
+the call may produce. The meter reserves the call's whole prompt (as if none of it were
+cached) and its completions, in tokens and in estimated effective FLOPs, so concurrent
+branches cannot all spend the same remainder; it raises ``BudgetExceededError`` once a
+call cannot fit. A request is therefore never charged more compute tokens or FLOPs than
+its limits. The deadline counts from when the request was submitted (time in the queue
+included) and bounds generation and verification alike.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
@@ -107,13 +110,20 @@ class BudgetMeter:
     """
 
     def __init__(
-        self, budget: Budget, shape: ModelShape | None = None, clock: Callable[[], float] = time.monotonic
+        self,
+        budget: Budget,
+        shape: ModelShape | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        waited_s: float = 0.0,
     ) -> None:
+        """``waited_s``: how long the request already waited (in a queue); the deadline includes it."""
         self.budget = budget
         self.shape = shape
         self._clock = clock
-        self._started = clock()
+        self._started = clock() - max(0.0, waited_s)
         self._reserved_tokens = 0
+        self._reserved_eflops = 0.0
         self.usage = Usage()
 
     # --- limits ----------------------------------------------------------------------------
@@ -138,30 +148,54 @@ class BudgetMeter:
         remaining = self.remaining_tokens()
         if remaining is not None and remaining <= 0:
             self._exhaust("tokens", f"the token budget of {self.budget.max_tokens} compute tokens is spent")
-        if self.budget.max_flops is not None and self.usage.eflops >= self.budget.max_flops:
+        if self.budget.max_flops is not None and self.usage.eflops + self._reserved_eflops >= self.budget.max_flops:
             self._exhaust("flops", f"the FLOPs budget of {self.budget.max_flops:.3g} effective FLOPs is spent")
 
     @contextmanager
-    def admit(self, *, prompts: int, samples_per_prompt: int, max_tokens: int) -> Iterator[int]:
-        """Admit one model call; yield the per-sample ``max_tokens`` it may use.
+    def admit(self, *, prompt_tokens: Sequence[int], samples: Sequence[int], max_tokens: int) -> Iterator[int]:
+        """Admit one model call of ``len(prompt_tokens)`` prompts, ``samples[i]`` samples of prompt
+        ``i``; yield the per-sample ``max_tokens`` it may use.
 
-        The call's completion tokens are reserved until the block exits, so branches
-        running concurrently share the remainder instead of each overspending it.
+        The prompts (as if none were cached) and the completions are reserved, in tokens and in
+        estimated effective FLOPs, until the block exits: branches running concurrently share
+        the remainder instead of each overspending it.
         """
         self.check()
-        streams = prompts * samples_per_prompt
+        streams, prompt_total = sum(samples), sum(prompt_tokens)
         allowed = max_tokens
         remaining = self.remaining_tokens()
         if remaining is not None:
-            allowed = min(max_tokens, remaining // streams)
+            allowed = min(max_tokens, (remaining - prompt_total) // streams)
             if allowed < 1:
                 self._exhaust("tokens", f"the token budget of {self.budget.max_tokens} cannot fit another call")
-        reserved = allowed * streams if remaining is not None else 0
+        allowed, eflops = self._fit_flops(allowed, prompt_tokens, samples)
+        reserved = allowed * streams + prompt_total if remaining is not None else 0
         self._reserved_tokens += reserved
+        self._reserved_eflops += eflops
         try:
             yield allowed
         finally:
             self._reserved_tokens -= reserved
+            self._reserved_eflops -= eflops
+
+    def _fit_flops(self, allowed: int, prompt_tokens: Sequence[int], samples: Sequence[int]) -> tuple[int, float]:
+        """The longest completion that fits the FLOPs left, and the call's estimated effective FLOPs."""
+        if self.budget.max_flops is None or self.shape is None:
+            return allowed, 0.0
+        shape, left = self.shape, self.budget.max_flops - self.usage.eflops - self._reserved_eflops
+
+        def cost(length: int) -> float:
+            return sum(
+                generation_cost(shape, p, 0, [length] * n).eflops for p, n in zip(prompt_tokens, samples, strict=True)
+            )
+
+        low, high = 0, allowed  # bisection over lengths: the cost grows with the length
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if cost(middle) <= left else (low, middle - 1)
+        if low < 1:
+            self._exhaust("flops", f"the FLOPs budget of {self.budget.max_flops:.3g} cannot fit another call")
+        return low, cost(low)
 
     def _exhaust(self, limit: str, message: str) -> None:
         self.usage.budget_exhausted = self.usage.budget_exhausted or limit

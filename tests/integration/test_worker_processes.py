@@ -16,7 +16,7 @@ from orchestrator.core.store import JobRecord, Store, open_redis
 from orchestrator.jobs import JobQueue
 from tests.integration.test_cli_and_server import ttc_env
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow]
+pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.subprocess]
 
 
 def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:

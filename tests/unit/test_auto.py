@@ -42,14 +42,24 @@ async def test_a_settled_question_stops_after_the_probe() -> None:
     assert len(backend.calls) == 1 and session.meter.usage.model_calls == 1
 
 
+ONE_EDGE_POLICY = {  # easy questions get one sample, the rest a vote: which one ran is plain to see
+    "version": "test-1",
+    "difficulty_bins": [0.2],
+    "table": {
+        "0": [{"min_tokens": 0, "strategy": "direct"}],
+        "1": [{"min_tokens": 0, "strategy": "best_of_n", "params": {"n": 3, "adaptive": False}}],
+    },
+}
+
+
 async def test_a_contested_question_is_routed_by_the_policy() -> None:
     answers = cycle(["2 + 2 = 5. The answer is 5.", "The answer is 4.", "2 + 2 = 4. The answer is 4.", "No idea."])
-    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)])
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=ONE_EDGE_POLICY)
     result = await coro
     route = result.trace["route"]
-    assert route["strategy"] in {"best_of_n", "beam_search", "dvts", "ets"}
-    assert route["bin"] == load_policy().choose(route["probe"]["difficulty"], 10_000)[0]
-    assert len(backend.calls) > 1  # the probe, then the routed strategy
+    # Agreement 2 of 4 puts the difficulty at 1 - (0.5 + score) / 2 >= 0.25, past the edge at 0.2.
+    assert route["probe"]["difficulty"] >= 0.25 and route["bin"] == 1 and route["strategy"] == "best_of_n"
+    assert [call[1].n for call in backend.calls] == [4, 3]  # the probe, then the vote of the contested bin
     assert result.answer is not None
 
 

@@ -8,6 +8,7 @@ import pytest
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.backends.scripted import TINY_SHAPE, ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.costmodel import ModelShape, generation_cost
 from orchestrator.core.errors import BudgetExceededError
 from tests.sessions import new_session
 
@@ -45,19 +46,36 @@ def test_token_limit_raises_once_spent_and_names_the_limit() -> None:
     assert meter.usage.budget_exhausted == "tokens"
 
 
-def test_admit_clamps_max_tokens_to_what_is_left() -> None:
+def test_admit_clamps_max_tokens_to_what_is_left_after_the_prompts() -> None:
     meter = BudgetMeter(Budget(max_tokens=100))
     meter.charge_generation(prompt_tokens=20, cached_prompt_tokens=0, completion_lengths=[20])
-    with meter.admit(prompts=2, samples_per_prompt=3, max_tokens=50) as allowed:
-        assert allowed == 60 // 6
-        assert meter.remaining_tokens() == 0  # reserved for the call in flight
+    with meter.admit(prompt_tokens=[5, 7], samples=[3, 3], max_tokens=50) as allowed:
+        assert allowed == (60 - 12) // 6
+        assert meter.remaining_tokens() == 60 - 12 - 6 * allowed  # prompts and completions reserved
     assert meter.remaining_tokens() == 60
 
 
 def test_admit_refuses_when_not_even_one_token_per_sample_fits() -> None:
-    meter = BudgetMeter(Budget(max_tokens=10))
-    with pytest.raises(BudgetExceededError), meter.admit(prompts=4, samples_per_prompt=4, max_tokens=8):
-        pass
+    meter = BudgetMeter(Budget(max_tokens=30))
+    with pytest.raises(BudgetExceededError), meter.admit(prompt_tokens=[20], samples=[16], max_tokens=8):
+        pass  # 20 prompt tokens leave 10 for 16 samples
+
+
+def test_admit_fits_the_completions_to_the_flops_left() -> None:
+    shape = ModelShape(parameters=1_000_000, layers=2, query_heads=2, kv_heads=1, head_dim=8)
+    forty_tokens = generation_cost(shape, 10, 0, [40] * 4).eflops
+    meter = BudgetMeter(Budget(max_flops=forty_tokens), shape)
+    with meter.admit(prompt_tokens=[10], samples=[4], max_tokens=1000) as allowed:
+        assert allowed == 40  # cut to what the FLOPs allow, not the 1000 asked for
+        with pytest.raises(BudgetExceededError):  # a concurrent branch finds the FLOPs reserved
+            with meter.admit(prompt_tokens=[10], samples=[4], max_tokens=1000):
+                pass
+
+
+def test_the_deadline_counts_the_time_spent_waiting_in_the_queue() -> None:
+    clock = FakeClock()
+    meter = BudgetMeter(Budget(deadline_s=5), clock=clock, waited_s=4)
+    assert meter.remaining_seconds() == pytest.approx(1)
 
 
 def test_deadline_uses_the_clock() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from orchestrator.core.backends.remote import parse_prometheus_counters, pick_replica
+from orchestrator.core.backends.remote import parse_prometheus_counters
+from orchestrator.core.backends.vllm_http import pick_replica
 from orchestrator.core.errors import BudgetExceededError, PromptTooLongError, http_status_for_code
 from orchestrator.core.store.keys import Keys
 from verifiers.extraction import extract_answer

@@ -109,7 +109,9 @@ async def test_tree_search_out_of_budget_returns_best_so_far() -> None:
 def test_every_strategy_publishes_a_params_schema() -> None:
     assert {"direct", "best_of_n", "beam_search", "dvts", "rebase", "ets"} <= set(REGISTRY)
     for strategy in REGISTRY.values():
-        assert strategy.params_schema()["type"] == "object"
+        schema = strategy.params_schema()
+        assert set(schema["properties"]) == set(strategy.params_model.model_fields)  # every param published
+        assert schema.get("additionalProperties") is False  # a misspelt param is refused, not ignored
         assert strategy.description
 
 

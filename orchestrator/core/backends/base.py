@@ -224,3 +224,6 @@ class GenerationBackend(abc.ABC):
     @abc.abstractmethod
     async def aclose(self) -> None:
         """Release engines, connections and processes."""
+
+    def stopping(self) -> None:  # noqa: B027 (most backends have nothing to start: a no-op is right)
+        """The process is shutting down (a signal arrived): start nothing new, such as an engine rebuild."""

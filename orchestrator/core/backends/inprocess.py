@@ -2,7 +2,10 @@
 
 The engine core runs in a child process. If it dies (a per-request seed on a large CPU batch is one way),
 every in-flight request fails with ``EngineDiedError`` and a fresh engine is built in
-the background; requests arriving meanwhile wait for it instead of failing.
+the background; requests arriving meanwhile wait for it instead of failing. A rebuild that
+fails ``REBUILD_TRIES`` times in a row gives up: requests and ``health`` then say so with
+``engine_died``. A backend that is closing (or whose process is stopping: ``stopping()``)
+never rebuilds, so Ctrl-C — which reaches the engine core too — leaves no engine behind.
 """
 
 from __future__ import annotations
@@ -40,6 +43,9 @@ from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import EngineOptions, Settings
 
 log = logging.getLogger(__name__)
+REBUILD_TRIES = 3
+REBUILD_PAUSE_S = 5.0
+DEATH_GRACE_S = 2.0  # a signal that kills the engine core reaches this process too: wait to see it
 
 
 class _EngineCounters:
@@ -98,6 +104,8 @@ class InProcessBackend(GenerationBackend):
         self._ready = anyio.Event()
         self._restart_lock = anyio.Lock()
         self._restart_task: asyncio.Task | None = None
+        self._closing = False
+        self._gave_up: EngineDiedError | None = None
         self.restarts = 0
 
     @classmethod
@@ -161,7 +169,11 @@ class InProcessBackend(GenerationBackend):
 
         with anyio.fail_after(600):  # a generous bound: an engine mid-restart never hangs a caller
             await self._ready.wait()
+        if self._gave_up is not None:
+            raise self._gave_up
         engine = self._engine
+        if engine is None:
+            raise BackendUnavailableError("the inference engine is shut down: the service is stopping")
         params = SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
@@ -187,8 +199,12 @@ class InProcessBackend(GenerationBackend):
             raise RequestAbortedError(f"request {request_id} was aborted")
         return _to_result(request_id, final, len(token_ids))
 
+    def stopping(self) -> None:
+        """The process is shutting down (a signal arrived): an engine that dies now stays dead."""
+        self._closing = True
+
     def _schedule_restart(self, dead_engine: Any) -> None:
-        if self._engine is not dead_engine or not self._ready.is_set():
+        if self._engine is not dead_engine or not self._ready.is_set() or self._gave_up is not None:
             return  # another request already noticed
         self._ready = anyio.Event()
         # The restart outlives the failing request: run it on the event loop, not in its scope.
@@ -196,25 +212,49 @@ class InProcessBackend(GenerationBackend):
 
     async def _restart(self, dead_engine: Any) -> None:
         async with self._restart_lock:
-            log.error("inference engine died; restarting it")
+            await anyio.sleep(DEATH_GRACE_S)
             await _shut_down(dead_engine)
-            while True:
+            failures: list[str] = []
+            while not self._closing and len(failures) < REBUILD_TRIES:
+                log.error("inference engine died; rebuilding it (try %d of %d)", len(failures) + 1, REBUILD_TRIES)
                 try:
                     await self._build_engine()
-                    break
-                except BackendError:
-                    log.exception("engine restart failed; retrying in 5 s")
-                    await anyio.sleep(5)
-            self.restarts += 1
-            log.warning("inference engine restarted (%d restarts so far)", self.restarts)
+                except BackendError as error:
+                    failures.append(str(error))
+                    log.error("engine rebuild failed: %s", error)
+                    await anyio.sleep(REBUILD_PAUSE_S)
+                    continue
+                if self._closing:  # stopped while it was being built: it must not outlive the process
+                    await self._discard_engine()
+                    return
+                self.restarts += 1
+                log.warning("inference engine restarted (%d restarts so far)", self.restarts)
+                return
+            if not self._closing:
+                self._gave_up = EngineDiedError(
+                    f"the inference engine died and could not be rebuilt in {REBUILD_TRIES} tries "
+                    f"(last: {failures[-1] if failures else 'unknown'}); restart the service"
+                )
+            self._engine = None
+            self._ready.set()  # wake the waiters: they fail with the reason instead of waiting
+
+    async def _discard_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with anyio.CancelScope(shield=True):
+                await _shut_down(engine)
 
     async def abort(self, request_id: str) -> None:
         if self._engine is not None and self._ready.is_set():
             await self._engine.abort(request_id)
 
     async def health(self) -> None:
+        if self._gave_up is not None:
+            raise self._gave_up
         if not self._ready.is_set():
             raise BackendUnavailableError("the inference engine is starting or restarting")
+        if self._engine is None:
+            raise BackendUnavailableError("the inference engine is shut down: the service is stopping")
         if self._engine.errored:
             raise EngineDiedError("the inference engine has died; it is being restarted")
 
@@ -228,10 +268,12 @@ class InProcessBackend(GenerationBackend):
         return counters
 
     async def aclose(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is not None:
-            with anyio.CancelScope(shield=True):
-                await _shut_down(engine)
+        self._closing = True
+        restart, self._restart_task = self._restart_task, None
+        if restart is not None and not restart.done():
+            with anyio.CancelScope(shield=True):  # it sees _closing and stops (a build under way finishes first)
+                await restart
+        await self._discard_engine()
 
 
 def resolve_model(settings: Settings) -> str:

@@ -25,7 +25,7 @@ from orchestrator.core.backends.base import (
     SamplingSettings,
     TokenLogprob,
 )
-from orchestrator.core.backends.vllm_http import choose_model, error_message, pick_replica, served_models
+from orchestrator.core.backends.vllm_http import choose_model, error_message, replica_order, served_models
 from orchestrator.core.costmodel import load_model_shape
 from orchestrator.core.errors import BackendError, BackendUnavailableError, InvalidRequestError, RequestAbortedError
 from orchestrator.core.rendering import ChatRenderer
@@ -78,7 +78,6 @@ class RemoteBackend(GenerationBackend):
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
     ) -> GenerationResult:
-        replica = pick_replica(self.base_urls, tree_id or request_id)
         body: dict[str, Any] = {
             "model": self.served_model,
             "prompt": token_ids,
@@ -96,14 +95,26 @@ class RemoteBackend(GenerationBackend):
         with anyio.CancelScope() as scope:
             self._in_flight[request_id] = scope
             try:
-                response = await self._client.post(f"{replica}/v1/completions", json=body)
-            except httpx.HTTPError as error:
-                raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
+                replica, response = await self._post_to_live_replica(tree_id or request_id, body)
             finally:
                 self._in_flight.pop(request_id, None)
         if scope.cancelled_caught:  # aborted: closing the connection made the server abort it
             raise RequestAbortedError(f"request {request_id} was aborted")
         return _parse_completion(request_id, replica, response, len(token_ids))
+
+    async def _post_to_live_replica(self, tree_id: str, body: dict[str, Any]) -> tuple[str, httpx.Response]:
+        """Send to the tree's replica; one that cannot be reached at all (the request never left)
+        passes the tree to the next in its rendezvous order."""
+        unreachable: list[str] = []
+        for replica in replica_order(self.base_urls, tree_id):
+            try:
+                return replica, await self._client.post(f"{replica}/v1/completions", json=body)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as error:
+                unreachable.append(f"{replica} ({error!r})")
+                log.warning("vLLM server %s is unreachable; trying the next replica", replica)
+            except httpx.HTTPError as error:
+                raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
+        raise BackendUnavailableError(f"no vLLM server could be reached: {'; '.join(unreachable)}")
 
     async def abort(self, request_id: str) -> None:
         scope = self._in_flight.get(request_id)
@@ -122,7 +133,12 @@ class RemoteBackend(GenerationBackend):
     async def counters(self) -> BackendCounters:
         totals = BackendCounters()
         for url in self.base_urls:
-            response = await self._client.get(f"{url}/metrics", timeout=5.0)
+            try:
+                response = await self._client.get(f"{url}/metrics", timeout=5.0)
+            except httpx.HTTPError:
+                continue  # a replica that is down has nothing to count; /readyz reports it
+            if response.status_code != 200:
+                continue
             replica = parse_prometheus_counters(response.text)
             totals = BackendCounters(
                 prefix_cache_queries=totals.prefix_cache_queries + replica.prefix_cache_queries,

@@ -21,7 +21,12 @@ def pick_replica(replicas: list[str], tree_id: str) -> str:
     Removing a replica moves only the trees that were pinned to it.
     Example: ``pick_replica(["http://a:8000", "http://b:8000"], "tree-42")``.
     """
-    return max(replicas, key=lambda url: hashlib.sha256(f"{url}|{tree_id}".encode()).digest())
+    return replica_order(replicas, tree_id)[0]
+
+
+def replica_order(replicas: list[str], tree_id: str) -> list[str]:
+    """Every replica in the tree's rendezvous order: where it goes, then where it moves if that one is down."""
+    return sorted(replicas, key=lambda url: hashlib.sha256(f"{url}|{tree_id}".encode()).digest(), reverse=True)
 
 
 def error_message(response: httpx.Response) -> str:

@@ -106,6 +106,7 @@ class JobRecord(BaseModel):
     context_id: str | None = Field(None, description="the context the question is asked over")
     context_memory: MemoryWait = "use_if_ready"
     attempts: int = 0
+    retry_engine_death: bool = Field(True, description="run once more on the rebuilt engine if the engine dies")
     created_at: float = Field(default_factory=time.time)
     updated_at: float = Field(default_factory=time.time)
 

@@ -1,0 +1,119 @@
+"""An engine that dies, one that cannot be rebuilt, one stopping with its process, and a replica
+that is down: the job is run once more, the failure is named, nothing is rebuilt on the way out,
+and a tree moves to the next replica."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from orchestrator.core.backends import inprocess
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.backends.inprocess import InProcessBackend
+from orchestrator.core.backends.remote import RemoteBackend
+from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.backends.vllm_http import replica_order
+from orchestrator.core.errors import BackendUnavailableError, EngineDiedError
+from orchestrator.core.rendering import ChatRenderer
+from orchestrator.core.settings import RemoteOptions, Settings
+from orchestrator.runtime import Runtime
+from tests.conftest import ENGINE_OPTIONS, free_port
+from tests.integration.conftest import answer_seven
+from tests.sessions import VERIFIERS
+
+
+class DiesOnce(ScriptedBackend):
+    """The engine dies under the first request, then serves (a rebuilt engine)."""
+
+    def __init__(self) -> None:
+        super().__init__(answer_seven)
+        self.deaths = 0
+
+    async def _generate_one(self, token_ids, sampling, request_id, tree_id):
+        if self.deaths == 0:
+            self.deaths += 1
+            raise EngineDiedError("the inference engine died while this request was running")
+        return await super()._generate_one(token_ids, sampling, request_id, tree_id)
+
+
+@pytest.mark.parametrize("retry", [True, False])
+async def test_a_job_whose_engine_dies_runs_once_more_unless_asked_not_to(store, retry: bool) -> None:
+    runtime = Runtime(Settings(), DiesOnce(), store, VERIFIERS)
+    job = await runtime.submit("3 + 4?", strategy="best_of_n", params={"n": 2}, retry_engine_death=retry)
+    done = await runtime.run_inline(job)
+    events = [event for _, event in await store.read_events(job.id)]
+    if retry:
+        assert done.status == "succeeded" and done.answer == "7"
+        assert [e["reason"] for e in events if e["type"] == "retry"] == ["engine_died"]
+    else:
+        assert done.status == "failed" and done.error["code"] == "engine_died"
+
+
+@pytest.fixture
+def unbuilt_backend(model_dir, monkeypatch) -> InProcessBackend:
+    """The real backend class with a stand-in engine: what happens around a rebuild is pure logic."""
+    monkeypatch.setattr(inprocess, "DEATH_GRACE_S", 0.0)
+    monkeypatch.setattr(inprocess, "REBUILD_PAUSE_S", 0.0)
+
+    async def nothing_to_shut_down(engine) -> None:
+        return None
+
+    monkeypatch.setattr(inprocess, "_shut_down", nothing_to_shut_down)
+    backend = InProcessBackend(str(model_dir), ChatRenderer.from_pretrained(model_dir), ENGINE_OPTIONS)
+    backend._engine = object()
+    backend._ready.set()
+    return backend
+
+
+async def test_an_engine_that_cannot_be_rebuilt_gives_up_and_says_so(unbuilt_backend, monkeypatch) -> None:
+    builds: list[int] = []
+
+    def broken_build():
+        builds.append(1)
+        raise BackendUnavailableError("the vLLM engine failed to start (out of memory)")
+
+    monkeypatch.setattr(unbuilt_backend, "_construct_engine", broken_build)
+    unbuilt_backend._schedule_restart(unbuilt_backend._engine)
+    prompt = unbuilt_backend.renderer.render_question("2 + 2?")
+    with anyio.fail_after(10), pytest.raises(EngineDiedError, match="could not be rebuilt in 3 tries"):
+        await unbuilt_backend.generate([prompt], SamplingSettings(max_tokens=4))  # waits, then is told why
+    assert len(builds) == inprocess.REBUILD_TRIES
+    with pytest.raises(EngineDiedError, match="out of memory"):
+        await unbuilt_backend.health()  # what /readyz answers
+    await unbuilt_backend.aclose()
+
+
+async def test_a_stopping_process_never_rebuilds_its_engine(unbuilt_backend, monkeypatch) -> None:
+    builds: list[int] = []
+    monkeypatch.setattr(unbuilt_backend, "_construct_engine", lambda: builds.append(1))
+    unbuilt_backend.stopping()  # a signal arrived; the engine core dies of the same signal
+    unbuilt_backend._schedule_restart(unbuilt_backend._engine)
+    prompt = unbuilt_backend.renderer.render_question("2 + 2?")
+    with anyio.fail_after(10), pytest.raises(BackendUnavailableError, match="stopping"):
+        await unbuilt_backend.generate([prompt], SamplingSettings(max_tokens=4))
+    await unbuilt_backend.aclose()
+    assert builds == [] and unbuilt_backend._engine is None
+
+
+async def test_a_tree_pinned_to_a_dead_replica_moves_to_the_next(vllm_server, model_dir) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    backend = await RemoteBackend.connect(RemoteOptions(urls=[vllm_server]), tokenizer=str(model_dir))
+    backend.base_urls = [dead, vllm_server]  # the dead one joins after start-up, as a replica dies
+    try:
+        tree = next(f"tree-{i}" for i in range(100) if replica_order(backend.base_urls, f"tree-{i}")[0] == dead)
+        prompt = backend.renderer.render_question("2 + 2?")
+        [result] = await backend.generate([prompt], SamplingSettings(max_tokens=4), tree_id=tree)
+        assert result.completion_tokens > 0
+        counters = await backend.counters()  # /metrics reads these: a dead replica is skipped, not a 500
+        assert counters.prefix_cache_queries > 0
+        with pytest.raises(BackendUnavailableError, match=dead.split("//")[1]):
+            await backend.health()  # while /readyz names the replica that is down
+    finally:
+        await backend.aclose()
+
+
+def test_replica_order_starts_with_the_pinned_replica() -> None:
+    replicas = [f"http://r{i}:8000" for i in range(4)]
+    order = replica_order(replicas, "tree-7")
+    assert sorted(order) == sorted(replicas) and len(set(order)) == 4
+    assert replica_order(replicas[::-1], "tree-7") == order
