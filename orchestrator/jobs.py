@@ -119,7 +119,13 @@ class Worker:
 
     async def serve(self) -> None:
         """Run until cancelled; jobs in flight at cancellation stay claimed and are taken over later."""
-        await self.queue.ensure_group()
+        while True:  # a worker started while Redis is away waits for it
+            try:
+                await self.queue.ensure_group()
+                break
+            except STORE_ERRORS as error:
+                await self._back_off(error)
+        self._failures = 0
         log.info("worker %s ready", self.name)
         async with anyio.create_task_group() as group:
             while True:

@@ -26,10 +26,15 @@ def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_reason_prints_the_job_with_its_usage(tmp_path: Path) -> None:
+def remote_env(tmp_path: Path, vllm_server: str, model_dir: Path, **extra: str) -> dict[str, str]:
+    """A command on the session's `vllm serve` instead of an engine of its own (one fewer engine build)."""
+    return ttc_env(tmp_path, TTC_BACKEND="remote", TTC_REMOTE__URLS=vllm_server, TTC_TOKENIZER=str(model_dir), **extra)
+
+
+def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
     done = subprocess.run(
         [*TTC, "reason", "What is 7 + 5?", "--json"],
-        env=ttc_env(tmp_path),
+        env=remote_env(tmp_path, vllm_server, model_dir),
         capture_output=True,
         text=True,
         timeout=400,
@@ -68,12 +73,12 @@ def test_start_up_errors_name_the_setting_to_fix(tmp_path: Path, settings: dict[
     assert named in done.stderr and "Traceback" not in done.stderr
 
 
-def start_server(tmp_path: Path, port: int, name: str) -> subprocess.Popen:
+def start_server(tmp_path: Path, port: int, name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """``ttc serve`` leading its own process group, as a shell runs a foreground command."""
     with (tmp_path / f"{name}.log").open("w") as log:  # the server keeps its own copy of the descriptor
         return subprocess.Popen(
             [*TTC, "serve", "--port", str(port)],
-            env=ttc_env(tmp_path),
+            env=env or ttc_env(tmp_path),
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
@@ -128,7 +133,7 @@ def stop_server(server: subprocess.Popen, tmp_path: Path, name: str, *, sig: int
     assert left == [], left
 
 
-def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
+def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port, "serve")
@@ -160,7 +165,7 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path) -> None:
         stop_server(server, tmp_path, "serve")
 
     # a restarted service still serves what the first one stored, and answers from the memory
-    restarted = start_server(tmp_path, port, "restarted")
+    restarted = start_server(tmp_path, port, "restarted", remote_env(tmp_path, vllm_server, model_dir))
     try:
         wait_for_http(f"{base}/readyz", 300, restarted)
         again = httpx.get(f"{base}/v1/jobs/{body['job_id']}")

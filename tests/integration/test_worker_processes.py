@@ -14,13 +14,14 @@ import pytest
 
 from orchestrator.core.store import JobRecord, Store, open_redis
 from orchestrator.jobs import JobQueue
-from tests.integration.test_cli_and_server import ttc_env
+from tests.integration.test_cli_and_server import remote_env
 
-pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.subprocess]
+pytestmark = [pytest.mark.remote, pytest.mark.slow, pytest.mark.subprocess]
 
 
-def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
-    env = ttc_env(tmp_path, TTC_JOB_STALE_AFTER_S="4", TTC_WORKER_CONCURRENCY="1")
+def start_worker(tmp_path: Path, name: str, vllm_server: str, model_dir: Path) -> subprocess.Popen:
+    """A worker on the session's `vllm serve` (killing it drops its connection: vLLM aborts the request)."""
+    env = remote_env(tmp_path, vllm_server, model_dir, TTC_JOB_STALE_AFTER_S="4", TTC_WORKER_CONCURRENCY="1")
     with (tmp_path / f"{name}.log").open("w") as log:  # the worker keeps its own copy of the descriptor
         return subprocess.Popen(
             [sys.executable, "-m", "orchestrator.cli", "worker"],
@@ -28,7 +29,7 @@ def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
-            start_new_session=True,  # its own process group: killing it takes its engine processes too
+            start_new_session=True,  # its own process group: a kill takes the whole worker
         )
 
 
@@ -38,12 +39,14 @@ async def wait_for(predicate, limit_s: float, what: str) -> None:
             await anyio.sleep(0.2)
 
 
-async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_path: Path) -> None:
+async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(
+    tmp_path: Path, vllm_server: str, model_dir: Path
+) -> None:
     connection = await open_redis(None, tmp_path / "data")  # the workers join this embedded Redis
     store = Store(connection)
     queue = JobQueue(store)
     await queue.ensure_group()
-    first = start_worker(tmp_path, "first")
+    first = start_worker(tmp_path, "first", vllm_server, model_dir)
     second: subprocess.Popen | None = None
     try:
         params = {"max_tokens": 400, "temperature": 1.0}
@@ -54,9 +57,9 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_pa
             return (await store.get_job(job.id)).status == "running"
 
         await wait_for(running, 300, "the first worker to start the job")
-        os.killpg(first.pid, signal.SIGKILL)  # the whole worker, engine and all, mid-job: no result, no ack
+        os.killpg(first.pid, signal.SIGKILL)  # the whole worker, mid-job: no result, no ack
         victim = (await store.get_job(job.id)).owner
-        second = start_worker(tmp_path, "second")
+        second = start_worker(tmp_path, "second", vllm_server, model_dir)
 
         async def finished() -> bool:
             return (await store.get_job(job.id)).status == "succeeded"
@@ -77,5 +80,5 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(tmp_pa
                     process.kill()
             if process is not None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)  # no engine process outlives the test
+                    os.killpg(process.pid, signal.SIGKILL)  # no worker process outlives the test
         await connection.aclose()

@@ -59,6 +59,7 @@ class ScriptedBackend(GenerationBackend):
         self.calls: list[tuple[str, SamplingSettings, str | None]] = []
         self.aborted: list[str] = []
         self._seen_prompts: set[str] = set()
+        self._cache_queries = self._cache_hits = 0
 
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
@@ -72,6 +73,7 @@ class ScriptedBackend(GenerationBackend):
         completions = tuple(self._completion(text, sampling) for text in texts)
         cached = len(token_ids) if prompt in self._seen_prompts else 0  # a perfect prefix cache
         self._seen_prompts.add(prompt)
+        self._cache_queries, self._cache_hits = self._cache_queries + len(token_ids), self._cache_hits + cached
         return GenerationResult(request_id, completions, len(token_ids), cached)
 
     def _completion(self, text: str, sampling: SamplingSettings) -> Completion:
@@ -86,7 +88,7 @@ class ScriptedBackend(GenerationBackend):
         return None
 
     async def counters(self) -> BackendCounters:
-        return BackendCounters()
+        return BackendCounters(prefix_cache_queries=self._cache_queries, prefix_cache_hits=self._cache_hits)
 
     async def aclose(self) -> None:
         return None
