@@ -15,7 +15,7 @@ from api.app import create_app
 from api.security import OPEN_PATHS
 from orchestrator.core.settings import Settings
 
-REASON = {"question": "3 + 4?", "budget": {"max_tokens": 100}}
+REASON = {"question": "3 + 4?", "budget": {"max_tokens": 1000}}  # a scripted token is a character
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -41,8 +41,8 @@ def _route_calls(app, job_id: str, context_id: str) -> list[tuple[str, str, dict
     """(method, path, body) for every route of the app, path parameters filled with real ids."""
     bodies = {
         "/v1/reason": REASON,
-        "/v1/chat/completions": {"messages": [{"role": "user", "content": "3 + 4?"}], "max_tokens": 100},
-        "/v1/contexts": {"text": "Tom has 3 apples.", "sleep_budget": {"max_tokens": 100}},
+        "/v1/chat/completions": {"messages": [{"role": "user", "content": "3 + 4?"}], "max_tokens": 1000},
+        "/v1/contexts": {"text": "Tom has 3 apples.", "sleep_budget": {"max_tokens": 1000}},
     }
     calls = []
     for route in app.routes:
@@ -87,7 +87,7 @@ async def test_every_route_needs_a_key_and_shows_only_the_tenants_own_data(api) 
 
 async def test_concurrent_requests_cannot_overrun_a_quota(api) -> None:
     base, store = api
-    key, record = await store.create_api_key("three-jobs", quota_tokens=300)  # fits 3 jobs of 100
+    key, record = await store.create_api_key("three-jobs", quota_tokens=3000)  # fits 3 jobs of 1000
     async with httpx.AsyncClient(base_url=base, timeout=60, headers=bearer(key)) as client:
         statuses: list[int] = []
 
@@ -103,7 +103,7 @@ async def test_concurrent_requests_cannot_overrun_a_quota(api) -> None:
             # every reservation settled to the real spend
             while await store.api_key_tokens_committed(record.id) != await store.api_key_tokens_used(record.id):  # noqa: ASYNC110
                 await anyio.sleep(0.1)
-        assert 0 < await store.api_key_tokens_used(record.id) <= 300
+        assert 0 < await store.api_key_tokens_used(record.id) <= 3000
         again = await client.post("/v1/reason", json=REASON)  # what was reserved and not spent is back
         assert again.status_code == 200, again.text
 

@@ -8,6 +8,7 @@ from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
+from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from tests.sessions import VERIFIERS
 
 pytestmark = [pytest.mark.engine]
@@ -37,11 +38,16 @@ async def test_budget_caps_the_answer_length(runtime: Runtime) -> None:
     assert job.trace["finish_reason"] == "length"
 
 
-async def test_a_one_token_budget_buys_exactly_one_token(runtime: Runtime) -> None:
-    job = await runtime.reason("What is 1 + 1?", budget=Budget(max_tokens=1))
-    assert job.status == "succeeded"
-    assert job.usage.completion_tokens == 1
+async def test_a_budget_of_the_prompt_plus_one_buys_exactly_one_token(runtime: Runtime) -> None:
+    prompt = runtime.backend.renderer.render_question("What is 1 + 1?", system=DEFAULT_SYSTEM_PROMPT)
+    prompt_tokens = runtime.backend.renderer.count_tokens(prompt)
+    job = await runtime.reason("What is 1 + 1?", budget=Budget(max_tokens=prompt_tokens + 1))
+    assert job.status == "succeeded" and job.cut_off
+    assert job.usage.completion_tokens == 1 and job.usage.compute_tokens <= prompt_tokens + 1
     assert job.trace["finish_reason"] == "length"
+    too_small = await runtime.reason("What is 1 + 1?", budget=Budget(max_tokens=prompt_tokens))
+    assert too_small.status == "failed" and too_small.error["code"] == "budget_exceeded"
+    assert too_small.usage.model_calls == 0  # refused before the call: the prompt alone would not fit
 
 
 async def test_bad_requests_are_refused_before_any_compute(runtime: Runtime) -> None:
