@@ -1,14 +1,24 @@
 """``best_of_n``: N complete samples, one chosen by vote or by a verifier.
 
 Samples are drawn in waves (one batched engine request per wave, n samples sharing
-the prompt's KV). With ``adaptive`` on, sampling stops as soon as the leading answer
-cannot be overtaken by the samples still to come — each remaining sample can add at
-most 1 to any answer's tally — or when the budget runs out.
+the prompt's KV), each with its tokens' top-k logprobs, so every sample carries its
+confidence measures (``verifiers.confidence``). With ``adaptive`` on, sampling stops when
+``stop_rule`` says the vote is settled, or when the budget runs out:
+
+- ``margin``: the leading answer cannot be overtaken by the samples still to come;
+- ``adaptive_consistency``: P(the leader stays the leader) under a Dirichlet posterior over
+  the answers' shares reaches ``stop_confidence`` (Aggarwal et al. 2023);
+- ``esc``: every answer of the latest wave agrees (early-stopping self-consistency, Li et al. 2024).
+
+``keep_top`` is DeepConf offline (Fu et al. 2025): the vote is held among only the most
+confident fraction of the samples; with ``selection="weighted"`` and a ``confidence``
+verifier, their votes are weighted by confidence too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -25,11 +35,17 @@ from strategies.selection import (
     answer_of,
     canonical_by_meaning,
     choose,
+    leader_stays_probability,
+    most_confident,
     split_steps,
     tally,
     vote_is_decided,
+    window_agrees,
 )
-from verifiers.registry import VerifierName
+from verifiers.confidence import Measure, trace_confidence
+from verifiers.registry import CONFIDENCE_VERIFIERS, VerifierName
+
+StopRule = Literal["margin", "adaptive_consistency", "esc"]
 
 
 class BestOfNParams(BaseModel):
@@ -52,9 +68,30 @@ class BestOfNParams(BaseModel):
     max_tokens: int = Field(256, ge=1, le=8192)
     step_delimiter: str = Field("\n\n", min_length=1, description="splits a sample into steps for the verifier")
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    logprobs: int = Field(
+        5, ge=0, le=20, description="top-k logprobs per token, for every sample's confidence measures (0: none)"
+    )
+    stop_rule: StopRule = Field("margin", description="when adaptive sampling stops: margin, adaptive_consistency, esc")
+    stop_confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="adaptive_consistency: stop once P(the leader stays leader) reaches this",
+    )
+    keep_top: float | None = Field(
+        None, gt=0.0, le=1.0, description="DeepConf offline: vote among only this most confident share (0.1, 0.9)"
+    )
+    confidence_measure: Measure = Field("lowest_group", description="the confidence measure keep_top ranks by")
 
     def parallel_streams(self) -> int:
         return self.n
+
+    @model_validator(mode="after")
+    def _confidence_needs_logprobs(self) -> BestOfNParams:
+        reads_tokens = self.keep_top is not None or self.verifier in CONFIDENCE_VERIFIERS
+        if reads_tokens and self.logprobs == 0:
+            raise ValueError("keep_top and the confidence verifiers read token logprobs: set logprobs > 0")
+        return self
 
     @model_validator(mode="after")
     def _sampling_needs_temperature(self) -> BestOfNParams:
@@ -80,47 +117,68 @@ async def best_of_n(question: str, session: Session, params: BestOfNParams) -> S
             waves.append(size)
             votes = tally(samples, params.selection)
             await session.emit({"type": "wave", "samples": len(samples), "tally": votes})
-            if params.adaptive and vote_is_decided(votes, params.n - len(samples)):
+            if params.adaptive and is_settled(params, samples, size, votes):
                 break
     except BudgetExceededError:
         exhausted = True
-    return result_of(samples, params.selection, exhausted, waves)
+    kept = most_confident(samples, params.keep_top, params.confidence_measure) if params.keep_top else None
+    return result_of(samples, params.selection, exhausted, waves, voters=kept)
+
+
+def is_settled(params: BestOfNParams, samples: list[Sample], last_wave: int, votes: dict[str, float]) -> bool:
+    """Whether ``params.stop_rule`` ends sampling after a wave of ``last_wave`` samples."""
+    if params.stop_rule == "adaptive_consistency":
+        return leader_stays_probability(tally(samples)) >= params.stop_confidence
+    if params.stop_rule == "esc":
+        return window_agrees(samples[-last_wave:])
+    return vote_is_decided(votes, params.n - len(samples))
 
 
 async def draw_wave(question: str, prompt: str, session: Session, params: BestOfNParams, size: int) -> list[Sample]:
     """``size`` samples in one batched request, scored by the verifier when the selection needs it."""
     sampling = SamplingSettings(
-        n=size, temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens
+        n=size,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_tokens=params.max_tokens,
+        logprobs=params.logprobs or None,
     )
     [result] = await session.generate([prompt], sampling)
-    texts = [c.text for c in result.completions]
-    scores: Sequence[float | None] = [None] * len(texts)
+    completions = result.completions
+    scores: Sequence[float | None] = [None] * len(completions)
     if params.selection != "majority":
-        batch = [ScoreRequest(question, split_steps(text, params.step_delimiter)) for text in texts]
+        batch = [ScoreRequest(question, split_steps(c.text, params.step_delimiter), c.logprobs) for c in completions]
         scores = await session.score(session.verifier(params.verifier), batch, params.aggregation)
+    vocab_size = int(getattr(session.renderer.tokenizer, "vocab_size", 0) or 50_000)
     return [
         Sample(
             text=c.text,
             answer=answer_of(c.text, params.vote_by),
             tokens=len(c.token_ids),
             score=score,
+            confidence=trace_confidence(c.logprobs, k=params.logprobs, vocab_size=vocab_size) if c.logprobs else None,
             cut_off=c.finish_reason != "stop",
         )
-        for c, score in zip(result.completions, scores, strict=True)
+        for c, score in zip(completions, scores, strict=True)
     ]
 
 
-def result_of(samples: Sequence[Sample], rule: Rule, exhausted: bool, waves: list[int]) -> StrategyResult:
-    """The chosen answer, with a trace of every sample in drawing order (a sweep re-selects from it)."""
+def result_of(
+    samples: Sequence[Sample], rule: Rule, exhausted: bool, waves: list[int], voters: list[Sample] | None = None
+) -> StrategyResult:
+    """The answer ``rule`` chooses among ``voters`` (default: every sample), with a trace of every
+    sample in drawing order (a sweep re-selects from it)."""
     trace = {
         "samples": [sample.model_dump() for sample in samples],
         "waves": waves,
         "samples_drawn": len(samples),
         "selection": rule,
     }
+    if voters is not None:
+        trace["voters"] = len(voters)
     if not samples:
         return StrategyResult(answer=None, output="", best_so_far=True, trace=trace)
-    chosen = choose(samples, rule)
+    chosen = choose(voters or samples, rule)
     if chosen.tally is not None:
         trace["tally"] = chosen.tally
     output, cut_off = (chosen.sample.text, chosen.sample.cut_off) if chosen.sample else ("", False)

@@ -9,10 +9,12 @@ the same way. A strategy's trace keeps each sample as ``sample.model_dump()``, r
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from verifiers.extraction import extract_answer
@@ -30,7 +32,9 @@ class Sample(BaseModel):
     answer: str | None
     tokens: int | None = Field(None, description="completion tokens")
     score: float | None = Field(None, description="verifier score in [0, 1], when a verifier scored it")
-    confidence: float | None = Field(None, description="token-level confidence, when measured")
+    confidence: dict[str, float] | None = Field(
+        None, description="confidence measures of its tokens (verifiers.confidence), when drawn with logprobs"
+    )
     cut_off: bool = Field(False, description="decoding stopped at max_tokens or an abort, not at the model's end")
 
 
@@ -86,6 +90,42 @@ def vote_is_decided(totals: dict[str, float], remaining: int) -> bool:
     ranked = sorted(totals.values(), reverse=True)
     runner_up = ranked[1] if len(ranked) > 1 else 0.0
     return ranked[0] - runner_up > remaining
+
+
+def leader_stays_probability(totals: dict[str, float], draws: int = 4000) -> float:
+    """Adaptive-Consistency's stop statistic: P(the leading answer's true share is the largest).
+
+    The answer shares get a Dirichlet posterior (uniform prior, the vote counts, and one pseudo-answer
+    for everything not seen yet); the probability is a seeded Monte Carlo estimate.
+    Example: ``{"12": 7}`` gives about 0.99; ``{"12": 2, "13": 2}`` about 0.5.
+    """
+    if not totals:
+        return 0.0
+    counts = sorted(totals.values(), reverse=True)
+    alpha = np.array([*counts, 0.0]) + 1.0
+    shares = np.random.default_rng(0).dirichlet(alpha, size=draws)
+    return float(np.mean(np.argmax(shares, axis=1) == 0))
+
+
+def window_agrees(window: Sequence[Sample]) -> bool:
+    """ESC's stop test: every sample of the latest window states the same answer."""
+    answers = {sample.answer for sample in window}
+    return len(window) > 0 and len(answers) == 1 and None not in answers
+
+
+def most_confident(samples: Sequence[Sample], share: float, measure: str) -> list[Sample]:
+    """DeepConf offline: the ``share`` of samples (at least one) with the highest ``measure``, in drawing order.
+
+    Samples without that measure rank last. Example: ``most_confident(samples, 0.1, "lowest_group")``.
+    """
+    keep = max(1, math.ceil(len(samples) * share))
+
+    def confidence(sample: Sample) -> float:
+        value = (sample.confidence or {}).get(measure)
+        return value if value is not None else -math.inf
+
+    kept = set(sorted(range(len(samples)), key=lambda i: confidence(samples[i]), reverse=True)[:keep])
+    return [sample for index, sample in enumerate(samples) if index in kept]
 
 
 def agreement(samples: Sequence[Sample]) -> float:

@@ -18,6 +18,7 @@ from orchestrator.core.settings import Settings
 from orchestrator.core.verification import Verifier
 from verifiers.arith_steps import ArithmeticStepVerifier
 from verifiers.base import BaseVerifier
+from verifiers.confidence import ConfidenceVerifier, confidence_verifier
 from verifiers.prm import ProcessRewardModel
 from verifiers.self_judge import SelfJudgeVerifier
 
@@ -27,7 +28,17 @@ VERIFIERS: dict[str, type[BaseVerifier]] = {
     "arith_steps": ArithmeticStepVerifier,  # a calculator over each step's equations; free
     "self_judge": SelfJudgeVerifier,  # the policy model's own P(Yes) per step; one token per step
     "prm": ProcessRewardModel,  # a process reward model on a vLLM pooling server (TTC_PRM__URL)
+    # The sample's own token distribution (free; needs samples drawn with logprobs):
+    "confidence": confidence_verifier("confidence", "lowest_group"),  # DeepConf's lowest group confidence
+    "confidence_mean": confidence_verifier("confidence_mean", "mean"),
+    "confidence_bottom_10": confidence_verifier("confidence_bottom_10", "bottom_10"),
+    "confidence_tail": confidence_verifier("confidence_tail", "tail"),
+    "self_certainty": confidence_verifier("self_certainty", "self_certainty"),
+    "answer_logprob": confidence_verifier("answer_logprob", "answer_logprob"),
 }
+
+
+CONFIDENCE_VERIFIERS = frozenset(name for name, cls in VERIFIERS.items() if issubclass(cls, ConfidenceVerifier))
 
 
 def known_verifier(name: str) -> str:

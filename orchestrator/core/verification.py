@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from orchestrator.core.backends.base import GenerationResult, Prompt, SamplingSettings
+from orchestrator.core.backends.base import GenerationResult, Prompt, SamplingSettings, TokenLogprob
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.rendering import ChatRenderer
 
@@ -25,10 +25,12 @@ Aggregation = Literal["last", "min", "prod"]
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """One candidate to score: the question and the solution steps written so far."""
+    """One candidate to score: the question and the solution steps written so far, and (for a
+    finished sample drawn with logprobs) its tokens' top-k log-probabilities."""
 
     question: str
     steps: tuple[str, ...]
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 class PolicyModel(Protocol):

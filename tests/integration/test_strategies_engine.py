@@ -109,3 +109,17 @@ async def test_a_deadline_ends_sixteen_streams_within_a_decode_step_of_it(inproc
     assert 5.0 <= elapsed < 6.0, elapsed
     counters = await inprocess_backend.counters()
     assert counters.requests_running == 0  # the engine requests were aborted, not left decoding
+
+
+async def test_samples_carry_their_confidence_and_deepconf_votes_among_the_most_confident(inprocess_backend) -> None:
+    params = {"n": 8, "adaptive": False, "max_tokens": 96, "selection": "weighted", "verifier": "confidence"}
+    result, _ = await run(inprocess_backend, "best_of_n", {**params, "keep_top": 0.25}, Budget(deadline_s=300))
+    samples = result.trace["samples"]
+    for sample in samples:  # every sample measured from its own top-5 logprobs
+        measures = sample["confidence"]
+        assert {"mean", "lowest_group", "bottom_10", "tail", "self_certainty"} <= set(measures)
+        assert 0 < measures["lowest_group"] <= measures["bottom_10"] <= measures["mean"] + 1e-9
+    assert result.trace["voters"] == 2
+    top_two = sorted(samples, key=lambda s: s["confidence"]["lowest_group"], reverse=True)[:2]
+    stated = {s["answer"] for s in top_two if s["answer"] is not None}
+    assert result.answer in stated if stated else result.answer is None  # only the two most confident voted

@@ -10,7 +10,15 @@ from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.session import Session
 from strategies import REGISTRY, get_strategy
-from strategies.selection import Sample, choose, tally, vote_is_decided
+from strategies.selection import (
+    Sample,
+    choose,
+    leader_stays_probability,
+    most_confident,
+    tally,
+    vote_is_decided,
+    window_agrees,
+)
 from tests.sessions import new_session
 
 
@@ -129,3 +137,37 @@ def test_every_strategy_publishes_a_params_schema() -> None:
 def test_bad_params_get_a_clear_error(name: str, params: dict, field: str) -> None:
     with pytest.raises(InvalidRequestError, match=field):
         get_strategy(name).parse_params(params)
+
+
+def test_adaptive_consistency_and_esc_stop_rules() -> None:
+    # Beta(5, 1) > 1/2 with probability 1 - 0.5**5 = 0.969: four agreeing samples settle it at 0.95
+    assert leader_stays_probability({"12": 4}) == pytest.approx(1 - 0.5**5, abs=0.01)
+    assert leader_stays_probability({"12": 2, "13": 2}) == pytest.approx(0.5, abs=0.03)
+    assert leader_stays_probability({}) == 0.0
+    same = [Sample(text="", answer="7")] * 3
+    assert window_agrees(same) and not window_agrees([*same, Sample(text="", answer=None)])
+
+
+@pytest.mark.parametrize(("stop_rule", "waves_if_unanimous"), [("esc", 1), ("adaptive_consistency", 1), ("margin", 2)])
+async def test_a_unanimous_vote_stops_by_each_rule(stop_rule: str, waves_if_unanimous: int) -> None:
+    backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n)
+    strategy = get_strategy("best_of_n")
+    params = strategy.parse_params({"n": 8, "wave_size": 4, "stop_rule": stop_rule, "logprobs": 0})
+    result = await strategy.run("3 + 4?", new_session(backend), params)
+    assert len(result.trace["waves"]) == waves_if_unanimous  # margin needs 5 of 8 ahead: two waves
+
+
+def test_deepconf_offline_keeps_the_most_confident_share_in_drawing_order() -> None:
+    samples = [Sample(text=str(i), answer=str(i), confidence={"lowest_group": c}) for i, c in enumerate([3, 9, 1, 7])]
+    assert [s.answer for s in most_confident(samples, 0.5, "lowest_group")] == ["1", "3"]
+    assert [s.answer for s in most_confident(samples, 0.1, "lowest_group")] == ["1"]  # at least one
+    unmeasured = [Sample(text="x", answer="x"), *samples[:1]]
+    assert [s.answer for s in most_confident(unmeasured, 0.5, "lowest_group")] == ["0"]
+
+
+def test_confidence_verifiers_need_logprobs() -> None:
+    strategy = get_strategy("best_of_n")
+    with pytest.raises(InvalidRequestError, match="logprobs"):
+        strategy.parse_params({"keep_top": 0.1, "logprobs": 0})
+    with pytest.raises(InvalidRequestError, match="logprobs"):
+        strategy.parse_params({"verifier": "self_certainty", "selection": "weighted", "logprobs": 0})
