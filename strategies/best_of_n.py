@@ -12,7 +12,9 @@ confidence measures (``verifiers.confidence``). With ``adaptive`` on, sampling s
 
 ``keep_top`` is DeepConf offline (Fu et al. 2025): the vote is held among only the most
 confident fraction of the samples; with ``selection="weighted"`` and a ``confidence``
-verifier, their votes are weighted by confidence too.
+verifier, their votes are weighted by confidence too. ``online_keep`` is DeepConf online
+(``strategies.deepconf``): after a warm-up wave, traces are aborted in the engine while they
+are decoded once their confidence drops, and sampling stops at a confidence-weighted consensus.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.backends.base import SamplingSettings, StopCheck
 from orchestrator.core.errors import BudgetExceededError
 from orchestrator.core.session import Session
 from orchestrator.core.verification import Aggregation, ScoreRequest
 from strategies.base import StrategyResult, register
+from strategies.deepconf import below_threshold, consensus_share, online_threshold
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from strategies.selection import (
     Rule,
@@ -82,13 +85,28 @@ class BestOfNParams(BaseModel):
         None, gt=0.0, le=1.0, description="DeepConf offline: vote among only this most confident share (0.1, 0.9)"
     )
     confidence_measure: Measure = Field("lowest_group", description="the confidence measure keep_top ranks by")
+    online_keep: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="DeepConf online: after a warm-up wave, stop traces less confident than "
+        "this most confident share of it (0.1 aggressive, 0.9 cautious)",
+    )
+    consensus: float = Field(
+        0.95,
+        gt=0.5,
+        le=1.0,
+        description="DeepConf online: stop once the leader holds this confidence-weighted share",
+    )
 
     def parallel_streams(self) -> int:
         return self.n
 
     @model_validator(mode="after")
     def _confidence_needs_logprobs(self) -> BestOfNParams:
-        reads_tokens = self.keep_top is not None or self.verifier in CONFIDENCE_VERIFIERS
+        reads_tokens = (
+            self.keep_top is not None or self.online_keep is not None or self.verifier in CONFIDENCE_VERIFIERS
+        )
         if reads_tokens and self.logprobs == 0:
             raise ValueError("keep_top and the confidence verifiers read token logprobs: set logprobs > 0")
         return self
@@ -104,6 +122,8 @@ class BestOfNParams(BaseModel):
 async def best_of_n(question: str, session: Session, params: BestOfNParams) -> StrategyResult:
     """N samples (in waves); pick by majority vote, verifier-weighted vote or verifier argmax."""
     prompt = session.renderer.render_question(question, system=params.system_prompt)
+    if params.online_keep is not None:
+        return await deepconf_online(question, prompt, session, params)
     samples: list[Sample] = []
     waves: list[int] = []
     exhausted = False
@@ -125,6 +145,31 @@ async def best_of_n(question: str, session: Session, params: BestOfNParams) -> S
     return result_of(samples, params.selection, exhausted, waves, voters=kept)
 
 
+async def deepconf_online(question: str, prompt: str, session: Session, params: BestOfNParams) -> StrategyResult:
+    """A whole warm-up wave sets the threshold; later waves are streamed and cut below it (``strategies.deepconf``)."""
+    samples: list[Sample] = []
+    waves: list[int] = []
+    exhausted, threshold = False, None
+    try:
+        samples += await draw_wave(question, prompt, session, params, min(params.wave_size, params.n))
+        waves.append(len(samples))
+        threshold = online_threshold(samples, params.online_keep or 1.0)
+        stop = below_threshold(threshold, params.logprobs) if threshold is not None else None
+        while len(samples) < params.n and consensus_share(samples) < params.consensus:
+            size = min(params.wave_size, params.n - len(samples))
+            samples += await draw_wave(question, prompt, session, params, size, stop_when=stop)
+            waves.append(size)
+            stopped = sum(sample.stopped for sample in samples)
+            await session.emit({"type": "wave", "samples": len(samples), "stopped": stopped, "threshold": threshold})
+    except BudgetExceededError:
+        exhausted = True
+    voters = [sample for sample in samples if not sample.stopped]
+    if params.keep_top:
+        voters = most_confident(voters, params.keep_top, params.confidence_measure)
+    result = result_of(samples, params.selection, exhausted, waves, voters=voters)
+    return result.model_copy(update={"trace": {**result.trace, "online_threshold": threshold}})
+
+
 def is_settled(params: BestOfNParams, samples: list[Sample], last_wave: int, votes: dict[str, float]) -> bool:
     """Whether ``params.stop_rule`` ends sampling after a wave of ``last_wave`` samples."""
     if params.stop_rule == "adaptive_consistency":
@@ -134,17 +179,24 @@ def is_settled(params: BestOfNParams, samples: list[Sample], last_wave: int, vot
     return vote_is_decided(votes, params.n - len(samples))
 
 
-async def draw_wave(question: str, prompt: str, session: Session, params: BestOfNParams, size: int) -> list[Sample]:
-    """``size`` samples in one batched request, scored by the verifier when the selection needs it."""
+async def draw_wave(
+    question: str, prompt: str, session: Session, params: BestOfNParams, size: int, stop_when: StopCheck | None = None
+) -> list[Sample]:
+    """``size`` samples in one batched request, scored by the verifier when the selection needs it.
+
+    With ``stop_when`` each sample is its own streamed request (the engine can abort one without the
+    others); an aborted sample is marked ``stopped``.
+    """
     sampling = SamplingSettings(
-        n=size,
+        n=1 if stop_when else size,
         temperature=params.temperature,
         top_p=params.top_p,
         max_tokens=params.max_tokens,
         logprobs=params.logprobs or None,
     )
-    [result] = await session.generate([prompt], sampling)
-    completions = result.completions
+    prompts = [prompt] * size if stop_when else [prompt]
+    results = await session.generate(prompts, sampling, stop_when=stop_when)
+    completions = [completion for result in results for completion in result.completions]
     scores: Sequence[float | None] = [None] * len(completions)
     if params.selection != "majority":
         batch = [ScoreRequest(question, split_steps(c.text, params.step_delimiter), c.logprobs) for c in completions]
@@ -158,6 +210,7 @@ async def draw_wave(question: str, prompt: str, session: Session, params: BestOf
             score=score,
             confidence=trace_confidence(c.logprobs, k=params.logprobs, vocab_size=vocab_size) if c.logprobs else None,
             cut_off=c.finish_reason != "stop",
+            stopped=stop_when is not None and c.finish_reason == "abort",
         )
         for c, score in zip(completions, scores, strict=True)
     ]

@@ -36,6 +36,7 @@ class Sample(BaseModel):
         None, description="confidence measures of its tokens (verifiers.confidence), when drawn with logprobs"
     )
     cut_off: bool = Field(False, description="decoding stopped at max_tokens or an abort, not at the model's end")
+    stopped: bool = Field(False, description="DeepConf online stopped it as unconfident: it does not vote")
 
 
 class Choice(BaseModel):

@@ -17,7 +17,13 @@ from typing import Any
 
 import anyio
 
-from orchestrator.core.backends.base import GenerationBackend, GenerationResult, Prompt, SamplingSettings
+from orchestrator.core.backends.base import (
+    GenerationBackend,
+    GenerationResult,
+    Prompt,
+    SamplingSettings,
+    StopCheck,
+)
 from orchestrator.core.budget import BudgetMeter
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.rendering import ChatRenderer
@@ -59,9 +65,17 @@ class Session:
         return self.backend.renderer
 
     async def generate(
-        self, prompts: Sequence[Prompt], sampling: SamplingSettings, *, n_per_prompt: Sequence[int] | None = None
+        self,
+        prompts: Sequence[Prompt],
+        sampling: SamplingSettings,
+        *,
+        n_per_prompt: Sequence[int] | None = None,
+        stop_when: StopCheck | None = None,
     ) -> list[GenerationResult]:
         """Generate for all prompts in one batch, within the budget; charges the meter.
+
+        ``stop_when`` aborts a sample in the engine once it returns True on its tokens so far
+        (``GenerationBackend.generate``); what it decoded until then is charged.
 
         ``n_per_prompt`` gives each prompt its own number of samples (default ``sampling.n``).
 
@@ -78,7 +92,7 @@ class Session:
                 sampling = sampling.model_copy(update={"max_tokens": allowed})
             with self._within_deadline("generation"):
                 results = await self.backend.generate(
-                    prompts, sampling, tree_id=self.tree_id, n_per_prompt=n_per_prompt
+                    prompts, sampling, tree_id=self.tree_id, n_per_prompt=n_per_prompt, stop_when=stop_when
                 )
             for result in results:
                 lengths = [len(c.token_ids) for c in result.completions]

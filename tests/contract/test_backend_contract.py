@@ -136,6 +136,23 @@ async def test_abort_stops_a_running_request(backend: GenerationBackend) -> None
     await _wait_until_idle(backend)
 
 
+async def test_a_sample_stopped_while_it_is_decoded_is_aborted_in_the_engine(backend: GenerationBackend) -> None:
+    prompt = backend.renderer.render_question("Write a very long story about a lighthouse.")
+    sampling = SamplingSettings(max_tokens=1500, temperature=1.0, logprobs=5)
+    seen: list[int] = []
+
+    def enough(logprobs) -> bool:  # what DeepConf online asks after every decoded step
+        seen.append(len(logprobs))
+        return len(logprobs) >= 24
+
+    [result] = await backend.generate([prompt], sampling, stop_when=enough)
+    [completion] = result.completions
+    assert completion.finish_reason == "abort" and 24 <= len(completion.token_ids) < 1500
+    assert len(completion.logprobs) == len(completion.token_ids) and completion.text
+    assert seen == sorted(seen) and len(seen) > 1  # judged as it grew, not once at the end
+    await _wait_until_idle(backend)  # the engine stopped decoding it
+
+
 async def test_cancelling_the_caller_aborts_engine_requests(backend: GenerationBackend) -> None:
     prompt = backend.renderer.render_question("Write a very long story about a knight.")
     with anyio.move_on_after(1.5):

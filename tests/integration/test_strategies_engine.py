@@ -123,3 +123,16 @@ async def test_samples_carry_their_confidence_and_deepconf_votes_among_the_most_
     top_two = sorted(samples, key=lambda s: s["confidence"]["lowest_group"], reverse=True)[:2]
     stated = {s["answer"] for s in top_two if s["answer"] is not None}
     assert result.answer in stated if stated else result.answer is None  # only the two most confident voted
+
+
+async def test_deepconf_online_stops_traces_in_the_engine_and_charges_what_they_decoded(inprocess_backend) -> None:
+    params = {"n": 12, "wave_size": 4, "online_keep": 0.1, "max_tokens": 160, "temperature": 1.0}
+    result, usage = await run(inprocess_backend, "best_of_n", params, Budget(deadline_s=300))
+    samples = result.trace["samples"]
+    threshold = result.trace["online_threshold"]
+    assert threshold == max(s["confidence"]["lowest_group"] for s in samples[:4])  # keep 0.1 of 4: the best one
+    stopped = [s for s in samples if s["stopped"]]
+    assert stopped, "with the warm-up's best trace as the bar, later traces fall below it"
+    assert all(16 <= s["tokens"] < 160 for s in stopped)  # cut once a 16-token window fell below the bar
+    assert usage.completion_tokens == sum(s["tokens"] for s in samples)  # what they decoded is charged
+    assert (await inprocess_backend.counters()).requests_running == 0

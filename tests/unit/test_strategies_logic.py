@@ -10,6 +10,7 @@ from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.session import Session
 from strategies import REGISTRY, get_strategy
+from strategies.deepconf import online_threshold
 from strategies.selection import (
     Sample,
     choose,
@@ -171,3 +172,33 @@ def test_confidence_verifiers_need_logprobs() -> None:
         strategy.parse_params({"keep_top": 0.1, "logprobs": 0})
     with pytest.raises(InvalidRequestError, match="logprobs"):
         strategy.parse_params({"verifier": "self_certainty", "selection": "weighted", "logprobs": 0})
+
+
+def test_the_online_threshold_is_what_the_most_confident_share_of_the_warm_up_reaches() -> None:
+    warmup = [Sample(text="", answer="1", confidence={"lowest_group": float(c)}) for c in range(1, 11)]
+    assert online_threshold(warmup, 0.1) == 10.0 and online_threshold(warmup, 0.9) == 2.0
+    assert online_threshold([Sample(text="", answer="1")], 0.5) is None
+
+
+SURE, UNSURE = "3 + 4 = 7, so the answer is 7.", "Hmm, maybe 3 + 4 = 5? The answer is 5."
+
+
+async def test_deepconf_online_stops_unsure_traces_in_the_engine_and_they_do_not_vote() -> None:
+    texts = iter([SURE, UNSURE] * 40)
+    backend = ScriptedBackend(
+        lambda prompt, sampling: [next(texts) for _ in range(sampling.n)],
+        token_logprobs=lambda text: (-0.1, -8.0) if text == SURE else (-1.6, -1.6),  # C = 6.5 vs 1.6
+    )
+    strategy = get_strategy("best_of_n")
+    params = strategy.parse_params({"n": 12, "wave_size": 4, "online_keep": 0.5, "logprobs": 5})
+    session = new_session(backend)
+    result = await strategy.run("3 + 4?", session, params)
+    samples = [Sample.model_validate(s) for s in result.trace["samples"]]
+    warmup, later = samples[:4], samples[4:]
+    assert not any(s.stopped for s in warmup)  # the warm-up is decoded whole
+    stopped = [s for s in later if s.stopped]
+    assert stopped and all(s.tokens == 16 and s.text.startswith("Hmm") for s in stopped)  # cut after one window
+    assert len(backend.aborted) == len(stopped)
+    assert result.answer == "7" and result.trace["voters"] == len(samples) - len(stopped)
+    full_cost = sum(len(SURE if s.text.startswith("3") else UNSURE) for s in samples)
+    assert session.meter.usage.completion_tokens < full_cost  # the stopped traces' tail was never decoded

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -107,6 +107,10 @@ class ModelInfo:
     shape: ModelShape
 
 
+StopCheck = Callable[[Sequence[TokenLogprob]], bool]
+"""Looks at a sample's tokens so far (their top-k logprobs) and says whether to stop decoding it now."""
+
+
 def new_request_id(tree_id: str | None = None) -> str:
     """A unique engine request id; prefixed by the tree id so engine logs group a search."""
     suffix = uuid.uuid4().hex[:16]
@@ -147,11 +151,17 @@ class GenerationBackend(abc.ABC):
         tree_id: str | None = None,
         request_ids: Sequence[str] | None = None,
         n_per_prompt: Sequence[int] | None = None,
+        stop_when: StopCheck | None = None,
     ) -> list[GenerationResult]:
         """Generate for every prompt concurrently; results come back in prompt order.
 
         ``n_per_prompt`` overrides ``sampling.n`` prompt by prompt (tree search expands
         each node into its own number of children, all in one batch).
+
+        ``stop_when`` streams each sample's tokens as they are decoded and aborts the request in
+        the engine as soon as it returns True; the sample comes back cut short, with
+        ``finish_reason="abort"`` and the tokens decoded so far (which were computed, so they count).
+        It needs ``n == 1`` per prompt and ``sampling.logprobs``.
 
         All prompts of one call (and all calls with one ``tree_id``) go to the same
         engine replica, so siblings share the prefix cache. Cancelling the caller
@@ -163,6 +173,8 @@ class GenerationBackend(abc.ABC):
             raise InvalidRequestError("request_ids must have one id per prompt")
         if n_per_prompt is not None and len(n_per_prompt) != len(prompts):
             raise InvalidRequestError("n_per_prompt must have one count per prompt")
+        if stop_when is not None and (sampling.n != 1 or n_per_prompt is not None or not sampling.logprobs):
+            raise InvalidRequestError("stop_when needs one sample per prompt and sampling.logprobs")
         ids = list(request_ids) if request_ids is not None else [new_request_id(tree_id) for _ in prompts]
         counts = list(n_per_prompt) if n_per_prompt is not None else [sampling.n] * len(prompts)
         jobs = [
@@ -173,7 +185,10 @@ class GenerationBackend(abc.ABC):
 
         async def run(index: int) -> None:
             token_ids, settings = jobs[index]
-            results[index] = await self._generate_one(token_ids, settings, ids[index], tree_id)
+            if stop_when is None:
+                results[index] = await self._generate_one(token_ids, settings, ids[index], tree_id)
+            else:
+                results[index] = await self._generate_until(token_ids, settings, ids[index], tree_id, stop_when)
 
         try:
             async with anyio.create_task_group() as group:
@@ -208,6 +223,12 @@ class GenerationBackend(abc.ABC):
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
     ) -> GenerationResult:
         """Run one prompt to completion on the engine."""
+
+    async def _generate_until(
+        self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
+    ) -> GenerationResult:
+        """Decode one sample, streamed, until ``stop`` says so (then abort it) or it finishes."""
+        raise InvalidRequestError(f"{type(self).__name__} cannot stop a sample while it is decoded")
 
     @abc.abstractmethod
     async def abort(self, request_id: str) -> None:

@@ -27,6 +27,7 @@ from orchestrator.core.backends.base import (
     GenerationResult,
     ModelInfo,
     SamplingSettings,
+    StopCheck,
     TokenLogprob,
 )
 from orchestrator.core.costmodel import load_model_shape
@@ -167,13 +168,7 @@ class InProcessBackend(GenerationBackend):
         from vllm.sampling_params import RequestOutputKind
         from vllm.v1.engine.exceptions import EngineDeadError
 
-        with anyio.fail_after(600):  # a generous bound: an engine mid-restart never hangs a caller
-            await self._ready.wait()
-        if self._gave_up is not None:
-            raise self._gave_up
-        engine = self._engine
-        if engine is None:
-            raise BackendUnavailableError("the inference engine is shut down: the service is stopping")
+        engine = await self._live_engine()
         params = SamplingParams(
             n=sampling.n,
             temperature=sampling.temperature,
@@ -198,6 +193,56 @@ class InProcessBackend(GenerationBackend):
         if final is None or not final.finished or any(c.finish_reason == "abort" for c in final.outputs):
             raise RequestAbortedError(f"request {request_id} was aborted")
         return _to_result(request_id, final, len(token_ids))
+
+    async def _generate_until(
+        self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
+    ) -> GenerationResult:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        engine = await self._live_engine()
+        params = SamplingParams(
+            n=1,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+            stop=list(sampling.stop),
+            include_stop_str_in_output=sampling.include_stop_str_in_output,
+            logprobs=sampling.logprobs,
+            output_kind=RequestOutputKind.DELTA,  # each step's new tokens, to judge the sample as it grows
+        )
+        text, ids, logprobs, cached, finish = "", [], [], 0, None
+        try:
+            async for output in engine.generate({"prompt_token_ids": token_ids}, params, request_id=request_id):
+                delta = output.outputs[0]
+                text, ids = text + delta.text, ids + list(delta.token_ids)
+                logprobs += _to_logprobs(delta.token_ids, delta.logprobs) or ()
+                cached = int(output.num_cached_tokens or cached)
+                finish = delta.finish_reason
+                if output.finished:
+                    break
+                if stop(logprobs):
+                    await engine.abort(request_id)  # the engine stops decoding it now
+                    finish = "abort"
+                    break
+        except EngineDeadError:
+            self._schedule_restart(engine)
+            raise EngineDiedError(
+                "the inference engine died while this request was running; it is being restarted — retry shortly"
+            ) from None
+        completion = Completion(text, tuple(ids), finish or "abort", tuple(logprobs))
+        return GenerationResult(request_id, (completion,), len(token_ids), cached)
+
+    async def _live_engine(self) -> Any:
+        """The engine, once it is ready (waiting out a rebuild), or the reason there is none."""
+        with anyio.fail_after(600):  # a generous bound: an engine mid-restart never hangs a caller
+            await self._ready.wait()
+        if self._gave_up is not None:
+            raise self._gave_up
+        if self._engine is None:
+            raise BackendUnavailableError("the inference engine is shut down: the service is stopping")
+        return self._engine
 
     def stopping(self) -> None:
         """The process is shutting down (a signal arrived): an engine that dies now stays dead."""

@@ -10,6 +10,7 @@ the servers with ``--enable-prompt-tokens-details``, or they count as uncached.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -23,6 +24,7 @@ from orchestrator.core.backends.base import (
     GenerationResult,
     ModelInfo,
     SamplingSettings,
+    StopCheck,
     TokenLogprob,
 )
 from orchestrator.core.backends.vllm_http import choose_model, error_message, replica_order, served_models
@@ -78,6 +80,59 @@ class RemoteBackend(GenerationBackend):
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
     ) -> GenerationResult:
+        body = self._body(token_ids, sampling, request_id)
+        with anyio.CancelScope() as scope:
+            self._in_flight[request_id] = scope
+            try:
+                replica, response = await self._post_to_live_replica(tree_id or request_id, body)
+            finally:
+                self._in_flight.pop(request_id, None)
+        if scope.cancelled_caught:  # aborted: closing the connection made the server abort it
+            raise RequestAbortedError(f"request {request_id} was aborted")
+        return _parse_completion(request_id, replica, response, len(token_ids))
+
+    async def _generate_until(
+        self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
+    ) -> GenerationResult:
+        """Stream the completion (server-sent chunks with logprobs); closing the stream when ``stop``
+        says so makes vLLM abort the request. An aborted stream reports no usage: its prompt counts
+        as uncached."""
+        body = {
+            **self._body(token_ids, sampling, request_id),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        replica = replica_order(self.base_urls, tree_id or request_id)[0]
+        text, ids, logprobs, finish, usage = "", [], [], None, {}
+        try:
+            async with self._client.stream("POST", f"{replica}/v1/completions", json=body) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    _parse_completion(request_id, replica, response, len(token_ids))  # raises its error
+                async for line in response.aiter_lines():
+                    if not line.startswith("data: ") or line == "data: [DONE]":
+                        continue
+                    chunk = json.loads(line.removeprefix("data: "))
+                    usage = chunk.get("usage") or usage
+                    for choice in chunk.get("choices") or []:
+                        part = _to_completion(choice)
+                        text, ids = text + part.text, ids + list(part.token_ids)
+                        logprobs += part.logprobs or ()
+                        finish = choice.get("finish_reason") or finish
+                    if finish is None and logprobs and stop(logprobs):
+                        finish = "abort"
+                        break  # leaving the block closes the connection: the server aborts the request
+        except httpx.HTTPError as error:
+            raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
+        details = usage.get("prompt_tokens_details") or {}
+        return GenerationResult(
+            request_id,
+            (Completion(text, tuple(ids), finish or "abort", tuple(logprobs)),),
+            int(usage.get("prompt_tokens", len(token_ids))),
+            int(details.get("cached_tokens") or 0),
+        )
+
+    def _body(self, token_ids: list[int], sampling: SamplingSettings, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": self.served_model,
             "prompt": token_ids,
@@ -92,15 +147,7 @@ class RemoteBackend(GenerationBackend):
         }
         if sampling.logprobs is not None:
             body["logprobs"] = sampling.logprobs
-        with anyio.CancelScope() as scope:
-            self._in_flight[request_id] = scope
-            try:
-                replica, response = await self._post_to_live_replica(tree_id or request_id, body)
-            finally:
-                self._in_flight.pop(request_id, None)
-        if scope.cancelled_caught:  # aborted: closing the connection made the server abort it
-            raise RequestAbortedError(f"request {request_id} was aborted")
-        return _parse_completion(request_id, replica, response, len(token_ids))
+        return body
 
     async def _post_to_live_replica(self, tree_id: str, body: dict[str, Any]) -> tuple[str, httpx.Response]:
         """Send to the tree's replica; one that cannot be reached at all (the request never left)

@@ -19,6 +19,8 @@ from orchestrator.core.backends.base import (
     GenerationResult,
     ModelInfo,
     SamplingSettings,
+    StopCheck,
+    TokenLogprob,
 )
 from orchestrator.core.costmodel import ModelShape
 from orchestrator.core.rendering import ChatRenderer
@@ -51,11 +53,20 @@ class ScriptedBackend(GenerationBackend):
     """Returns scripted completions; records every call for assertions."""
 
     def __init__(
-        self, script: Script, *, max_model_len: int = 4096, delay_s: float | Callable[[str], float] = 0.0
+        self,
+        script: Script,
+        *,
+        max_model_len: int = 4096,
+        delay_s: float | Callable[[str], float] = 0.0,
+        token_logprobs: Callable[[str], tuple[float, float]] = lambda text: (-0.1, -8.0),
     ) -> None:
+        """``token_logprobs(text)``: (the sampled token's, each top alternative's) log-probability at
+        every position of a completion, for tests that read confidence: (-0.1, -8) is a confident
+        trace, (-1.6, -1.6) an unsure one."""
         super().__init__(ChatRenderer(CharTokenizer()), ModelInfo("scripted", max_model_len, TINY_SHAPE))
         self.script = script
         self.delay_s = delay_s
+        self.token_logprobs = token_logprobs
         self.calls: list[tuple[str, SamplingSettings, str | None]] = []
         self.aborted: list[str] = []
         self._seen_prompts: set[str] = set()
@@ -79,7 +90,27 @@ class ScriptedBackend(GenerationBackend):
     def _completion(self, text: str, sampling: SamplingSettings) -> Completion:
         clipped = text[: sampling.max_tokens]
         reason = "length" if len(text) > sampling.max_tokens else "stop"
-        return Completion(clipped, tuple(ord(ch) for ch in clipped), reason)
+        return Completion(clipped, tuple(ord(ch) for ch in clipped), reason, self._logprobs(text, clipped, sampling))
+
+    def _logprobs(self, text: str, clipped: str, sampling: SamplingSettings) -> tuple[TokenLogprob, ...] | None:
+        if not sampling.logprobs:
+            return None
+        chosen, alternative = self.token_logprobs(text)
+        others = {f"<alt{i}>": alternative for i in range(sampling.logprobs - 1)}
+        return tuple(TokenLogprob(token=ch, logprob=chosen, top={ch: chosen, **others}) for ch in clipped)
+
+    async def _generate_until(
+        self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
+    ) -> GenerationResult:
+        """The scripted sample, token by token, cut where ``stop`` says (as an engine abort would)."""
+        [whole] = (await self._generate_one(token_ids, sampling, request_id, tree_id)).completions
+        logprobs = whole.logprobs or ()
+        for length in range(1, len(logprobs)):
+            if stop(logprobs[:length]):
+                self.aborted.append(request_id)
+                cut = Completion(whole.text[:length], whole.token_ids[:length], "abort", logprobs[:length])
+                return GenerationResult(request_id, (cut,), len(token_ids), 0)
+        return GenerationResult(request_id, (whole,), len(token_ids), 0)
 
     async def abort(self, request_id: str) -> None:
         self.aborted.append(request_id)
