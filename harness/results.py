@@ -96,6 +96,10 @@ class SweepStore:
         raw = await self.redis.hget(self.keys.sweep_passes(self.sweep), key)
         return json.loads(raw) if raw else None
 
+    async def passes(self) -> dict[str, str]:
+        """Every stored best-of-N pass: ``item|params digest|seed`` to its JSON."""
+        return await self.redis.hgetall(self.keys.sweep_passes(self.sweep))
+
 
 def export_jsonl(results: list[SweepResult], probes: dict[str, ProbeFeatures], path: Path) -> Path:
     """One JSON object per result, with the item's probe features alongside."""

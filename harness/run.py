@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.catalog import load_dataset
 from harness.fit import Efficiency, efficiency, fit_policy
+from harness.learned import refuse_trained_items
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -25,6 +27,7 @@ from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
 from strategies.policy import Policy, load_policy
+from verifiers.learned import load_artifact
 
 Progress = Callable[[int, int], None]
 
@@ -83,6 +86,11 @@ async def run_sweep(
     """
     started = time.monotonic()
     problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)  # bad data fails before the engine
+    if any(config.params.get("verifier") == "learned" for config in spec.strategies):
+        if settings.learned_verifier is None:
+            raise InvalidRequestError("the sweep uses the learned verifier: set TTC_LEARNED_VERIFIER")
+        trained = frozenset(load_artifact(settings.learned_verifier)["meta"]["items"])
+        refuse_trained_items([p.id for p in problems], trained, f"sweep {spec.name}")
     async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
         results_store = SweepStore(store, spec.name)
         sweep = Sweep(spec, solver, results_store)
@@ -112,6 +120,19 @@ async def load_sweep(
     connection = await open_redis(settings.redis_url, settings.data_dir)
     try:
         return await _read_sweep(SweepStore(Store(connection, settings.redis_namespace), name))
+    finally:
+        await connection.aclose()
+
+
+async def load_sweep_passes(name: str, settings: Settings) -> tuple[dict[str, Any], dict[str, str]]:
+    """A stored sweep's spec and its best-of-N passes (no engine needed)."""
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        stored = SweepStore(Store(connection, settings.redis_namespace), name)
+        spec = await stored.spec()
+        if spec is None:
+            raise InvalidRequestError(f"no sweep named {name!r} in this Redis: run `ttc sweep --name` first")
+        return spec, await stored.passes()
     finally:
         await connection.aclose()
 

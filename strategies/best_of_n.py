@@ -104,11 +104,11 @@ class BestOfNParams(BaseModel):
 
     @model_validator(mode="after")
     def _confidence_needs_logprobs(self) -> BestOfNParams:
-        reads_tokens = (
-            self.keep_top is not None or self.online_keep is not None or self.verifier in CONFIDENCE_VERIFIERS
-        )
-        if reads_tokens and self.logprobs == 0:
-            raise ValueError("keep_top and the confidence verifiers read token logprobs: set logprobs > 0")
+        deepconf = self.keep_top is not None or self.online_keep is not None
+        if (deepconf or self.verifier in {*CONFIDENCE_VERIFIERS, "learned"}) and self.logprobs == 0:
+            raise ValueError(
+                "keep_top, online_keep, learned and confidence verifiers read token logprobs: set logprobs > 0"
+            )
         return self
 
     @model_validator(mode="after")

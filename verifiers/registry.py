@@ -19,6 +19,7 @@ from orchestrator.core.verification import Verifier
 from verifiers.arith_steps import ArithmeticStepVerifier
 from verifiers.base import BaseVerifier
 from verifiers.confidence import ConfidenceVerifier, confidence_verifier
+from verifiers.learned import LearnedVerifier
 from verifiers.prm import ProcessRewardModel
 from verifiers.self_judge import SelfJudgeVerifier
 
@@ -28,6 +29,7 @@ VERIFIERS: dict[str, type[BaseVerifier]] = {
     "arith_steps": ArithmeticStepVerifier,  # a calculator over each step's equations; free
     "self_judge": SelfJudgeVerifier,  # the policy model's own P(Yes) per step; one token per step
     "prm": ProcessRewardModel,  # a process reward model on a vLLM pooling server (TTC_PRM__URL)
+    "learned": LearnedVerifier,  # trained from ttc's own labelled dev samples (TTC_LEARNED_VERIFIER)
     # The sample's own token distribution (free; needs samples drawn with logprobs):
     "confidence": confidence_verifier("confidence", "lowest_group"),  # DeepConf's lowest group confidence
     "confidence_mean": confidence_verifier("confidence_mean", "mean"),

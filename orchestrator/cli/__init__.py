@@ -9,10 +9,11 @@ line naming what to fix, with exit status 2.
 from __future__ import annotations
 
 from orchestrator.cli.commands import app
-from orchestrator.cli.sweeps import fit_router, sweep
+from orchestrator.cli.sweeps import fit_router, sweep, train_verifier
 
 app.command("sweep")(sweep)
 app.command("fit-router")(fit_router)
+app.command("train-verifier")(train_verifier)
 
 
 def main() -> None:

@@ -174,3 +174,36 @@ def _run(go):
     except KeyboardInterrupt:
         typer.echo("interrupted: finished points are stored; rerun the same command to resume")
         raise typer.Exit(130) from None
+
+
+def train_verifier(
+    name: Annotated[str | None, typer.Argument(help="the dev sweep whose best-of-N samples to learn from")] = None,
+    samples: Annotated[
+        list[Path] | None, typer.Option(help="signal-sample files of dev items (benchmarks/signal_samples.py)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="the verifier file to write")] = Path("learned-verifier.joblib"),
+) -> None:
+    """Train the `learned` verifier from labelled dev samples; serve it with TTC_LEARNED_VERIFIER."""
+    from harness.learned import from_signal_samples, from_sweep_passes, save, train
+    from harness.run import load_sweep_passes
+
+    if (name is None) == (not samples):
+        fail(InvalidRequestError("name a dev sweep, or give --samples files, not both"))
+    if name is not None:
+        spec, passes = _run(lambda: load_sweep_passes(name, _settings()))
+        rows, source = from_sweep_passes(spec, passes), f"sweep {name}"
+    else:
+        try:
+            rows, source = from_signal_samples(samples or []), ", ".join(str(p) for p in samples or [])
+        except InvalidRequestError as error:
+            fail(error)
+    typer.echo(f"training on {len(rows)} samples of {len({r.item_id for r in rows})} dev items ...")
+    try:
+        artifact = train(rows, source)
+    except InvalidRequestError as error:
+        fail(error)
+    path = save(artifact, out.resolve())
+    meta = artifact["meta"]
+    aurocs = ", ".join(f"{model} {auroc:.3f}" for model, auroc in meta["validation_auroc"].items())
+    typer.echo(f"held-out AUROC: {aurocs}; kept {meta['model']}")
+    typer.echo(f"verifier: {path}\nuse it: TTC_LEARNED_VERIFIER={path} ttc serve")

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
     redis_namespace: str = Field("ttc", pattern=r"^[A-Za-z0-9_.-]+$")
     data_dir: Path = Field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share"))
     model_cache_dir: Path = Field(default_factory=lambda: _user_dir("XDG_CACHE_HOME", ".cache") / "models")
+    learned_verifier: Path | None = Field(
+        None,
+        description="the file `ttc train-verifier` writes; unset: the `learned` verifier is unavailable",
+    )
     budget: BudgetDefaults = Field(default_factory=BudgetDefaults)
     limits: RequestLimits = Field(default_factory=RequestLimits)
     embedded_worker: bool = Field(True, description="ttc serve also runs jobs (the one-process default)")

@@ -69,7 +69,7 @@ def test_unknown_verifier_lists_the_known_ones() -> None:
 async def test_a_verifier_set_builds_each_verifier_once_and_closes_them() -> None:
     verifiers = VerifierSet.build(Settings(prm=PrmOptions(url="http://127.0.0.1:9")))
     assert {"arith_steps", "self_judge", "prm", "confidence", "self_certainty", "answer_logprob"} <= set(VERIFIERS)
-    for name in VERIFIERS:
+    for name in set(VERIFIERS) - {"learned"}:  # learned needs its file (tests/unit/test_learned_verifier.py)
         assert verifiers.get(name) is verifiers.get(name) and isinstance(verifiers.get(name), Verifier)
     assert not verifiers.get("arith_steps").spends_budget and verifiers.get("self_judge").spends_budget
     prm = verifiers.get("prm")
@@ -107,3 +107,9 @@ def test_probability_of_yes_renormalises_over_yes_and_no() -> None:
     assert probability_of_yes(token) == pytest.approx(0.75)
     assert probability_of_yes(TokenLogprob("Hmm", -0.1, {"Hmm": -0.1})) == 0.5
     assert probability_of_yes(None) == 0.5
+
+
+def test_a_long_run_of_digits_is_checked_in_linear_time() -> None:
+    # Before: exponential backtracking — 60 digits without an "=" would not return in a lifetime.
+    assert check_equations("1" * 60 + " and then 12 x 3 = 36") == (1, 1)
+    assert score_step("7" * 5000) == score_step("no arithmetic here")

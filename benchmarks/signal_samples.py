@@ -1,0 +1,117 @@
+"""Draw and keep the samples every signal is measured on: N samples per item with their tokens'
+top-5 logprobs, graded against the item's gold answer.
+
+For each item: one batched request of N samples (temperature 0.7, up to 192 tokens). Each sample
+is kept with its answer, whether it is correct, its confidence measures, its per-token confidence
+series (to replay DeepConf online offline), and the calculator's score. Items are written one
+JSON line each to ``benchmarks/results/signals/<dataset>-<split>.jsonl``. A rerun skips the items
+already there, so an interrupted run resumes.
+
+    .venv/bin/python benchmarks/signal_samples.py arithmetic --split test --items 150
+    .venv/bin/python benchmarks/signal_samples.py gym:chain_sum --split dev --items 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import anyio
+from embedded import Engine, embedded_engine  # benchmarks/ is the script's directory
+
+from harness.catalog import load_dataset
+from harness.datasets import Problem
+from harness.grading import is_correct
+from orchestrator.core.backends.base import SamplingSettings
+from orchestrator.core.budget import Budget
+from orchestrator.core.verification import ScoreRequest
+from strategies.direct import DEFAULT_SYSTEM_PROMPT
+from strategies.selection import answer_of, split_steps
+from verifiers.confidence import token_confidence, trace_confidence
+
+OUT_DIR = Path(__file__).parent / "results" / "signals"
+TOP_K = 5
+SAMPLING = {"temperature": 0.7, "max_tokens": 192, "logprobs": TOP_K}
+
+
+def path_for(dataset: str, split: str) -> Path:
+    return OUT_DIR / f"{dataset.replace(':', '_')}-{split}.jsonl"
+
+
+async def sample_item(engine: Engine, problem: Problem, n: int) -> dict:
+    """N graded samples of one item, with every signal the analysis reads."""
+    session = engine.session(Budget())
+    prompt = session.renderer.render_question(problem.question, system=DEFAULT_SYSTEM_PROMPT)
+    [result] = await session.generate([prompt], SamplingSettings(n=n, **SAMPLING))
+    completions = result.completions
+    batch = [ScoreRequest(problem.question, split_steps(c.text), c.logprobs) for c in completions]
+    calculator = await session.score(session.verifier("arith_steps"), batch)
+    vocab = int(session.renderer.tokenizer.vocab_size)
+    samples = []
+    for completion, calc in zip(completions, calculator, strict=True):
+        answer = answer_of(completion.text)
+        logprobs = completion.logprobs or ()
+        samples.append(
+            {
+                "text": completion.text,
+                "answer": answer,
+                "correct": is_correct(problem, answer, completion.text),
+                "tokens": len(completion.token_ids),
+                "finish": completion.finish_reason,
+                "calculator": calc,
+                "confidence": trace_confidence(logprobs, k=TOP_K, vocab_size=vocab),
+                "token_confidence": [round(token_confidence(p, TOP_K), 3) for p in logprobs],
+            }
+        )
+    usage = session.meter.snapshot()
+    return {
+        "id": problem.id,
+        "question": problem.question,
+        "gold": problem.answer,
+        "prompt_tokens": usage.prompt_tokens,
+        "samples": samples,
+    }
+
+
+async def run(args: argparse.Namespace) -> None:
+    problems = load_dataset(args.dataset, args.split, args.items, args.seed)
+    out = path_for(args.dataset, args.split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
+    todo = [p for p in problems if p.id not in done]
+    print(f"{args.dataset} {args.split}: {len(done)} items stored, {len(todo)} to sample", flush=True)
+    started, finished = time.monotonic(), 0
+    async with embedded_engine() as engine:
+        limiter = anyio.Semaphore(args.concurrency)  # items in flight: keeps the engine's batch full
+
+        async def one(problem: Problem) -> None:
+            nonlocal finished
+            async with limiter:
+                record = await sample_item(engine, problem, args.n)
+            with out.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+            finished += 1
+            if finished % 10 == 0:
+                print(f"  {finished}/{len(todo)} in {time.monotonic() - started:.0f} s", flush=True)
+
+        async with anyio.create_task_group() as group:
+            for problem in todo:
+                group.start_soon(one, problem)
+    print(f"done: {out}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument("--items", type=int, default=150)
+    parser.add_argument("--n", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    anyio.run(run, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Training the ``learned`` verifier from ttc's own labelled dev samples.
+
+Samples come from a stored dev sweep (its best-of-N passes) or from signal-sample files
+(``benchmarks/signal_samples.py``); each is labelled by its item's gold answer. Two classifiers
+are validated on held-out items (5-fold, grouped by item, so no item is in both sides of a fold):
+logistic regression over standardised features, and gradient-boosted trees. The one with the
+higher mean validation AUROC is refitted on every sample and saved with its metadata.
+
+Only dev items are ever used: a sweep over the test split is refused, and the artifact records
+every item id it saw, so the harness can refuse to evaluate it on one of them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.catalog import load_dataset
+from harness.grading import is_correct
+from orchestrator.core.errors import InvalidRequestError
+from verifiers.learned import FORMAT, SampleFacts, feature_rows
+
+FOLDS = 5
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One sample, what it is made of, and whether it was right."""
+
+    item_id: str
+    facts: SampleFacts
+    correct: bool
+
+
+def from_signal_samples(paths: list[Path]) -> list[Labelled]:
+    """Samples from ``benchmarks/signal_samples.py`` files (dev files only)."""
+    rows: list[Labelled] = []
+    for path in paths:
+        if "-dev" not in path.name:
+            raise InvalidRequestError(f"{path} is not a dev-split file: a verifier never trains on test items")
+        for line in path.read_text().splitlines():
+            item = json.loads(line)
+            for sample in item["samples"]:
+                facts = SampleFacts(
+                    question=item["question"],
+                    text=sample["text"],
+                    confidence=sample["confidence"],
+                    calculator=sample["calculator"][-1] if sample["calculator"] else None,
+                    tokens=sample["tokens"],
+                    cut_off=sample["finish"] != "stop",
+                )
+                rows.append(Labelled(item["id"], facts, bool(sample["correct"])))
+    return rows
+
+
+def from_sweep_passes(spec: dict[str, Any], passes: dict[str, str]) -> list[Labelled]:
+    """Samples of a stored sweep's best-of-N passes (``Keys.sweep_passes``), labelled by gold answers."""
+    if spec["split"] != "dev":
+        raise InvalidRequestError(f"sweep {spec['name']!r} is over the {spec['split']} split: train on a dev sweep")
+    problems = {p.id: p for p in load_dataset(spec["dataset"], "dev", spec["limit"], spec.get("data_seed", 0))}
+    rows: list[Labelled] = []
+    for key, raw in passes.items():
+        problem = problems.get(key.split("|", 1)[0])
+        if problem is None:
+            continue
+        for sample in json.loads(raw)["samples"]:
+            facts = SampleFacts(
+                question=problem.question,
+                text=sample["text"],
+                confidence=sample.get("confidence") or {},
+                calculator=sample.get("score"),
+                tokens=sample.get("tokens") or 0,
+                cut_off=bool(sample.get("cut_off")),
+            )
+            rows.append(Labelled(problem.id, facts, is_correct(problem, sample.get("answer"), sample["text"])))
+    return rows
+
+
+def train(rows: list[Labelled], source: str) -> dict[str, Any]:
+    """Validate both classifiers on held-out items, refit the better one on everything: the artifact."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    labels = np.array([row.correct for row in rows])
+    if labels.all() or not labels.any():
+        raise InvalidRequestError("the samples are all right or all wrong: nothing to learn from them")
+    features = feature_rows([row.facts for row in rows])
+    groups = [row.item_id for row in rows]
+    candidates = {
+        "logistic_regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)),
+        "gradient_boosting": lambda: HistGradientBoostingClassifier(max_iter=200, learning_rate=0.05),
+    }
+    validation: dict[str, float] = {}
+    for name, build in candidates.items():
+        scores = []
+        for train_index, held_out in GroupKFold(n_splits=FOLDS).split(features, labels, groups):
+            if labels[held_out].all() or not labels[held_out].any():
+                continue  # a fold whose items are all right (or all wrong) has no AUROC
+            model = build().fit(features[train_index], labels[train_index])
+            scores.append(roc_auc_score(labels[held_out], model.predict_proba(features[held_out])[:, 1]))
+        validation[name] = float(np.mean(scores)) if scores else 0.5
+    chosen = max(validation, key=validation.__getitem__)
+    meta = {
+        "format": FORMAT,
+        "source": source,
+        "model": chosen,
+        "validation_auroc": validation,
+        "samples": len(rows),
+        "correct_share": float(labels.mean()),
+        "items": sorted(set(groups)),
+        "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    return {"model": candidates[chosen]().fit(features, labels), "meta": meta}
+
+
+def save(artifact: dict[str, Any], path: Path) -> Path:
+    """Write the artifact (joblib) and its metadata beside it (``.json``, for people)."""
+    import joblib
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    joblib.dump(artifact, path)
+    path.with_suffix(".json").write_text(json.dumps(artifact["meta"], indent=2) + "\n")
+    return path
+
+
+def refuse_trained_items(item_ids: list[str], trained: frozenset[str], where: str) -> None:
+    """A learned verifier is never evaluated on an item it was trained on."""
+    overlap = sorted(set(item_ids) & trained)
+    if overlap:
+        raise InvalidRequestError(
+            f"{where}: the learned verifier was trained on {len(overlap)} of these items (e.g. {overlap[0]}); "
+            "evaluate it on the test split"
+        )
