@@ -3,7 +3,7 @@ top-5 logprobs, graded against the item's gold answer.
 
 For each item: one batched request of N samples (temperature 0.7, up to 192 tokens). Each sample
 is kept with its answer, whether it is correct, its confidence measures, its per-token confidence
-series (to replay DeepConf online offline), and the calculator's score. Items are written one
+series (to replay DeepConf online offline), and the calculator's score (its last step's). Items are written one
 JSON line each to ``benchmarks/results/signals/<dataset>-<split>.jsonl``. A rerun skips the items
 already there, so an interrupted run resumes.
 

@@ -50,7 +50,7 @@ def from_signal_samples(paths: list[Path]) -> list[Labelled]:
                     question=item["question"],
                     text=sample["text"],
                     confidence=sample["confidence"],
-                    calculator=sample["calculator"][-1] if sample["calculator"] else None,
+                    calculator=sample["calculator"],
                     tokens=sample["tokens"],
                     cut_off=sample["finish"] != "stop",
                 )

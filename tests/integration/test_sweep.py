@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from harness.catalog import load_dataset
+from harness.learned import from_sweep_passes
 from harness.results import SweepStore, unit_key
 from harness.run import fit_router, run_sweep
 from harness.solvers import InProcessSolver
@@ -60,6 +61,12 @@ async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads
     assert "| `direct` | 256 | all | 4 |" in report and "accuracy_vs_flops.png" in report
     for name in ("accuracy_vs_tokens.png", "accuracy_vs_flops.png"):
         assert_png_has_a_picture(tmp_path / "dev" / name)
+
+    # the learned verifier's training rows: every stored sample, labelled, with its signals
+    passes = await SweepStore(store, spec.name).passes()
+    labelled = from_sweep_passes(spec.model_dump(), passes)
+    assert len(labelled) == 4 * 4 and {row.item_id for row in labelled} == {p.split("|")[0] for p in passes}
+    assert all(row.facts.confidence and row.facts.calculator is not None for row in labelled)
 
     fitted = await fit_router(
         spec.name, tmp_path / "policy.json", settings, bins=2, eval_limit=2, runtime=runtime, out_dir=tmp_path / "test"

@@ -33,7 +33,7 @@ def signal_file(tmp_path: Path, split: str = "dev", items: int = 30) -> Path:
                     "correct": correct,
                     "tokens": 20,
                     "finish": "stop",
-                    "calculator": [1.0 if correct else 0.0],
+                    "calculator": 1.0 if correct else 0.0,
                     "confidence": {"mean": 6.0 if correct else 2.0, "lowest_group": 5.0 if correct else 1.5},
                 }
             )

@@ -1,0 +1,341 @@
+"""Every signal measured on the same samples: which tells right from wrong, and what selecting by it buys.
+
+Reads what ``benchmarks/signal_samples.py`` stored (N graded samples per item, with their
+confidence measures and per-token confidence), and for each dataset's test split reports:
+
+- pass@1 and pass@N: how much there is to select from;
+- AUROC of each signal at separating correct from incorrect samples, with a bootstrap interval
+  over items;
+- accuracy at N = 4, 8, 16 (the first N samples of each item) of majority, calculator-weighted
+  vote, DeepConf offline (keep the most confident 10% / 90% by lowest group confidence, then a
+  confidence-weighted vote), learned-weighted vote, and oracle pass@N, with 95% bootstrap intervals;
+- DeepConf online, replayed on the stored token confidences: a 4-trace warm-up sets the bar, and
+  each later trace is cut where a 16-token window first falls below it (the tokens it would
+  have decoded by then are counted). Sampling stops at 95% confidence-weighted consensus. It
+  is compared with majority@16 for accuracy and tokens.
+
+With ``--learned FILE`` the learned verifier (trained on dev items only) is scored too; the run
+refuses if it was trained on any test item. Writes ``docs/signals/`` (README tables, ROC and
+accuracy plots) and ``benchmarks/results/signals.json``.
+
+    .venv/bin/python benchmarks/signals.py --learned runs/learned-verifier.joblib
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = Path(__file__).parent / "results" / "signals"
+DOCS = ROOT / "docs" / "signals"
+RESULTS = Path(__file__).parent / "results" / "signals.json"
+DATASETS = ["arithmetic", "gym:chain_sum"]
+MEASURES = ["mean", "lowest_group", "bottom_10", "tail", "self_certainty", "answer_logprob"]
+SIZES = [4, 8, 16]
+BOOTSTRAP = 2000
+WINDOW, WARMUP, CONSENSUS = 16, 4, 0.95
+
+
+def load(dataset: str, split: str) -> list[dict]:
+    path = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def signal_values(sample: dict) -> dict[str, float]:
+    """Every signal of one sample (missing measures as -inf: ranked last)."""
+    values = {m: sample["confidence"].get(m, -math.inf) for m in MEASURES}
+    values["calculator"] = sample["calculator"]
+    if "learned" in sample:
+        values["learned"] = sample["learned"]
+    return values
+
+
+def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """P(a random correct sample outscores a random incorrect one), ties counted half."""
+    from sklearn.metrics import roc_auc_score
+
+    finite = np.where(np.isfinite(scores), scores, np.nanmin(scores[np.isfinite(scores)]) - 1)
+    return float(roc_auc_score(labels, finite))
+
+
+def bootstrap(items: list, statistic, seed: int = 0) -> tuple[float, float]:
+    """A 95% percentile interval of ``statistic`` over items resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(BOOTSTRAP):
+        picked = [items[i] for i in rng.integers(0, len(items), len(items))]
+        try:
+            values.append(statistic(picked))
+        except ValueError:  # a resample with one class only
+            continue
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def signal_aurocs(items: list[dict]) -> dict[str, dict]:
+    names = list(signal_values(items[0]["samples"][0]))
+    table = {}
+    for name in names:
+
+        def statistic(chosen: list[dict], name: str = name) -> float:
+            samples = [s for item in chosen for s in item["samples"]]
+            labels = np.array([s["correct"] for s in samples])
+            if labels.all() or not labels.any():
+                raise ValueError("one class")
+            return auroc(labels, np.array([signal_values(s)[name] for s in samples]))
+
+        low, high = bootstrap(items, statistic)
+        table[name] = {"auroc": statistic(items), "ci95": [low, high]}
+    return table
+
+
+def vote(samples: list[dict], weight=lambda s: 1.0) -> str | None:
+    totals: Counter[str] = Counter()
+    for sample in samples:
+        if sample["answer"] is not None:
+            totals[sample["answer"]] += weight(sample)
+    return max(totals, key=totals.__getitem__) if totals else None
+
+
+def right(item: dict, answer: str | None) -> bool:
+    """Whether ``answer`` is one of the answers the grader accepted for this item's samples."""
+    return answer is not None and any(s["correct"] and s["answer"] == answer for s in item["samples"])
+
+
+def deepconf_offline(samples: list[dict], keep: float) -> str | None:
+    ranked = sorted(samples, key=lambda s: s["confidence"].get("lowest_group", -math.inf), reverse=True)
+    kept = ranked[: max(1, math.ceil(len(samples) * keep))]
+    return vote(kept, lambda s: s["confidence"].get("lowest_group", 0.0))
+
+
+RULES = {
+    "majority": lambda samples: vote(samples),
+    "calculator_weighted": lambda samples: vote(samples, lambda s: signal_values(s)["calculator"]),
+    "deepconf_keep_10": lambda samples: deepconf_offline(samples, 0.10),
+    "deepconf_keep_90": lambda samples: deepconf_offline(samples, 0.90),
+}
+
+
+def learned_weighted(samples: list[dict]) -> str | None:
+    return vote(samples, lambda sample: sample["learned"])
+
+
+def accuracies(items: list[dict], rules: dict) -> dict[str, dict]:
+    table: dict[str, dict] = {}
+    for size in SIZES:
+        for name, rule in {**rules, "oracle_pass_at_n": None}.items():
+
+            def statistic(chosen: list[dict], rule=rule, size: int = size) -> float:
+                if rule is None:
+                    return float(np.mean([any(s["correct"] for s in item["samples"][:size]) for item in chosen]))
+                return float(np.mean([right(item, rule(item["samples"][:size])) for item in chosen]))
+
+            low, high = bootstrap(items, statistic)
+            table.setdefault(name, {})[str(size)] = {"accuracy": statistic(items), "ci95": [low, high]}
+    return table
+
+
+def first_dip(confidences: list[float], threshold: float) -> int | None:
+    """The token count at which a 16-token window first falls below ``threshold`` (None: never)."""
+    if len(confidences) < WINDOW:
+        return None
+    running = sum(confidences[:WINDOW])
+    if running / WINDOW < threshold:
+        return WINDOW
+    for end in range(WINDOW, len(confidences)):
+        running += confidences[end] - confidences[end - WINDOW]
+        if running / WINDOW < threshold:
+            return end + 1
+    return None
+
+
+def deepconf_online(item: dict, keep: float) -> tuple[str | None, int]:
+    """Replay DeepConf online on one item's stored samples: (answer, completion tokens decoded)."""
+    samples = item["samples"]
+    warmup = samples[:WARMUP]
+    lowest = sorted(s["confidence"].get("lowest_group", -math.inf) for s in warmup)
+    threshold = lowest[max(0, len(lowest) - math.ceil(len(lowest) * keep))]
+    voters, tokens = list(warmup), sum(s["tokens"] for s in warmup)
+    for sample in samples[WARMUP:]:
+        if consensus(voters) >= CONSENSUS:
+            break
+        cut = first_dip(sample["token_confidence"], threshold)
+        if cut is not None and cut < sample["tokens"]:
+            tokens += cut  # stopped there: decoded this much, no vote
+        else:
+            tokens += sample["tokens"]
+            voters.append(sample)
+    return vote(voters, lambda s: s["confidence"].get("lowest_group", 0.0)), tokens
+
+
+def consensus(samples: list[dict]) -> float:
+    weights: Counter[str] = Counter()
+    for sample in samples:
+        if sample["answer"] is not None:
+            weights[sample["answer"]] += sample["confidence"].get("lowest_group", 0.0)
+    total = sum(weights.values())
+    return max(weights.values()) / total if total > 0 else 0.0
+
+
+def online_vs_majority(items: list[dict]) -> dict:
+    found = {"majority_at_16": {}, "online_keep_10": {}, "online_keep_90": {}}
+    majority = [right(item, vote(item["samples"])) for item in items]
+    found["majority_at_16"] = {
+        "accuracy": float(np.mean(majority)),
+        "tokens": int(sum(s["tokens"] for item in items for s in item["samples"])),
+    }
+    for keep, name in ((0.10, "online_keep_10"), (0.90, "online_keep_90")):
+        replayed = [deepconf_online(item, keep) for item in items]
+        found[name] = {
+            "accuracy": float(
+                np.mean([right(item, answer) for item, (answer, _) in zip(items, replayed, strict=True)])
+            ),
+            "tokens": int(sum(tokens for _, tokens in replayed)),
+        }
+        found[name]["token_share_of_majority_16"] = found[name]["tokens"] / found["majority_at_16"]["tokens"]
+    return found
+
+
+def score_learned(items: list[dict], path: Path) -> None:
+    """Add the learned verifier's probability to every sample (refusing items it was trained on)."""
+    sys.path.insert(0, str(ROOT))
+    from harness.learned import refuse_trained_items
+    from verifiers.learned import SampleFacts, feature_rows, load_artifact
+
+    artifact = load_artifact(path)
+    refuse_trained_items([item["id"] for item in items], frozenset(artifact["meta"]["items"]), "signals benchmark")
+    facts, owners = [], []
+    for item in items:
+        for sample in item["samples"]:
+            facts.append(
+                SampleFacts(
+                    question=item["question"],
+                    text=sample["text"],
+                    confidence=sample["confidence"],
+                    calculator=sample["calculator"],
+                    tokens=sample["tokens"],
+                    cut_off=sample["finish"] != "stop",
+                )
+            )
+            owners.append(sample)
+    probabilities = artifact["model"].predict_proba(feature_rows(facts))[:, 1]
+    for sample, probability in zip(owners, probabilities, strict=True):
+        sample["learned"] = float(probability)
+
+
+def plots(dataset: str, items: list[dict], accuracy: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    slug = dataset.replace(":", "_")
+    samples = [s for item in items for s in item["samples"]]
+    labels = np.array([s["correct"] for s in samples])
+    figure, axis = plt.subplots(figsize=(5.5, 5))
+    for name in signal_values(samples[0]):
+        scores = np.array([signal_values(s)[name] for s in samples])
+        scores = np.where(np.isfinite(scores), scores, np.min(scores[np.isfinite(scores)]) - 1)
+        false_positive, true_positive, _ = roc_curve(labels, scores)
+        axis.plot(false_positive, true_positive, label=f"{name} ({auroc(labels, scores):.2f})")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{dataset}: ROC per signal (test)")
+    axis.legend(fontsize=7)
+    roc = f"roc-{slug}.png"
+    figure.savefig(DOCS / roc, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    figure, axis = plt.subplots(figsize=(5.5, 4))
+    for name, by_size in accuracy.items():
+        axis.plot(SIZES, [by_size[str(n)]["accuracy"] for n in SIZES], marker="o", label=name)
+    axis.set(xlabel="samples N", ylabel="accuracy", xscale="log", title=f"{dataset}: accuracy vs N (test)")
+    axis.set_xticks(SIZES, [str(n) for n in SIZES])
+    axis.legend(fontsize=7)
+    curve = f"accuracy-{slug}.png"
+    figure.savefig(DOCS / curve, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return [roc, curve]
+
+
+def _with_interval(row: dict) -> str:
+    return f"{row['accuracy']:.3f} ({row['ci95'][0]:.2f}–{row['ci95'][1]:.2f})"
+
+
+def readme(report: dict) -> str:
+    """The report's tables in Markdown, every number from this run."""
+    lines = [
+        "# Signals without a reward model: measured",
+        "",
+        "Made by `benchmarks/signal_samples.py` (samples) and `benchmarks/signals.py` (this page); see their",
+        f"docstrings. Command: `{report['command']}`. Test-split items only; the learned verifier was trained",
+        "on dev items (`ttc train-verifier --samples ...-dev.jsonl`), which the run checks.",
+        "",
+    ]
+    for dataset, found in report["datasets"].items():
+        n = found["samples_per_item"]
+        oracle = found["accuracy"]["oracle_pass_at_n"][str(n)]["accuracy"]
+        lines += [
+            f"## {dataset} ({found['items']} test items, {n} samples each)",
+            "",
+            f"pass@1 {found['pass_at_1']:.3f}, pass@{n} {oracle:.3f}.",
+            "",
+            "| signal | AUROC | 95% interval |",
+            "|---|---|---|",
+        ]
+        for name, row in sorted(found["signal_auroc"].items(), key=lambda kv: -kv[1]["auroc"]):
+            lines.append(f"| {name} | {row['auroc']:.3f} | {row['ci95'][0]:.3f}–{row['ci95'][1]:.3f} |")
+        lines += ["", "| selection | " + " | ".join(f"N = {size}" for size in SIZES) + " |"]
+        lines.append("|---|" + "---|" * len(SIZES))
+        for name, by_size in found["accuracy"].items():
+            cells = [_with_interval(by_size[str(size)]) for size in SIZES]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        online = found["deepconf_online_replay"]
+        lines += [
+            "",
+            "| DeepConf online (replayed) | accuracy | completion tokens | share of majority@16's |",
+            "|---|---|---|---|",
+        ]
+        for name, row in online.items():
+            share = row.get("token_share_of_majority_16", 1.0)
+            lines.append(f"| {name} | {row['accuracy']:.3f} | {row['tokens']:,} | {share:.2f} |")
+        lines += ["", *(f"![{plot}]({plot})" for plot in found["plots"]), ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--learned", type=Path, help="a learned verifier trained on dev items")
+    parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    args = parser.parse_args()
+    DOCS.mkdir(parents=True, exist_ok=True)
+    report: dict = {"command": "python benchmarks/signals.py " + " ".join(sys.argv[1:]), "datasets": {}}
+    for dataset in args.datasets:
+        items = load(dataset, "test")
+        rules = dict(RULES)
+        if args.learned:
+            score_learned(items, args.learned)
+            rules["learned_weighted"] = learned_weighted
+        accuracy = accuracies(items, rules)
+        report["datasets"][dataset] = {
+            "items": len(items),
+            "samples_per_item": len(items[0]["samples"]),
+            "pass_at_1": float(np.mean([s["correct"] for item in items for s in item["samples"]])),
+            "signal_auroc": signal_aurocs(items),
+            "accuracy": accuracy,
+            "deepconf_online_replay": online_vs_majority(items),
+            "plots": plots(dataset, items, accuracy),
+        }
+        print(json.dumps({dataset: report["datasets"][dataset]}, indent=1)[:3000], flush=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    (DOCS / "README.md").write_text(readme(report))
+    print(f"saved {RESULTS} and {DOCS / 'README.md'}")
+
+
+if __name__ == "__main__":
+    main()
