@@ -27,11 +27,13 @@ from strategies.base import REGISTRY, StrategyResult, parallel_streams, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from strategies.policy import DEFAULT_POLICY, Policy, load_policy
 from strategies.selection import Sample, agreement, answer_of, choose, split_steps
+from verifiers.confidence import trace_confidence
 from verifiers.registry import VerifierName
 
 POLICY_ENV = "TTC_ROUTING_POLICY"  # a fitted policy file (``ttc fit-router`` writes one)
 MIN_PROBE_TOKENS = 48  # shorter samples rarely reach an answer: no signal in them
 PROBE_TEMPERATURE = 0.7
+PROBE_LOGPROBS = 5  # every probe sample carries its confidence measures (verifiers.confidence)
 MIDDLING = 0.5  # the difficulty assumed when the budget cannot fit a probe
 
 
@@ -142,17 +144,18 @@ async def run_probe(question: str, session: Session, params: ProbeParams) -> Pro
     shape = probe_shape(params, remaining)
     if shape is None:
         return None
-    sampling = SamplingSettings(n=shape[0], temperature=PROBE_TEMPERATURE, max_tokens=shape[1])
+    sampling = SamplingSettings(n=shape[0], temperature=PROBE_TEMPERATURE, max_tokens=shape[1], logprobs=PROBE_LOGPROBS)
     [result] = await session.generate([prompt], sampling)
-    texts = [c.text for c in result.completions]
-    batch = [ScoreRequest(question, split_steps(text)) for text in texts]
+    batch = [ScoreRequest(question, split_steps(c.text), c.logprobs) for c in result.completions]
     scores = await session.score(session.verifier(params.verifier), batch)
+    vocab_size = session.renderer.vocab_size
     samples = [
         Sample(
             text=c.text,
             answer=answer_of(c.text),
             tokens=len(c.token_ids),
             score=score,
+            confidence=trace_confidence(c.logprobs, k=PROBE_LOGPROBS, vocab_size=vocab_size) if c.logprobs else None,
             cut_off=c.finish_reason != "stop",
         )
         for c, score in zip(result.completions, scores, strict=True)

@@ -201,7 +201,7 @@ async def draw_wave(
     if params.selection != "majority":
         batch = [ScoreRequest(question, split_steps(c.text, params.step_delimiter), c.logprobs) for c in completions]
         scores = await session.score(session.verifier(params.verifier), batch, params.aggregation)
-    vocab_size = int(getattr(session.renderer.tokenizer, "vocab_size", 0) or 50_000)
+    vocab_size = session.renderer.vocab_size
     return [
         Sample(
             text=c.text,

@@ -141,7 +141,7 @@ class ConfidenceVerifier(BaseVerifier):
     top_k = 5
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
-        vocab_size = _vocab_size(session)
+        vocab_size = session.renderer.vocab_size
         scores = []
         for request in batch:
             if not request.logprobs:
@@ -152,11 +152,6 @@ class ConfidenceVerifier(BaseVerifier):
             value = trace_confidence(request.logprobs, k=self.top_k, vocab_size=vocab_size).get(self.measure)
             scores.append([as_score(self.measure, value)] * max(len(request.steps), 1))
         return scores
-
-
-def _vocab_size(session: PolicyModel) -> int:
-    tokenizer = session.renderer.tokenizer
-    return int(getattr(tokenizer, "vocab_size", 0) or 50_000)
 
 
 def confidence_verifier(name: str, measure: Measure) -> type[ConfidenceVerifier]:

@@ -110,7 +110,7 @@ class LearnedVerifier(BaseVerifier):
                 "the learned verifier reads the sample's token logprobs: use it on samples drawn with logprobs"
             )
         calculator = await self._calculator.score(batch, session)
-        vocab = int(getattr(session.renderer.tokenizer, "vocab_size", 0) or 50_000)
+        vocab = session.renderer.vocab_size
         facts = [
             SampleFacts(
                 question=request.question,

@@ -125,6 +125,11 @@ class ChatRenderer:
         """Text of token ids, special tokens kept."""
         return self.tokenizer.decode(list(token_ids), skip_special_tokens=False)
 
+    @property
+    def vocab_size(self) -> int:
+        """Tokens in the vocabulary (what self-certainty spreads the unseen probability over)."""
+        return int(getattr(self.tokenizer, "vocab_size", 0) or len(self.tokenizer))
+
     def count_tokens(self, text: str) -> int:
         """Number of tokens the text costs as a prompt."""
         return len(self.encode(text))

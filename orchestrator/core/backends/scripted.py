@@ -41,6 +41,7 @@ class CharTokenizer:
         return text + ("<assistant>" if add_generation_prompt else "")
 
     all_special_tokens: tuple[str, ...] = ()
+    vocab_size = 0x110000  # one token per Unicode code point
 
     def encode(self, text: str, add_special_tokens: bool = False, split_special_tokens: bool = False) -> list[int]:
         return [ord(ch) for ch in text]
