@@ -78,6 +78,18 @@ def bootstrap(items: list, statistic, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
+def within_item_auroc(items: list[dict], name: str) -> float | None:
+    """The mean AUROC inside each item that has right and wrong samples: what choosing among one
+    question's samples needs (the pooled AUROC also rewards telling easy questions from hard ones)."""
+    values = []
+    for item in items:
+        labels = np.array([s["correct"] for s in item["samples"]])
+        if labels.all() or not labels.any():
+            continue
+        values.append(auroc(labels, np.array([signal_values(s)[name] for s in item["samples"]])))
+    return float(np.mean(values)) if values else None
+
+
 def signal_aurocs(items: list[dict]) -> dict[str, dict]:
     names = list(signal_values(items[0]["samples"][0]))
     table = {}
@@ -91,7 +103,7 @@ def signal_aurocs(items: list[dict]) -> dict[str, dict]:
             return auroc(labels, np.array([signal_values(s)[name] for s in samples]))
 
         low, high = bootstrap(items, statistic)
-        table[name] = {"auroc": statistic(items), "ci95": [low, high]}
+        table[name] = {"auroc": statistic(items), "ci95": [low, high], "within_item": within_item_auroc(items, name)}
     return table
 
 
@@ -114,11 +126,21 @@ def deepconf_offline(samples: list[dict], keep: float) -> str | None:
     return vote(kept, lambda s: s["confidence"].get("lowest_group", 0.0))
 
 
+def best_by(name: str):
+    """Argmax selection: the answer of the single sample the signal rates highest."""
+
+    def choose(samples: list[dict]) -> str | None:
+        return max(samples, key=lambda sample: signal_values(sample)[name])["answer"]
+
+    return choose
+
+
 RULES = {
     "majority": lambda samples: vote(samples),
     "calculator_weighted": lambda samples: vote(samples, lambda s: signal_values(s)["calculator"]),
     "deepconf_keep_10": lambda samples: deepconf_offline(samples, 0.10),
     "deepconf_keep_90": lambda samples: deepconf_offline(samples, 0.90),
+    "calculator_argmax": best_by("calculator"),
 }
 
 
@@ -274,7 +296,8 @@ def readme(report: dict) -> str:
         "",
         "Made by `benchmarks/signal_samples.py` (samples) and `benchmarks/signals.py` (this page); see their",
         f"docstrings. Command: `{report['command']}`. Test-split items only; the learned verifier was trained",
-        "on dev items (`ttc train-verifier --samples ...-dev.jsonl`), which the run checks.",
+        "on dev items (`ttc train-verifier --samples ...-dev.jsonl`), which the run checks. What the numbers",
+        "say, and what they do not: [findings.md](findings.md).",
         "",
     ]
     for dataset, found in report["datasets"].items():
@@ -285,11 +308,12 @@ def readme(report: dict) -> str:
             "",
             f"pass@1 {found['pass_at_1']:.3f}, pass@{n} {oracle:.3f}.",
             "",
-            "| signal | AUROC | 95% interval |",
-            "|---|---|---|",
+            "| signal | AUROC, all samples | 95% interval | mean AUROC within an item |",
+            "|---|---|---|---|",
         ]
         for name, row in sorted(found["signal_auroc"].items(), key=lambda kv: -kv[1]["auroc"]):
-            lines.append(f"| {name} | {row['auroc']:.3f} | {row['ci95'][0]:.3f}–{row['ci95'][1]:.3f} |")
+            within = f"{row['within_item']:.3f}" if row["within_item"] is not None else "n/a"
+            lines.append(f"| {name} | {row['auroc']:.3f} | {row['ci95'][0]:.3f}–{row['ci95'][1]:.3f} | {within} |")
         lines += ["", "| selection | " + " | ".join(f"N = {size}" for size in SIZES) + " |"]
         lines.append("|---|" + "---|" * len(SIZES))
         for name, by_size in found["accuracy"].items():
@@ -321,6 +345,7 @@ def main() -> None:
         if args.learned:
             score_learned(items, args.learned)
             rules["learned_weighted"] = learned_weighted
+            rules["learned_argmax"] = best_by("learned")
         accuracy = accuracies(items, rules)
         report["datasets"][dataset] = {
             "items": len(items),
