@@ -6,6 +6,7 @@ live-path nodes summed over depths), completion and compute tokens, wall time; a
 ratios the ETS paper reports (KV 1.8x smaller, throughput 1.4x higher, <= 1 point accuracy loss).
 
     .venv/bin/python benchmarks/ets_vs_rebase.py [--questions 14] [--width 8] [--seed 0]
+        [--verifier confidence_mean --logprobs 5]   # a token-confidence step scorer instead of the calculator
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ async def main(args: argparse.Namespace) -> dict:
 
     problems = graded_arithmetic(args.questions, args.seed)
     params = {"width": args.width, "max_steps": args.max_steps, "step_max_tokens": args.step_tokens}
+    params |= {"verifier": args.verifier, "logprobs": args.logprobs}
     rows: dict[str, list[dict]] = {"rebase": [], "ets": []}
     async with embedded_engine() as engine:
         for index, problem in enumerate(problems):
@@ -92,10 +94,14 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--step-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verifier", default="arith_steps", help="the step scorer, e.g. confidence_mean, learned")
+    parser.add_argument("--logprobs", type=int, default=0, help="top-k logprobs per token (5 for token signals)")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     report = anyio.run(main, parser.parse_args())
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / "ets_vs_rebase.json"
+    out = RESULTS_DIR / (
+        "ets_vs_rebase.json" if args.verifier == "arith_steps" else f"ets_vs_rebase-{args.verifier}.json"
+    )
     out.write_text(json.dumps(report, indent=2))
     keys = (
         "summary",

@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.errors import BudgetExceededError
@@ -31,7 +31,7 @@ from orchestrator.core.verification import Aggregation, ScoreRequest
 from strategies.base import StrategyResult
 from strategies.tree import Node, SearchTree
 from verifiers.extraction import extract_answer
-from verifiers.registry import VerifierName
+from verifiers.registry import CONFIDENCE_VERIFIERS, VerifierName
 
 STEP_SYSTEM_PROMPT = (
     "Solve the problem step by step. Write each step on its own line followed by a blank line. "
@@ -57,6 +57,15 @@ class StepSearchParams(BaseModel):
     temperature: float = Field(0.8, ge=0.0, le=5.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     system_prompt: str | None = STEP_SYSTEM_PROMPT
+    logprobs: int = Field(
+        0, ge=0, le=20, description="top-k logprobs per token: needed by the confidence and learned verifiers"
+    )
+
+    @model_validator(mode="after")
+    def _token_verifiers_need_logprobs(self) -> StepSearchParams:
+        if self.verifier in {*CONFIDENCE_VERIFIERS, "learned"} and self.logprobs == 0:
+            raise ValueError(f"the {self.verifier} verifier reads token logprobs: set logprobs > 0 (e.g. 5)")
+        return self
 
 
 class SearchPolicy(Protocol):
@@ -117,13 +126,14 @@ class StepSearch:
             max_tokens=self.params.step_max_tokens,
             stop=(self.params.step_delimiter,),
             include_stop_str_in_output=True,
+            logprobs=self.params.logprobs or None,
         )
         prompts = [self.prompt_for(node) for node, _ in chosen]
         results = await self.session.generate(prompts, sampling, n_per_prompt=[count for _, count in chosen])
         children = []
         for (node, _), result in zip(chosen, results, strict=True):
             for completion in result.completions:
-                child = self.tree.add_child(node, completion.text, len(completion.token_ids))
+                child = self.tree.add_child(node, completion.text, len(completion.token_ids), completion.logprobs)
                 if self._is_final(child, completion.text, completion.finish_reason):
                     child.status = "finished"
                     child.answer = extract_answer(self.tree.partial_text(child))
@@ -137,7 +147,7 @@ class StepSearch:
 
     async def score(self, nodes: Sequence[Node]) -> None:
         """Score each node's path with the verifier (aggregated over its steps)."""
-        batch = [ScoreRequest(self.question, self.tree.steps(node)) for node in nodes]
+        batch = [ScoreRequest(self.question, self.tree.steps(node), self.tree.path_logprobs(node)) for node in nodes]
         scores = await self.session.score(self.verifier, batch, self.params.aggregation)
         for node, score in zip(nodes, scores, strict=True):
             node.score = score

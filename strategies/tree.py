@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from orchestrator.core.backends.base import TokenLogprob
+
 NodeStatus = Literal["live", "expanded", "pruned", "finished"]
 
 
@@ -27,6 +29,7 @@ class Node:
     status: NodeStatus = "live"
     answer: str | None = None
     children: list[str] = field(default_factory=list)
+    logprobs: tuple[TokenLogprob, ...] = ()  # the step's tokens' top-k logprobs, when drawn with them
 
     @property
     def finished(self) -> bool:
@@ -42,9 +45,16 @@ class SearchTree:
         self.nodes: dict[str, Node] = {"n0": self.root}
         self.kv_per_depth: list[int] = []
 
-    def add_child(self, parent: Node, step: str, tokens: int) -> Node:
+    def add_child(self, parent: Node, step: str, tokens: int, logprobs: tuple[TokenLogprob, ...] | None = None) -> Node:
         """Attach a new live node holding ``step`` under ``parent``."""
-        child = Node(id=f"n{len(self.nodes)}", parent=parent.id, depth=parent.depth + 1, step=step, tokens=tokens)
+        child = Node(
+            id=f"n{len(self.nodes)}",
+            parent=parent.id,
+            depth=parent.depth + 1,
+            step=step,
+            tokens=tokens,
+            logprobs=logprobs or (),
+        )
         self.nodes[child.id] = child
         parent.children.append(child.id)
         parent.status = "expanded" if parent.status == "live" else parent.status
@@ -61,6 +71,13 @@ class SearchTree:
     def steps(self, node: Node) -> tuple[str, ...]:
         """The step texts on ``node``'s path."""
         return tuple(n.step for n in self.path(node))
+
+    def path_logprobs(self, node: Node) -> tuple[TokenLogprob, ...] | None:
+        """The logprobs of every token on ``node``'s path, or None if any step was drawn without them."""
+        path = self.path(node)
+        if not path or any(not n.logprobs for n in path):
+            return None
+        return tuple(position for n in path for position in n.logprobs)
 
     def partial_text(self, node: Node) -> str:
         """The assistant text written so far at ``node`` (steps keep their delimiters)."""

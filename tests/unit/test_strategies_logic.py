@@ -202,3 +202,25 @@ async def test_deepconf_online_stops_unsure_traces_in_the_engine_and_they_do_not
     assert result.answer == "7" and result.trace["voters"] == len(samples) - len(stopped)
     full_cost = sum(len(SURE if s.text.startswith("3") else UNSURE) for s in samples)
     assert session.meter.usage.completion_tokens < full_cost  # the stopped traces' tail was never decoded
+
+
+async def test_step_search_can_rank_partial_paths_by_their_own_token_confidence() -> None:
+    backend = ScriptedBackend(
+        make_stepper(),
+        # the wrong second step is written unsure, everything else confidently
+        token_logprobs=lambda text: (-1.6, -1.6) if "= 11" in text else (-0.1, -8.0),
+    )
+    strategy = get_strategy("beam_search")
+    params = strategy.parse_params(
+        {"width": 1, "samples_per_beam": 2, "verifier": "confidence_mean", "logprobs": 5, "max_steps": 4}
+    )
+    result = await strategy.run(
+        "Tom has 3 boxes of 4 apples and eats 2. How many are left?", new_session(backend), params
+    )
+    nodes = {n["id"]: n for n in result.trace["tree"]["nodes"]}
+    unsure = [n for n in nodes.values() if "= 11" in n["step"]]
+    sure = [n for n in nodes.values() if n["depth"] == 2 and "= 10" in n["step"]]
+    assert unsure and sure and max(n["score"] for n in unsure) < min(n["score"] for n in sure)
+    assert all(n["status"] == "pruned" for n in unsure) and result.answer == "10"
+    with pytest.raises(InvalidRequestError, match="logprobs"):
+        strategy.parse_params({"verifier": "confidence_mean"})
