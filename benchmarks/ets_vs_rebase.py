@@ -97,11 +97,11 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--verifier", default="arith_steps", help="the step scorer, e.g. confidence_mean, learned")
     parser.add_argument("--logprobs", type=int, default=0, help="top-k logprobs per token (5 for token signals)")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    report = anyio.run(main, parser.parse_args())
+    arguments = parser.parse_args()
+    report = anyio.run(main, arguments)
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / (
-        "ets_vs_rebase.json" if args.verifier == "arith_steps" else f"ets_vs_rebase-{args.verifier}.json"
-    )
+    suffix = "" if arguments.verifier == "arith_steps" else f"-{arguments.verifier}"
+    out = RESULTS_DIR / f"ets_vs_rebase{suffix}.json"
     out.write_text(json.dumps(report, indent=2))
     keys = (
         "summary",
