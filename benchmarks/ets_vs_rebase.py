@@ -26,40 +26,53 @@ RESULTS_DIR = Path(__file__).parent / "results"
 async def main(args: argparse.Namespace) -> dict:
     from embedded import embedded_engine
 
-    from harness.datasets import graded_arithmetic
+    from harness.catalog import load_dataset
     from orchestrator.core.budget import Budget
     from strategies import get_strategy
     from verifiers.outcome import answers_match
 
-    problems = graded_arithmetic(args.questions, args.seed)
+    problems = load_dataset("arithmetic", "test", args.questions, args.seed)  # never the dev items tuned on
     params = {"width": args.width, "max_steps": args.max_steps, "step_max_tokens": args.step_tokens}
     params |= {"verifier": args.verifier, "logprobs": args.logprobs}
     rows: dict[str, list[dict]] = {"rebase": [], "ets": []}
     async with embedded_engine() as engine:
-        for index, problem in enumerate(problems):
-            order = ["rebase", "ets"] if index % 2 == 0 else ["ets", "rebase"]
-            for name in order:
-                strategy = get_strategy(name)
-                session = engine.session(Budget(deadline_s=600))
+
+        async def solve(name: str, problem, batch_rows: list[dict]) -> None:
+            strategy = get_strategy(name)
+            session = engine.session(Budget(deadline_s=600))
+            result = await strategy.run(problem.question, session, strategy.parse_params(params))
+            usage = session.meter.snapshot()
+            batch_rows.append(
+                {
+                    "id": problem.id,
+                    "correct": answers_match(result.answer, problem.answer),
+                    "answer": result.answer,
+                    "gold": problem.answer,
+                    "kv_footprint_tokens": usage.kv_footprint_tokens,
+                    "completion_tokens": usage.completion_tokens,
+                    "compute_tokens": usage.compute_tokens,
+                    "pruned": sum(result.trace.get("pruned_per_depth", [])),
+                }
+            )
+
+        batches = [problems[i : i + args.batch] for i in range(0, len(problems), args.batch)]
+        for index, batch in enumerate(batches):
+            # A batch of questions runs at once under one method, then under the other (order
+            # alternating): both see the same load, and the engine's batch stays full.
+            for name in ["rebase", "ets"] if index % 2 == 0 else ["ets", "rebase"]:
+                batch_rows: list[dict] = []
                 started = time.perf_counter()
-                result = await strategy.run(problem.question, session, strategy.parse_params(params))
+                async with anyio.create_task_group() as group:
+                    for problem in batch:
+                        group.start_soon(solve, name, problem, batch_rows)
                 seconds = time.perf_counter() - started
-                usage = session.meter.snapshot()
-                rows[name].append(
-                    {
-                        "correct": answers_match(result.answer, problem.answer),
-                        "answer": result.answer,
-                        "gold": problem.answer,
-                        "kv_footprint_tokens": usage.kv_footprint_tokens,
-                        "completion_tokens": usage.completion_tokens,
-                        "compute_tokens": usage.compute_tokens,
-                        "seconds": seconds,
-                        "pruned": sum(result.trace.get("pruned_per_depth", [])),
-                    }
-                )
+                for row in batch_rows:
+                    row["seconds"] = seconds / len(batch)  # the batch's wall time, shared by its questions
+                rows[name] += sorted(batch_rows, key=lambda row: row["id"])
+                right = sum(row["correct"] for row in batch_rows)
                 print(
-                    f"[{index + 1}/{len(problems)}] {name:>6}: answer={result.answer} gold={problem.answer} "
-                    f"kv={usage.kv_footprint_tokens} tokens={usage.completion_tokens} {seconds:.1f}s"
+                    f"[batch {index + 1}/{len(batches)}] {name:>6}: {right}/{len(batch)} right, {seconds:.1f}s",
+                    flush=True,
                 )
     summary = {name: _summarise(method_rows) for name, method_rows in rows.items()}
     return {
@@ -72,8 +85,23 @@ async def main(args: argparse.Namespace) -> dict:
         / max(summary["ets"]["kv_footprint_tokens"], 1),
         "throughput_ratio_ets_over_rebase": summary["rebase"]["seconds"] / max(summary["ets"]["seconds"], 1e-9),
         "accuracy_difference_ets_minus_rebase": summary["ets"]["accuracy"] - summary["rebase"]["accuracy"],
+        "accuracy_difference_ci95": _paired_interval(rows["rebase"], rows["ets"]),
         "rows": rows,
     }
+
+
+def _paired_interval(rebase: list[dict], ets: list[dict], draws: int = 4000) -> list[float]:
+    """A 95% bootstrap interval of ETS's accuracy minus REBASE's, resampling questions (paired)."""
+    import random
+
+    by_id = {row["id"]: row["correct"] for row in rebase}
+    pairs = [(row["correct"], by_id[row["id"]]) for row in ets]
+    rng, differences = random.Random(0), []
+    for _ in range(draws):
+        picked = [pairs[rng.randrange(len(pairs))] for _ in pairs]
+        differences.append(sum(e - r for e, r in picked) / len(picked))
+    differences.sort()
+    return [differences[int(0.025 * draws)], differences[int(0.975 * draws)]]
 
 
 def _summarise(rows: list[dict]) -> dict:
@@ -94,13 +122,14 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--step-tokens", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=4, help="questions run at once (per method)")
     parser.add_argument("--verifier", default="arith_steps", help="the step scorer, e.g. confidence_mean, learned")
     parser.add_argument("--logprobs", type=int, default=0, help="top-k logprobs per token (5 for token signals)")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     arguments = parser.parse_args()
     report = anyio.run(main, arguments)
     RESULTS_DIR.mkdir(exist_ok=True)
-    suffix = "" if arguments.verifier == "arith_steps" else f"-{arguments.verifier}"
+    suffix = ("" if arguments.verifier == "arith_steps" else f"-{arguments.verifier}") + f"-w{arguments.width}"
     out = RESULTS_DIR / f"ets_vs_rebase{suffix}.json"
     out.write_text(json.dumps(report, indent=2))
     keys = (
@@ -108,6 +137,7 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
         "kv_ratio_rebase_over_ets",
         "throughput_ratio_ets_over_rebase",
         "accuracy_difference_ets_minus_rebase",
+        "accuracy_difference_ci95",
     )
     print(json.dumps({k: report[k] for k in keys}, indent=2))
     print(f"saved {out}")
