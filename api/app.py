@@ -51,8 +51,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with _runtime(settings, runtime) as active, anyio.create_task_group() as group:
             app.state.runtime = active
-            app.state.queue = JobQueue(active.store)
-            await app.state.queue.ensure_group()
+            await JobQueue(active.store).ensure_group()
             if settings.embedded_worker:
                 group.start_soon(active.worker().serve)
             yield

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from orchestrator.core.errors import NotFoundError
 from orchestrator.core.store import JobRecord
 from orchestrator.core.store.contexts import ContextRecord
 from orchestrator.core.store.store import ApiKey
@@ -25,15 +24,9 @@ def tenant(request: Request) -> str | None:
 
 async def owned_job(request: Request, job_id: str) -> JobRecord:
     """The caller's job ``job_id``, or ``NotFoundError`` (missing or another tenant's alike)."""
-    job = await request.app.state.runtime.store.get_job(job_id)
-    if job.api_key_id != tenant(request):
-        raise NotFoundError(f"job {job_id} does not exist")
-    return job
+    return await request.app.state.runtime.store.get_owned_job(job_id, tenant(request))
 
 
 async def owned_context(request: Request, context_id: str) -> ContextRecord:
     """The caller's context ``context_id``, or ``NotFoundError`` (missing or another tenant's alike)."""
-    context = await request.app.state.runtime.store.get_context(context_id)
-    if context.api_key_id != tenant(request):
-        raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
-    return context
+    return await request.app.state.runtime.store.get_owned_context(context_id, tenant(request))

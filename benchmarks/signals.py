@@ -227,27 +227,15 @@ def online_vs_majority(items: list[dict]) -> dict:
 def score_learned(items: list[dict], path: Path) -> None:
     """Add the learned verifier's probability to every sample (refusing items it was trained on)."""
     sys.path.insert(0, str(ROOT))
-    from harness.learned import refuse_trained_items
-    from verifiers.learned import SampleFacts, feature_rows, load_artifact
+    from harness.learned import refuse_trained_items, signal_sample_facts
+    from verifiers.learned import feature_rows, load_artifact
 
     artifact = load_artifact(path)
     refuse_trained_items([item["id"] for item in items], frozenset(artifact["meta"]["items"]), "signals benchmark")
-    facts, owners = [], []
-    for item in items:
-        for sample in item["samples"]:
-            facts.append(
-                SampleFacts(
-                    question=item["question"],
-                    text=sample["text"],
-                    confidence=sample["confidence"],
-                    calculator=sample["calculator"],
-                    tokens=sample["tokens"],
-                    cut_off=sample["finish"] != "stop",
-                )
-            )
-            owners.append(sample)
+    owners = [(item["question"], sample) for item in items for sample in item["samples"]]
+    facts = [signal_sample_facts(question, sample) for question, sample in owners]
     probabilities = artifact["model"].predict_proba(feature_rows(facts))[:, 1]
-    for sample, probability in zip(owners, probabilities, strict=True):
+    for (_, sample), probability in zip(owners, probabilities, strict=True):
         sample["learned"] = float(probability)
 
 

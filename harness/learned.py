@@ -46,16 +46,22 @@ def from_signal_samples(paths: list[Path]) -> list[Labelled]:
         for line in path.read_text().splitlines():
             item = json.loads(line)
             for sample in item["samples"]:
-                facts = SampleFacts(
-                    question=item["question"],
-                    text=sample["text"],
-                    confidence=sample["confidence"],
-                    calculator=sample["calculator"],
-                    tokens=sample["tokens"],
-                    cut_off=sample["finish"] != "stop",
+                rows.append(
+                    Labelled(item["id"], signal_sample_facts(item["question"], sample), bool(sample["correct"]))
                 )
-                rows.append(Labelled(item["id"], facts, bool(sample["correct"])))
     return rows
+
+
+def signal_sample_facts(question: str, sample: dict[str, Any]) -> SampleFacts:
+    """The feature facts of one sample as ``benchmarks/signal_samples.py`` stores it."""
+    return SampleFacts(
+        question=question,
+        text=sample["text"],
+        confidence=sample["confidence"],
+        calculator=sample["calculator"],
+        tokens=sample["tokens"],
+        cut_off=sample["finish"] != "stop",
+    )
 
 
 def from_sweep_passes(spec: dict[str, Any], passes: dict[str, str]) -> list[Labelled]:

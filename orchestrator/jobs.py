@@ -1,6 +1,6 @@
 """Jobs in Redis: a stream with one consumer group, and the workers that run them.
 
-A job id is added to the stream when a request is submitted. Workers read it with
+A job id is added to the stream in the same step that stores the job (``Store.create_job``). Workers read it with
 ``XREADGROUP`` and acknowledge it only when the job's outcome is stored, so a job is
 never lost. A worker refreshes its claim on every running job (``XCLAIM ... JUSTID``)
 while it works; a job whose claim has not been refreshed for ``stale_after_s`` belongs to
@@ -35,6 +35,11 @@ MAX_BACKOFF_S = 5.0
 OUTCOME_PATIENCE_S = 300.0
 
 
+def backoff_s(failures: int) -> float:
+    """The wait after ``failures`` store errors in a row: doubling from 0.5 s, at most ``MAX_BACKOFF_S``."""
+    return min(0.25 * 2**failures, MAX_BACKOFF_S)
+
+
 def worker_name() -> str:
     """A unique consumer name: host, process and a random suffix."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
@@ -55,10 +60,6 @@ class JobQueue:
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
-
-    async def enqueue(self, job_id: str) -> None:
-        """Make a stored job available to the workers."""
-        await self.redis.xadd(self.stream, {"job": job_id})
 
     async def next(self, consumer: str, *, stale_after_s: float, block_ms: int) -> tuple[str, str] | None:
         """The next (message id, job id) for ``consumer``: a dead worker's job first, else a new one."""
@@ -147,10 +148,9 @@ class Worker:
 
     async def _back_off(self, error: BaseException) -> None:
         self._failures += 1
-        delay = min(0.25 * 2**self._failures, MAX_BACKOFF_S)
         if self._failures == 1:
             log.warning("worker %s: Redis does not answer (%s); retrying with backoff", self.name, error)
-        await anyio.sleep(delay)
+        await anyio.sleep(backoff_s(self._failures))
 
     async def _handle(self, message_id: str, job_id: str) -> None:
         try:
@@ -187,7 +187,7 @@ class Worker:
                     failures += 1
                     if failures == 1:
                         log.warning("worker %s: cannot store a job's outcome yet (%s); retrying", self.name, error)
-                    await anyio.sleep(min(0.25 * 2**failures, MAX_BACKOFF_S))
+                    await anyio.sleep(backoff_s(failures))
 
     async def _keep_claimed(self, message_id: str) -> None:
         while True:

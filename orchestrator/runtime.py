@@ -19,7 +19,7 @@ from pydantic import BaseModel
 
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
-from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, NotFoundError, TTCError
+from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, TTCError
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
@@ -132,8 +132,8 @@ class Runtime:
         parsed = chosen.parse_params(params)
         self.check_parallel(strategy, parsed)
         owner = api_key.id if api_key else None
-        if context_id is not None and (await self.store.get_context(context_id)).api_key_id != owner:
-            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+        if context_id is not None:
+            await self.store.get_owned_context(context_id, owner)
         job = JobRecord(
             question=question,
             strategy=strategy,

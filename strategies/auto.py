@@ -26,8 +26,7 @@ from orchestrator.core.verification import ScoreRequest
 from strategies.base import REGISTRY, StrategyResult, parallel_streams, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from strategies.policy import DEFAULT_POLICY, Policy, load_policy
-from strategies.selection import Sample, agreement, answer_of, choose, split_steps
-from verifiers.confidence import trace_confidence
+from strategies.selection import Sample, agreement, choose, sample_of, split_steps
 from verifiers.registry import VerifierName
 
 POLICY_ENV = "TTC_ROUTING_POLICY"  # a fitted policy file (``ttc fit-router`` writes one)
@@ -148,16 +147,8 @@ async def run_probe(question: str, session: Session, params: ProbeParams) -> Pro
     [result] = await session.generate([prompt], sampling)
     batch = [ScoreRequest(question, split_steps(c.text), c.logprobs) for c in result.completions]
     scores = await session.score(session.verifier(params.verifier), batch)
-    vocab_size = session.renderer.vocab_size
     samples = [
-        Sample(
-            text=c.text,
-            answer=answer_of(c.text),
-            tokens=len(c.token_ids),
-            score=score,
-            confidence=trace_confidence(c.logprobs, k=PROBE_LOGPROBS, vocab_size=vocab_size) if c.logprobs else None,
-            cut_off=c.finish_reason != "stop",
-        )
+        sample_of(c, score=score, top_k=PROBE_LOGPROBS, vocab_size=session.renderer.vocab_size)
         for c, score in zip(result.completions, scores, strict=True)
     ]
     return Probe(samples=samples, agreement=agreement(samples), difficulty=estimate_difficulty(samples))

@@ -35,17 +35,17 @@ from strategies.selection import (
     Rule,
     Sample,
     VoteBy,
-    answer_of,
     canonical_by_meaning,
     choose,
     leader_stays_probability,
     most_confident,
+    sample_of,
     split_steps,
     tally,
     vote_is_decided,
     window_agrees,
 )
-from verifiers.confidence import Measure, trace_confidence
+from verifiers.confidence import Measure
 from verifiers.registry import CONFIDENCE_VERIFIERS, VerifierName
 
 StopRule = Literal["margin", "adaptive_consistency", "esc"]
@@ -201,15 +201,13 @@ async def draw_wave(
     if params.selection != "majority":
         batch = [ScoreRequest(question, split_steps(c.text, params.step_delimiter), c.logprobs) for c in completions]
         scores = await session.score(session.verifier(params.verifier), batch, params.aggregation)
-    vocab_size = session.renderer.vocab_size
     return [
-        Sample(
-            text=c.text,
-            answer=answer_of(c.text, params.vote_by),
-            tokens=len(c.token_ids),
+        sample_of(
+            c,
             score=score,
-            confidence=trace_confidence(c.logprobs, k=params.logprobs, vocab_size=vocab_size) if c.logprobs else None,
-            cut_off=c.finish_reason != "stop",
+            top_k=params.logprobs,
+            vocab_size=session.renderer.vocab_size,
+            vote_by=params.vote_by,
             stopped=stop_when is not None and c.finish_reason == "abort",
         )
         for c, score in zip(completions, scores, strict=True)

@@ -17,6 +17,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from orchestrator.core.backends.base import Completion
+from verifiers.confidence import trace_confidence
 from verifiers.extraction import extract_answer
 
 Rule = Literal["majority", "weighted", "argmax"]
@@ -45,6 +47,29 @@ class Choice(BaseModel):
     answer: str | None
     sample: Sample | None
     tally: dict[str, float] | None = None
+
+
+def sample_of(
+    completion: Completion,
+    *,
+    score: float | None,
+    top_k: int,
+    vocab_size: int,
+    vote_by: VoteBy = "exact",
+    stopped: bool = False,
+) -> Sample:
+    """A drawn completion as a ``Sample``: its answer, length, score, and (drawn with ``top_k``
+    logprobs) its confidence measures."""
+    confidence = trace_confidence(completion.logprobs, k=top_k, vocab_size=vocab_size) if completion.logprobs else None
+    return Sample(
+        text=completion.text,
+        answer=answer_of(completion.text, vote_by),
+        tokens=len(completion.token_ids),
+        score=score,
+        confidence=confidence,
+        cut_off=completion.finish_reason != "stop",
+        stopped=stopped,
+    )
 
 
 def answer_of(text: str, vote_by: VoteBy = "exact") -> str | None:

@@ -24,9 +24,8 @@ def runner(seconds: float, log: list[str]):
 
 
 async def submit(store: Store, queue: JobQueue) -> JobRecord:
-    job = await store.create_job(JobRecord(question="q"))
-    await queue.enqueue(job.id)
-    return job
+    """A job stored and queued in one step, as the API submits one (``queue`` has its group)."""
+    return await store.create_job(JobRecord(question="q"), enqueue=True)
 
 
 async def wait_for_status(store: Store, job_id: str, statuses: set[str], limit_s: float = 10) -> JobRecord:

@@ -39,12 +39,10 @@ async def test_unknown_and_malformed_ids_are_not_found(store: Store) -> None:
 
 
 async def test_an_idempotency_key_names_the_first_claimant_only(store: Store) -> None:
-    assert await store.idempotent_target("job", None, "key-1") is None
-    assert await store.claim_idempotency("job", None, "key-1", "job-a") == "job-a"
+    assert await store.claim_idempotency("job", None, "key-1", "job-a") == "job-a"  # unused: the claimant's
     assert await store.claim_idempotency("job", None, "key-1", "job-b") == "job-a"  # the concurrent twin loses
-    assert await store.idempotent_target("job", None, "key-1") == "job-a"
-    assert await store.idempotent_target("context", None, "key-1") is None  # scopes do not share keys
-    assert await store.idempotent_target("job", "key-other", "key-1") is None  # nor do tenants
+    assert await store.claim_idempotency("context", None, "key-1", "ctx-c") == "ctx-c"  # scopes do not share keys
+    assert await store.claim_idempotency("job", "key-other", "key-1", "job-d") == "job-d"  # nor do tenants
 
 
 async def test_namespaces_are_isolated(redis_connection) -> None:

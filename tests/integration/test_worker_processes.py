@@ -50,8 +50,7 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(
     second: subprocess.Popen | None = None
     try:
         params = {"max_tokens": 400, "temperature": 1.0}
-        job = await store.create_job(JobRecord(question="Write a story about a cat.", params=params))
-        await queue.enqueue(job.id)
+        job = await store.create_job(JobRecord(question="Write a story about a cat.", params=params), enqueue=True)
 
         async def running() -> bool:
             return (await store.get_job(job.id)).status == "running"

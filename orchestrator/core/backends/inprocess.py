@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -164,32 +166,15 @@ class InProcessBackend(GenerationBackend):
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
     ) -> GenerationResult:
-        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
-        from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = await self._live_engine()
-        params = SamplingParams(
-            n=sampling.n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop),
-            include_stop_str_in_output=sampling.include_stop_str_in_output,
-            logprobs=sampling.logprobs,
-            output_kind=RequestOutputKind.FINAL_ONLY,  # no per-token copies: the caller wants the whole result
-        )
+        # FINAL_ONLY: no per-token copies, the caller wants the whole result
+        params = _sampling_params(sampling, RequestOutputKind.FINAL_ONLY)
         final = None
-        try:
+        with self._engine_errors(engine):
             async for output in engine.generate({"prompt_token_ids": token_ids}, params, request_id=request_id):
                 final = output
-        except EngineDeadError:
-            self._schedule_restart(engine)
-            raise EngineDiedError(
-                "the inference engine died while this request was running; it is being restarted — retry shortly"
-            ) from None
-        except ValueError as error:  # vLLM's own request validation
-            raise InvalidRequestError(f"the engine rejected the request: {error}") from None
         if final is None or not final.finished or any(c.finish_reason == "abort" for c in final.outputs):
             raise RequestAbortedError(f"request {request_id} was aborted")
         return _to_result(request_id, final, len(token_ids))
@@ -197,23 +182,13 @@ class InProcessBackend(GenerationBackend):
     async def _generate_until(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
     ) -> GenerationResult:
-        from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
-        from vllm.v1.engine.exceptions import EngineDeadError
 
         engine = await self._live_engine()
-        params = SamplingParams(
-            n=1,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-            stop=list(sampling.stop),
-            include_stop_str_in_output=sampling.include_stop_str_in_output,
-            logprobs=sampling.logprobs,
-            output_kind=RequestOutputKind.DELTA,  # each step's new tokens, to judge the sample as it grows
-        )
+        # DELTA: each step's new tokens, to judge the sample as it grows
+        params = _sampling_params(sampling.model_copy(update={"n": 1}), RequestOutputKind.DELTA)
         text, ids, logprobs, cached, finish = "", [], [], 0, None
-        try:
+        with self._engine_errors(engine):
             async for output in engine.generate({"prompt_token_ids": token_ids}, params, request_id=request_id):
                 delta = output.outputs[0]
                 text, ids = text + delta.text, ids + list(delta.token_ids)
@@ -226,13 +201,23 @@ class InProcessBackend(GenerationBackend):
                     await engine.abort(request_id)  # the engine stops decoding it now
                     finish = "abort"
                     break
+        completion = Completion(text, tuple(ids), finish or "abort", tuple(logprobs))
+        return GenerationResult(request_id, (completion,), len(token_ids), cached)
+
+    @contextmanager
+    def _engine_errors(self, engine: Any) -> Iterator[None]:
+        """vLLM's failures as the service's: a dead engine (restarted) or a request it rejected."""
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        try:
+            yield
         except EngineDeadError:
             self._schedule_restart(engine)
             raise EngineDiedError(
                 "the inference engine died while this request was running; it is being restarted — retry shortly"
             ) from None
-        completion = Completion(text, tuple(ids), finish or "abort", tuple(logprobs))
-        return GenerationResult(request_id, (completion,), len(token_ids), cached)
+        except ValueError as error:  # vLLM's own request validation
+            raise InvalidRequestError(f"the engine rejected the request: {error}") from None
 
     async def _live_engine(self) -> Any:
         """The engine, once it is ready (waiting out a rebuild), or the reason there is none."""
@@ -403,6 +388,22 @@ def _shutdown_quietly(engine: Any) -> None:
         engine.shutdown()
     except Exception:  # a dead engine may fail to shut down cleanly; nothing left to save
         log.debug("engine shutdown raised", exc_info=True)
+
+
+def _sampling_params(sampling: SamplingSettings, output_kind: Any) -> Any:
+    """vLLM's ``SamplingParams`` for ours, with the given output kind."""
+    from vllm import SamplingParams
+
+    return SamplingParams(
+        n=sampling.n,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+        max_tokens=sampling.max_tokens,
+        stop=list(sampling.stop),
+        include_stop_str_in_output=sampling.include_stop_str_in_output,
+        logprobs=sampling.logprobs,
+        output_kind=output_kind,
+    )
 
 
 def _to_result(request_id: str, output: Any, prompt_tokens: int) -> GenerationResult:

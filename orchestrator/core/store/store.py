@@ -164,10 +164,6 @@ class Store:
                 f"({used} of {quota} tokens spent or reserved by its jobs)"
             )
 
-    async def idempotent_target(self, scope: str, tenant: str | None, key: str) -> str | None:
-        """The id a tenant's idempotency key already names (a job, a context), if any."""
-        return await self.redis.get(self.keys.idempotency(scope, tenant or "open", key))
-
     async def claim_idempotency(self, scope: str, tenant: str | None, key: str, target: str) -> str:
         """Let ``key`` name ``target`` unless it already names something (for 24 h); returns what it names.
 
@@ -185,6 +181,14 @@ class Store:
         if raw is None:
             raise NotFoundError(f"job {job_id} does not exist")
         return JobRecord.model_validate_json(raw)
+
+    async def get_owned_job(self, job_id: str, tenant: str | None) -> JobRecord:
+        """The job if ``tenant`` (an API key id; None without keys) owns it; another tenant's job is
+        ``NotFoundError`` exactly as a missing one, so its existence is not confirmed."""
+        job = await self.get_job(job_id)
+        if job.api_key_id != tenant:
+            raise NotFoundError(f"job {job_id} does not exist")
+        return job
 
     async def claim_job(self, job_id: str, owner: str, max_attempts: int = 3) -> JobRecord | None:
         """Mark a queued (or orphaned running) job as running under ``owner``.
@@ -308,6 +312,13 @@ class Store:
         if raw is None:
             raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
         return ContextRecord.model_validate_json(raw)
+
+    async def get_owned_context(self, context_id: str, tenant: str | None) -> ContextRecord:
+        """The context if ``tenant`` owns it; another tenant's is ``NotFoundError`` as a missing one."""
+        context = await self.get_context(context_id)
+        if context.api_key_id != tenant:
+            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+        return context
 
     async def mark_context_computing(self, context_id: str) -> None:
         def computing(record: ContextRecord) -> ContextRecord | None:
