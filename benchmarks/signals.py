@@ -44,16 +44,26 @@ WINDOW, WARMUP, CONSENSUS = 16, 4, 0.95
 
 
 def load(dataset: str, split: str) -> list[dict]:
-    path = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The stored items, with ``self_judge`` on each sample where ``signal_self_judge.py`` scored it."""
+    slug = dataset.replace(":", "_")
+    items = [json.loads(line) for line in (SAMPLES / f"{slug}-{split}.jsonl").read_text().splitlines()]
+    judged = SAMPLES / f"{slug}-{split}.self_judge.jsonl"
+    if judged.exists():
+        scores = {record["id"]: record["self_judge"] for record in map(json.loads, judged.read_text().splitlines())}
+        if set(scores) >= {item["id"] for item in items}:  # all or none: a partial run would skew the AUROC
+            for item in items:
+                for sample, score in zip(item["samples"], scores[item["id"]], strict=True):
+                    sample["self_judge"] = score
+    return items
 
 
 def signal_values(sample: dict) -> dict[str, float]:
     """Every signal of one sample (missing measures as -inf: ranked last)."""
     values = {m: sample["confidence"].get(m, -math.inf) for m in MEASURES}
     values["calculator"] = sample["calculator"]
-    if "learned" in sample:
-        values["learned"] = sample["learned"]
+    for optional in ("self_judge", "learned"):
+        if optional in sample:
+            values[optional] = sample[optional]
     return values
 
 
@@ -146,6 +156,44 @@ RULES = {
 
 def learned_weighted(samples: list[dict]) -> str | None:
     return vote(samples, lambda sample: sample["learned"])
+
+
+def self_judge_weighted(samples: list[dict]) -> str | None:
+    return vote(samples, lambda sample: sample["self_judge"])
+
+
+def relative_features(samples: list[dict]) -> np.ndarray:
+    """Each sample's signals beside its siblings': z-scores within the item, the share of the
+    samples that gave its answer, and whether that answer leads. A per-question calibration: a
+    confidence that is low for an easy question can be high for a hard one."""
+    raw = np.array([[*(s["confidence"].get(m, -10.0) for m in MEASURES), s["calculator"]] for s in samples])
+    raw[~np.isfinite(raw)] = -10.0
+    z = (raw - raw.mean(axis=0)) / (raw.std(axis=0) + 1e-6)
+    counts = Counter(sample["answer"] for sample in samples if sample["answer"] is not None)
+    leader = max(counts.values(), default=0)
+    share = [counts[s["answer"]] / len(samples) if s["answer"] is not None else 0.0 for s in samples]
+    leads = [float(s["answer"] is not None and counts[s["answer"]] == leader) for s in samples]
+    return np.column_stack([z, raw, share, leads])
+
+
+def fit_relative_vote(dev: list[dict]):
+    """A logistic model of correctness on ``relative_features``, fit on dev items at every N; the
+    rule sums its probabilities per answer."""
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = [], []
+    for item in dev:
+        for size in SIZES:
+            features.append(relative_features(item["samples"][:size]))
+            labels += [s["correct"] for s in item["samples"][:size]]
+    model = LogisticRegression(max_iter=2000, C=0.3).fit(np.vstack(features), np.array(labels))
+
+    def choose(samples: list[dict]) -> str | None:
+        probabilities = model.predict_proba(relative_features(samples))[:, 1]
+        weights = {id(sample): p for sample, p in zip(samples, probabilities, strict=True)}
+        return vote(samples, lambda sample: weights[id(sample)])
+
+    return choose
 
 
 def accuracies(items: list[dict], rules: dict) -> dict[str, dict]:
@@ -330,6 +378,9 @@ def main() -> None:
     for dataset in args.datasets:
         items = load(dataset, "test")
         rules = dict(RULES)
+        if "self_judge" in items[0]["samples"][0]:
+            rules["self_judge_weighted"] = self_judge_weighted
+        rules["relative_vote"] = fit_relative_vote(load(dataset, "dev"))
         if args.learned:
             score_learned(items, args.learned)
             rules["learned_weighted"] = learned_weighted
