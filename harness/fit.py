@@ -1,191 +1,163 @@
-"""``ttc fit-router``: the best configuration per difficulty bin and budget, from a dev sweep.
+"""``ttc fit-router``: ``auto``'s allocation rule per budget, fitted by replaying a dev sweep's samples.
 
-Snell et al.'s recipe with a predicted (not oracle) difficulty: items are binned by the
-same probe ``auto`` runs online; in each bin, at each budget, the configuration with the
-highest accuracy wins (fewer tokens break ties). The result is the versioned policy file
-``auto`` loads. Evaluation on the test split compares ``auto`` with best-of-N majority
-and reports the efficiency ratio: the tokens best-of-N needs to match ``auto``'s accuracy
-divided by the tokens ``auto`` used.
+For each budget every rule of a grid (wave sizes, settle and give-up thresholds) is
+replayed on every dev item (``harness.replay``) and compared with best-of-N majority at
+that budget item by item; the rule with the surest gain wins (``fit_budget``). A 5-fold
+split of the dev items reports how the fitting procedure does on items it did not see,
+which the policy file records next to the rules.
+
+A rule never switches to a step search here: switching is kept only where a dev sweep's
+search points show it pays, and replaying it needs those points (not built yet).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 import time
-from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from pydantic import BaseModel
+from harness.replay import StoredItem, best_of_n, best_of_n_within, replay
+from strategies.allocation import Allocation
+from strategies.policy import BudgetRule, Policy, Sampling
 
-from harness.report import difficulty_bin, frontier
-from harness.results import ProbeFeatures, SweepResult
-from strategies.auto import ProbeParams, probe_shape
-from strategies.policy import Policy, PolicyEntry
-
-
-def quantile_edges(difficulties: list[float], bins: int) -> list[float]:
-    """Edges that split the difficulties into ``bins`` groups of about equal size (deduplicated).
-
-    Example: ``quantile_edges([0.1, 0.2, 0.3, 0.4], 2)`` is ``[0.3]``.
-    """
-    ordered = sorted(difficulties)
-    if bins < 2 or not ordered:
-        return []
-    edges = {ordered[min(len(ordered) - 1, len(ordered) * k // bins)] for k in range(1, bins)}
-    return sorted(edge for edge in edges if edge > ordered[0])
+FOLDS = 5
+MIN_SLOPE = 1e-6  # accuracy per token: one right answer is never worth more than a million tokens
+GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 6, 8, 12), (0.26, 0.34, 0.5))]
 
 
-class Choice(BaseModel):
-    """The winner of one bin at one budget, and how it did on the dev split."""
-
-    strategy: str
-    strategy_name: str
-    params: dict[str, Any]
-    accuracy: float
-    mean_tokens: float
-    items: int
-
-
-def best_per_budget(results: list[SweepResult]) -> dict[int, Choice]:
-    """At each budget, the configuration with the best accuracy (ties: fewer tokens)."""
-    cells: dict[tuple[int, str], list[SweepResult]] = defaultdict(list)
-    for result in results:
-        if result.strategy_name not in ("auto", "probe"):
-            cells[(result.budget, result.strategy)].append(result)
-    best: dict[int, Choice] = {}
-    for (budget, label), cell in sorted(cells.items()):
-        choice = Choice(
-            strategy=label,
-            strategy_name=cell[0].strategy_name,
-            params=_routable_params(cell),
-            accuracy=statistics.fmean(r.correct for r in cell),
-            mean_tokens=statistics.fmean(r.compute_tokens for r in cell),
-            items=len(cell),
-        )
-        current = best.get(budget)
-        if current is None or (choice.accuracy, -choice.mean_tokens) > (current.accuracy, -current.mean_tokens):
-            best[budget] = choice
-    return best
-
-
-def _routable_params(cell: list[SweepResult]) -> dict[str, Any]:
-    """Params to run the configuration with: a derived best-of-N point runs with its typical N."""
-    params = dict(cell[0].params)
-    if cell[0].derived:
-        params["n"] = max(1, round(statistics.median(r.params.get("n", 1) for r in cell)))
-    return params
-
-
-def fit_policy(
-    results: list[SweepResult],
-    probes: dict[str, ProbeFeatures],
-    bins: int = 3,
-    version: str | None = None,
-    source: str = "",
-    probe: ProbeParams | None = None,
-) -> Policy:
-    """The policy: bin edges, and per bin the winner at each budget.
-
-    ``auto`` chooses after paying for its probe (``probe``: the params the sweep probed with),
-    so an entry's ``min_tokens`` is its budget minus what the probe typically costs at that
-    budget (``probe_cost_online``), less a margin; entries that would share a threshold keep the
-    smaller budget's winner. A bin with no dev items uses the overall winners.
-    """
-    probe = probe or ProbeParams()
-    edges = quantile_edges([p.difficulty for p in probes.values()], bins)
-    prompt = statistics.median(p.prompt_tokens for p in probes.values()) if probes else 0
-    completion = statistics.median(p.compute_tokens - p.prompt_tokens for p in probes.values()) if probes else 0
-    overall = best_per_budget(results)
-    table: dict[str, list[PolicyEntry]] = {}
-    fitted: dict[str, dict[str, Any]] = {}
-    for bin_index in range(len(edges) + 1):
-        in_bin = [r for r in results if difficulty_bin(probes.get(r.item_id), edges) == str(bin_index)]
-        winners = best_per_budget(in_bin) or overall
-        entries: dict[int, PolicyEntry] = {}
-        for budget, choice in sorted(winners.items()):
-            cost = probe_cost_online(budget, prompt, completion, probe)
-            threshold = max(0, int(budget - cost - budget // 8))
-            entry = PolicyEntry(
-                min_tokens=threshold, strategy=choice.strategy_name, params=choice.params, budget=budget
+def grid(max_samples: int) -> list[Allocation]:
+    """The rules the fit chooses among (first and later wave sizes, settle and give-up thresholds)."""
+    rules = []
+    for first, wave, share, votes, (after, below) in itertools.product(
+        (2, 4, 8), (1, 2, 4), (0.5, 0.6, 0.75, 1.0), (2, 3, 4), GIVE_UPS
+    ):
+        if first > max_samples or (after is not None and after <= first // 2):
+            continue
+        rules.append(
+            Allocation(
+                first_wave=first,
+                wave=wave,
+                max_samples=max_samples,
+                stop_share=share,
+                stop_votes=votes,
+                give_up_after=after,
+                give_up_share=below,
             )
-            entries.setdefault(threshold, entry)
-        table[str(bin_index)] = list(entries.values())
-        fitted[str(bin_index)] = {str(budget): c.model_dump() for budget, c in sorted(winners.items())}
-    return Policy(
-        version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
-        description=f"Fitted by ttc fit-router from sweep {source!r}: {len({r.item_id for r in results})} items, "
-        f"{len(edges) + 1} probe-difficulty bins.",
-        difficulty_bins=edges,
-        table=table,
-        fitted={"probe_prompt_tokens": prompt, "probe_completion_tokens": completion, "winners": fitted},
+        )
+    return rules
+
+
+@dataclass(frozen=True)
+class Point:
+    """Accuracy and mean compute tokens of one method over a set of items."""
+
+    accuracy: float
+    tokens: float
+
+
+def auto_point(rule: Allocation, items: Sequence[StoredItem], budget: int, typical: int) -> Point:
+    outcomes = [replay(rule, item, budget, typical) for item in items]
+    return Point(statistics.fmean(o.correct for o in outcomes), statistics.fmean(o.tokens for o in outcomes))
+
+
+def majority_point(items: Sequence[StoredItem], budget: int) -> Point:
+    outcomes = [best_of_n_within(item, budget) for item in items]
+    return Point(statistics.fmean(o.correct for o in outcomes), statistics.fmean(o.tokens for o in outcomes))
+
+
+def spend_it_all(max_samples: int) -> Allocation:
+    """The rule that never stops early: best-of-N majority within the budget, drawn in waves."""
+    return Allocation(
+        first_wave=min(4, max_samples),
+        wave=4,
+        max_samples=max_samples,
+        stop_share=1.0,
+        stop_votes=max_samples,
+        give_up_after=None,
     )
 
 
-def probe_cost_online(budget: int, prompt: float, completion: float, probe: ProbeParams) -> float:
-    """What ``auto``'s probe typically spends under ``budget``: its prompt, plus its samples as
-    ``probe_shape`` sizes them for the budget the prompt leaves (none when no probe fits).
+def secant_slope(items: Sequence[StoredItem]) -> float:
+    """Accuracy majority voting buys per token on these items, from N = 1 to the most samples
+    stored (at least ``MIN_SLOPE``: a flat curve makes every lost answer dear, not free)."""
+    size = min(item.size for item in items)
+    one, most = (statistics.fmean(best_of_n(item, n).correct for item in items) for n in (1, size))
+    cost = statistics.fmean(best_of_n(item, size).tokens - best_of_n(item, 1).tokens for item in items)
+    return max(MIN_SLOPE, (most - one) / max(1.0, cost))
 
-    ``completion`` is what the probe's ``probe.probe_samples`` samples spent with no budget.
-    Example: a 60-token prompt and 400 completion tokens at 4 x 160 cost 60 + 4 x 100 = 460
-    under a large budget, and 60 + 2 x 64 = 188 under a budget of 316 (2 x 64 is all that fits).
+
+def fit_budget(
+    items: Sequence[StoredItem], budget: int, typical: int, rules: Sequence[Allocation]
+) -> tuple[Allocation, Point, Point]:
+    """The rule whose gain over majority at ``budget`` has the best lower bound: (rule, its point,
+    majority's point).
+
+    A rule's gain on an item, in tokens, is what it saves, plus each answer it gets right that
+    majority does not (less each it loses) priced at the tokens majority voting pays for one
+    more right answer (``secant_slope``). The bound is the mean gain less one standard error
+    over items, so with a hundred-odd items and a thousand rules the choice does not chase
+    noise; when no rule's bound is positive the rule is ``spend_it_all``: majority voting.
     """
-    shape = probe_shape(probe, int(budget - prompt))
-    if shape is None:
-        return 0.0
-    samples, max_tokens = shape
-    typical = completion / probe.probe_samples
-    return prompt + samples * min(typical, max_tokens)
+    price = 1.0 / secant_slope(items)
+    baseline = [best_of_n_within(item, budget) for item in items]
+    best, best_bound = spend_it_all(min(item.size for item in items)), 0.0
+    for rule in rules:
+        outcomes = [replay(rule, item, budget, typical) for item in items]
+        gains = [
+            price * (o.correct - b.correct) - (o.tokens - b.tokens) for o, b in zip(outcomes, baseline, strict=True)
+        ]
+        bound = statistics.fmean(gains) - statistics.stdev(gains) / math.sqrt(len(gains))
+        if bound > best_bound:
+            best, best_bound = rule, bound
+    return best, auto_point(best, items, budget, typical), majority_point(items, budget)
 
 
-class Efficiency(BaseModel):
-    """``auto`` against best-of-N majority at one budget."""
-
-    budget: int
-    auto_accuracy: float
-    auto_tokens: float
-    baseline_accuracy: float
-    baseline_tokens: float
-    baseline_tokens_to_match: float | None
-    ratio: float | None
-    note: str
-
-
-def efficiency(
-    auto_points: dict[int, tuple[float, float]], baseline_points: dict[int, tuple[float, float]]
-) -> list[Efficiency]:
-    """Per budget: (accuracy, mean tokens) of both, and tokens the baseline needs to match ``auto``.
-
-    The baseline's curve is its frontier, interpolated linearly between measured points.
-    Where it never reaches ``auto``'s accuracy the ratio is a lower bound (``note`` says so);
-    where even its cheapest point reaches it, the ratio is an upper bound.
-    """
-    curve = frontier([(tokens, accuracy) for accuracy, tokens in baseline_points.values()])
-    rows = []
-    for budget, (accuracy, tokens) in sorted(auto_points.items()):
-        needed, note = _tokens_to_reach(curve, accuracy)
-        base_accuracy, base_tokens = baseline_points.get(budget, (float("nan"), float("nan")))
-        rows.append(
-            Efficiency(
-                budget=budget,
-                auto_accuracy=accuracy,
-                auto_tokens=tokens,
-                baseline_accuracy=base_accuracy,
-                baseline_tokens=base_tokens,
-                baseline_tokens_to_match=needed,
-                ratio=needed / tokens if needed is not None and tokens > 0 else None,
-                note=note,
-            )
-        )
-    return rows
+def held_out(items: Sequence[StoredItem], budget: int, typical: int, rules: Sequence[Allocation]) -> dict:
+    """The fitting procedure on 4/5 of the dev items, scored on the fifth, over 5 folds."""
+    auto_hits, auto_tokens, base_hits, base_tokens = [], [], [], []
+    for fold in range(FOLDS):
+        train = [item for index, item in enumerate(items) if index % FOLDS != fold]
+        test = [item for index, item in enumerate(items) if index % FOLDS == fold]
+        if not train or not test:
+            continue
+        rule, _, _ = fit_budget(train, budget, typical, rules)
+        auto_hits += [o.correct for o in (replay(rule, item, budget, typical) for item in test)]
+        auto_tokens += [o.tokens for o in (replay(rule, item, budget, typical) for item in test)]
+        base_hits += [o.correct for o in (best_of_n_within(item, budget) for item in test)]
+        base_tokens += [o.tokens for o in (best_of_n_within(item, budget) for item in test)]
+    return {
+        "auto_accuracy": statistics.fmean(auto_hits),
+        "auto_tokens": statistics.fmean(auto_tokens),
+        "majority_accuracy": statistics.fmean(base_hits),
+        "majority_tokens": statistics.fmean(base_tokens),
+    }
 
 
-def _tokens_to_reach(curve: list[tuple[float, float]], accuracy: float) -> tuple[float | None, str]:
-    if not curve:
-        return None, "no baseline points"
-    if curve[0][1] >= accuracy:
-        return curve[0][0], "at most (the baseline's cheapest point already matches)"
-    for (cost_a, acc_a), (cost_b, acc_b) in itertools.pairwise(curve):
-        if acc_b >= accuracy:
-            return cost_a + (cost_b - cost_a) * (accuracy - acc_a) / (acc_b - acc_a), "interpolated"
-    return curve[-1][0], "at least (the baseline never matches within the sweep)"
+def fit_policy(
+    items: Sequence[StoredItem], budgets: Sequence[int], sampling: Sampling, source: str, version: str | None = None
+) -> Policy:
+    """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``."""
+    max_samples = min(item.size for item in items)
+    typical = round(statistics.median(tokens for item in items for tokens in item.tokens))
+    sampling = sampling.model_copy(update={"typical_tokens": typical})
+    rules, report = [], {}
+    candidates = grid(max_samples)
+    for index, budget in enumerate(sorted(budgets)):
+        rule, point, baseline = fit_budget(items, budget, typical, candidates)
+        rules.append(BudgetRule(min_tokens=0 if index == 0 else budget, allocation=rule, budget=budget))
+        report[str(budget)] = {
+            "dev_auto": point.__dict__,
+            "dev_majority": baseline.__dict__,
+            "held_out_folds": held_out(items, budget, typical, candidates),
+        }
+    return Policy(
+        version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
+        description=f"Fitted by ttc fit-router by replaying the stored samples of dev sweep {source!r} "
+        f"({len(items)} items, {len(candidates)} candidate rules per budget).",
+        sampling=sampling,
+        rules=rules,
+        fitted={"sweep": source, "items": len(items), "candidates": len(candidates), "budgets": report},
+    )

@@ -6,7 +6,6 @@ tests call these directly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.catalog import load_dataset
-from harness.fit import Efficiency, efficiency, fit_policy
+from harness.evaluation import evaluate_policy, markdown, plot
+from harness.fit import fit_policy
 from harness.learned import refuse_trained_items
+from harness.replay import StoredItem, stored_items
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -26,7 +27,8 @@ from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
-from strategies.policy import Policy, load_policy
+from strategies import REGISTRY
+from strategies.policy import Policy, Sampling, load_policy
 from verifiers.learned import load_artifact
 
 Progress = Callable[[int, int], None]
@@ -104,11 +106,8 @@ async def run_sweep(
 
 
 def _report_edges(spec: SweepSpec) -> list[float]:
-    """Bin edges for the report: those of the policy being evaluated, else the default policy's."""
-    for config in spec.strategies:
-        if config.strategy == "auto" and config.params.get("policy"):
-            return Policy.model_validate(config.params["policy"]).difficulty_bins
-    return load_policy().difficulty_bins
+    """Bin edges of the probe's difficulty for the report: thirds."""
+    return [0.34, 0.67]
 
 
 async def load_sweep(
@@ -157,8 +156,8 @@ class FitOutcome:
 
     policy_path: Path
     policy: Policy
-    evaluation: SweepOutcome | None
-    efficiency: list[Efficiency]
+    evaluation: dict[str, Any] | None
+    report: Path | None
 
 
 async def fit_router(
@@ -166,7 +165,6 @@ async def fit_router(
     policy_path: Path,
     settings: Settings,
     *,
-    bins: int = 3,
     evaluate: bool = True,
     eval_limit: int | None = None,
     out_dir: Path | None = None,
@@ -175,62 +173,85 @@ async def fit_router(
     runtime: Runtime | None = None,
     on_progress: Progress | None = None,
 ) -> FitOutcome:
-    """Fit the policy from the dev sweep ``sweep_name``; then (``evaluate``) sweep ``auto`` with it
-    against best-of-N majority on the test split, at the same budgets, and report the efficiency."""
-    spec, results, probes = await load_sweep(sweep_name, settings, runtime.store if runtime else None)
-    if not results:
-        raise InvalidRequestError(f"sweep {sweep_name!r} has no results yet: run it first")
-    policy = fit_policy(results, probes, bins=bins, source=sweep_name, probe=spec.probe)
+    """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples; then
+    (``evaluate``) draw the same kind of samples on the test split (a resumable sweep named
+    ``<sweep>-test``) and replay the policy and the baselines on them."""
+    store = runtime.store if runtime else None
+    spec, dev = await _stored_items(sweep_name, settings, store)
+    if spec.split != "dev":
+        raise InvalidRequestError(f"sweep {sweep_name!r} is on the {spec.split} split: fit on a dev sweep")
+    pass_config = _pass_config(spec)
+    policy = fit_policy(dev, spec.budgets, _sampling_of(pass_config), source=sweep_name)
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
     if not evaluate:
-        return FitOutcome(policy_path, policy, None, [])
-    evaluated = [
-        policy.model_dump(mode="json")["table"],
-        policy.difficulty_bins,
-        spec.probe.model_dump(),
-        eval_limit or spec.limit,
-    ]
-    policy_digest = hashlib.sha256(json.dumps(evaluated, sort_keys=True).encode()).hexdigest()[:8]
-    test_spec = SweepSpec(
-        name=f"{sweep_name}-test-{policy_digest}",  # a refit policy is evaluated afresh, never resumed
-        dataset=spec.dataset,
-        split="test",
-        limit=eval_limit or spec.limit,
-        data_seed=spec.data_seed,
-        strategies=[
-            StrategySpec(strategy="auto", params={"policy": policy.model_dump(mode="json"), **spec.probe.model_dump()}),
-            StrategySpec(strategy="best_of_n", params={"selection": "majority", "n": _baseline_samples(spec)}),
-        ],
-        budgets=spec.budgets,
-        seeds=spec.seeds,
-        concurrency=spec.concurrency,
-        probe=spec.probe,
+        return FitOutcome(policy_path, policy, None, None)
+    test_spec = spec.model_copy(
+        update={
+            "name": f"{sweep_name}-test",
+            "split": "test",
+            "limit": eval_limit or spec.limit,
+            "strategies": [pass_config],
+        }
     )
-    rows: list[Efficiency] = []
-
-    def efficiency_section(test_results: list[SweepResult]) -> list[str]:
-        rows.extend(_compare(test_results))
-        return [efficiency_markdown(rows, policy)]
-
-    evaluation = await run_sweep(
+    out_dir = out_dir or Path("runs") / test_spec.name
+    await run_sweep(
         test_spec,
-        out_dir or Path("runs") / test_spec.name,
+        out_dir,
         settings,
         server=server,
         api_key=api_key,
         runtime=runtime,
         on_progress=on_progress,
-        title=f"Router fitted on {sweep_name}, evaluated on the test split",
-        extra_sections=efficiency_section,
+        title=f"Test samples for the policy fitted on {sweep_name}",
     )
-    return FitOutcome(policy_path, policy, evaluation, rows)
+    _, test = await _stored_items(test_spec.name, settings, store)
+    found = evaluate_policy(policy, dev, test, spec.budgets)
+    evaluation = {"dataset": spec.dataset, "policy": policy.version, **found}
+    (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    plot(policy, test, spec.budgets, out_dir / "auto-vs-majority.png", f"{spec.dataset}: auto vs best-of-N (test)")
+    report = out_dir / "evaluation.md"
+    report.write_text(markdown(evaluation, spec.dataset) + "\n![auto vs majority](auto-vs-majority.png)\n")
+    return FitOutcome(policy_path, policy, evaluation, report)
 
 
-def _baseline_samples(spec: SweepSpec) -> int:
-    """Best-of-N's samples in the comparison: as many as the dev sweep drew (enough for its budgets)."""
-    drawn = [config.params.get("n", 0) for config in spec.strategies if config.strategy == "best_of_n"]
-    return max(drawn, default=0) or max(8, max(spec.budgets) // 64)
+async def _stored_items(name: str, settings: Settings, store: Store | None) -> tuple[SweepSpec, list[StoredItem]]:
+    """A stored sweep's spec and its items' best-of-N samples, graded."""
+    if store is None:
+        raw_spec, passes = await load_sweep_passes(name, settings)
+    else:
+        stored = SweepStore(store, name)
+        raw_spec, passes = await stored.spec(), await stored.passes()
+        if raw_spec is None:
+            raise InvalidRequestError(f"no sweep named {name!r} in this Redis: run `ttc sweep --name` first")
+    spec = SweepSpec.model_validate(raw_spec)
+    problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)
+    items = stored_items(problems, passes)
+    if not items:
+        raise InvalidRequestError(
+            f"sweep {name!r} has no stored best-of-N samples: sweep best_of_n first, e.g. "
+            """--strategy 'best_of_n:{"n":16,"adaptive":false}'"""
+        )
+    return spec, items
+
+
+def _pass_config(spec: SweepSpec) -> StrategySpec:
+    """The sweep's best-of-N configuration with the most samples: the pass the policy is fitted on."""
+    configs = [config for config in spec.strategies if config.uses_one_pass]
+    if not configs:
+        raise InvalidRequestError(f"sweep {spec.name!r} has no best_of_n configuration to fit on")
+    return max(configs, key=lambda config: REGISTRY["best_of_n"].parse_params(config.params).n)
+
+
+def _sampling_of(config: StrategySpec) -> Sampling:
+    """How the pass drew its samples, as the policy's sampling (``auto`` draws the same way)."""
+    params = REGISTRY["best_of_n"].parse_params(config.params)
+    return Sampling(
+        temperature=params.temperature,
+        max_tokens=params.max_tokens,
+        logprobs=params.logprobs,
+        system_prompt=params.system_prompt,
+    )
 
 
 def _write_checked_policy(policy: Policy, path: Path) -> None:
@@ -244,39 +265,3 @@ def _write_checked_policy(policy: Policy, path: Path) -> None:
         candidate.unlink()
         raise
     candidate.replace(path)
-
-
-def _compare(results: list[SweepResult]) -> list[Efficiency]:
-    def points(name: str) -> dict[int, tuple[float, float]]:
-        cells: dict[int, list[SweepResult]] = {}
-        for result in results:
-            if result.strategy_name == name:
-                cells.setdefault(result.budget, []).append(result)
-        return {
-            budget: (sum(r.correct for r in cell) / len(cell), sum(r.compute_tokens for r in cell) / len(cell))
-            for budget, cell in cells.items()
-        }
-
-    return efficiency(points("auto"), points("best_of_n"))
-
-
-def efficiency_markdown(rows: list[Efficiency], policy: Policy) -> str:
-    """The report section: auto vs best-of-N majority, per budget."""
-    lines = [
-        "## `auto` vs best-of-N majority",
-        f"Policy `{policy.version}`, difficulty bin edges {policy.difficulty_bins}. Efficiency ratio = "
-        "compute tokens best-of-N majority needs to reach `auto`'s accuracy (its frontier, linearly "
-        "interpolated) ÷ compute tokens `auto` used.",
-        "",
-        "| budget | auto acc | auto tokens | best-of-N acc | best-of-N tokens | best-of-N tokens to match "
-        "| ratio | note |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        needed = f"{row.baseline_tokens_to_match:.0f}" if row.baseline_tokens_to_match is not None else "—"
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "—"
-        lines.append(
-            f"| {row.budget} | {row.auto_accuracy:.2f} | {row.auto_tokens:.0f} | {row.baseline_accuracy:.2f} | "
-            f"{row.baseline_tokens:.0f} | {needed} | {ratio} | {row.note} |"
-        )
-    return "\n".join(lines)

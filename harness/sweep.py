@@ -36,7 +36,7 @@ from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import RequestLimits
 from orchestrator.core.store.keys import Keys
 from strategies import REGISTRY
-from strategies.auto import ProbeParams
+from strategies.probe import ProbeParams
 from strategies.selection import Rule, Sample, choose
 
 # Probes and best-of-N passes must not be cut by the service's default request limits: they ask

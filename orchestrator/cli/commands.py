@@ -50,9 +50,28 @@ def reason(
         return
     if job.status != "succeeded":
         fail(TTCError(f"job {job.id} {job.status}: {(job.error or {}).get('message', '')}"))
+    for line in decision_path(job.trace):
+        typer.echo(line)
     typer.secho(f"answer: {job.answer}", bold=True)
     typer.echo(f"output: {job.output.strip() if job.output else ''}")
     typer.echo("usage: " + job.usage.model_dump_json(indent=2))
+
+
+def decision_path(trace: dict) -> list[str]:
+    """``auto``'s waves, one readable line each (nothing for other strategies).
+
+    Example: ``wave 1: 4 samples, 2 of 4 say 12 (share 0.50) -> wave: 2 of 4 agree: 4 more``.
+    """
+    route = trace.get("route") or {}
+    lines = []
+    for number, wave in enumerate(route.get("waves", []), start=1):
+        lines.append(
+            f"wave {number}: {wave['size']} samples, {wave['leader_votes']} of {wave['samples']} say "
+            f"{wave['leader']} (share {wave['share']:.2f}) -> {wave['action']}: {wave['reason']}"
+        )
+    if route.get("switched_to"):
+        lines.append(f"switched to {route['switched_to']}")
+    return lines
 
 
 @app.command()

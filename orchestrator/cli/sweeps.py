@@ -105,14 +105,13 @@ def sweep(
 def fit_router(
     name: Annotated[str, typer.Argument(help="the dev sweep to fit from")],
     out: Annotated[Path, typer.Option(help="the policy file to write")] = Path("policies/fitted.json"),
-    bins: Annotated[int, typer.Option(help="probe-difficulty bins (quantiles of the dev items)")] = 3,
     evaluate: Annotated[bool, typer.Option(help="then compare auto with best-of-N on the test split")] = True,
     eval_limit: Annotated[int | None, typer.Option(help="test items (default: as many as the sweep)")] = None,
     server: Annotated[str | None, typer.Option(help="evaluate through the SDK against this service URL")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="TTC_API_KEY", help="API key for --server")] = None,
     report_dir: Annotated[Path | None, typer.Option(help="evaluation report directory")] = None,
 ) -> None:
-    """Fit auto's routing policy from a dev sweep; evaluate it against best-of-N on the test split."""
+    """Fit auto's policy by replaying a dev sweep's best-of-N samples; evaluate it on the test split."""
     from harness.run import fit_router as fit
 
     async def go():
@@ -122,7 +121,6 @@ def fit_router(
                 name,
                 out,
                 _settings(),
-                bins=bins,
                 evaluate=evaluate,
                 eval_limit=eval_limit,
                 out_dir=report_dir,
@@ -136,14 +134,21 @@ def fit_router(
     outcome = _run(go)
     typer.echo(f"policy: {outcome.policy_path} (version {outcome.policy.version})")
     typer.echo(f"use it: TTC_ROUTING_POLICY={outcome.policy_path.resolve()} ttc serve")
-    for row in outcome.efficiency:
-        ratio = f"{row.ratio:.2f}x" if row.ratio is not None else "n/a"
+    for budget, rule in (outcome.policy.fitted or {}).get("budgets", {}).items():
+        folds = rule["held_out_folds"]
         typer.echo(
-            f"budget {row.budget}: auto {row.auto_accuracy:.2f} @ {row.auto_tokens:.0f} tokens, best-of-N "
-            f"{row.baseline_accuracy:.2f} @ {row.baseline_tokens:.0f}; efficiency {ratio} ({row.note})"
+            f"budget {budget}: dev held-out folds: auto {folds['auto_accuracy']:.3f} @ {folds['auto_tokens']:.0f} "
+            f"tokens, majority {folds['majority_accuracy']:.3f} @ {folds['majority_tokens']:.0f}"
         )
-    if outcome.evaluation:
-        typer.echo(f"report: {outcome.evaluation.report}")
+    for budget, row in (outcome.evaluation or {}).get("budgets", {}).items():
+        low, high = row["efficiency_ci"]
+        typer.echo(
+            f"budget {budget} (test): auto {row['auto']['accuracy']:.3f} @ {row['auto']['tokens']:.0f} tokens, "
+            f"majority {row['majority']['accuracy']:.3f} @ {row['majority']['tokens']:.0f}; efficiency "
+            f"{row['efficiency_ratio']:.2f}x ({low:.2f}-{high:.2f}, {row['efficiency_note']})"
+        )
+    if outcome.report:
+        typer.echo(f"report: {outcome.report}")
 
 
 def _settings():

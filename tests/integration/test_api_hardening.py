@@ -30,11 +30,11 @@ async def test_a_request_cannot_name_a_policy_file(api) -> None:
         )
         assert named.status_code == 400, named.text
         assert "policy_path" in named.json()["error"]["message"] and "root:" not in named.text
-        broken = {"version": "x", "difficulty_bins": [0.5], "table": {"0": [{"min_tokens": 0, "strategy": "nope"}]}}
+        broken = {"version": "x", "rules": [{"min_tokens": 0, "allocation": {"switch": {"strategy": "nope"}}}]}
         inline = await client.post(
             "/v1/reason", json={"question": "q", "strategy": "auto", "params": {"policy": broken}}
         )
-        assert inline.status_code == 400 and "bin 1" in inline.json()["error"]["message"]
+        assert inline.status_code == 400 and "'nope'" in inline.json()["error"]["message"]
 
 
 def _route_calls(app, job_id: str, context_id: str) -> list[tuple[str, str, dict | None]]:

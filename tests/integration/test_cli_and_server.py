@@ -49,6 +49,22 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, 
     assert keys.returncode == 0 and embedded_redis_servers(tmp_path) == []
 
 
+def test_reason_with_auto_prints_one_line_per_wave(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
+    done = subprocess.run(
+        [*TTC, "reason", "What is 7 + 5?", "--strategy", "auto", "--max-tokens", "1200"],
+        env=remote_env(tmp_path, vllm_server, model_dir),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    waves = [line for line in done.stdout.splitlines() if line.startswith("wave ")]
+    assert waves and [line.split(":")[0] for line in waves] == [f"wave {n}" for n in range(1, len(waves) + 1)]
+    assert " -> answer: " in waves[-1] and all(" -> wave: " in line for line in waves[:-1])
+    assert "answer: " in done.stdout.split(waves[-1])[1]
+
+
 @pytest.mark.parametrize(
     ("settings", "named"),
     [

@@ -82,21 +82,17 @@ async def test_early_stop_saves_samples_on_a_question_answered_the_same_way(inpr
     assert usage.model_calls == len(result.trace["waves"])
 
 
-async def test_auto_probes_then_routes_and_charges_everything(inprocess_backend) -> None:
-    params = {"probe_samples": 3, "probe_max_tokens": 96}
-    result, usage = await run(inprocess_backend, "auto", params, Budget(max_tokens=2500, deadline_s=300))
+async def test_auto_samples_in_waves_and_charges_everything(inprocess_backend) -> None:
+    result, usage = await run(inprocess_backend, "auto", {}, Budget(max_tokens=2500, deadline_s=300))
     route = result.trace["route"]
-    assert route["policy"] and len(route["probe"]["answers"]) == 3
     policy = json.loads(DEFAULT_POLICY.read_text())  # read here, not through the code under test
-    if "settled" in route["choice"]:
-        assert len(set(route["probe"]["answers"])) == 1 and usage.model_calls == 1
-    else:
-        expected_bin = sum(edge <= route["probe"]["difficulty"] for edge in policy["difficulty_bins"])
-        assert route["bin"] == expected_bin
-        assert route["strategy"] in {entry["strategy"] for entry in policy["table"][str(expected_bin)]}
-        assert usage.model_calls > 1  # the probe, then what it routed to
-    assert usage.completion_tokens <= 2500
-    assert result.output
+    rule = max((r for r in policy["rules"] if r["min_tokens"] <= 2500), key=lambda r: r["min_tokens"])
+    waves = route["waves"]
+    assert route["policy"] == policy["version"] and waves[0]["size"] <= rule["allocation"]["first_wave"]
+    assert [w["action"] for w in waves[:-1]] == ["wave"] * (len(waves) - 1) and waves[-1]["action"] == "answer"
+    assert sum(w["size"] for w in waves) == result.trace["samples_drawn"] == len(result.trace["samples"])
+    assert usage.model_calls == len(waves)  # one batched request a wave, nothing thrown away
+    assert usage.compute_tokens <= 2500 and result.output
 
 
 async def test_a_deadline_ends_sixteen_streams_within_a_decode_step_of_it(inprocess_backend) -> None:

@@ -18,9 +18,10 @@ from harness.run import fit_router, run_sweep
 from harness.solvers import InProcessSolver
 from harness.sweep import Sweep, SweepSpec
 from orchestrator.core.backends.scripted import ScriptedBackend
+from orchestrator.core.budget import Budget
 from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
-from strategies.auto import load_policy
+from strategies.policy import load_policy
 from tests.sessions import VERIFIERS
 
 
@@ -69,15 +70,23 @@ async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads
     assert all(row.facts.confidence and row.facts.calculator is not None for row in labelled)
 
     fitted = await fit_router(
-        spec.name, tmp_path / "policy.json", settings, bins=2, eval_limit=2, runtime=runtime, out_dir=tmp_path / "test"
+        spec.name, tmp_path / "policy.json", settings, eval_limit=2, runtime=runtime, out_dir=tmp_path / "test"
     )
     policy = load_policy(str(fitted.policy_path))
-    assert policy.version == fitted.policy.version and set(policy.table) >= {"0"}
-    assert fitted.evaluation is not None and len(fitted.evaluation.results) == 2 * 2 * 2
-    assert {row.budget for row in fitted.efficiency} == {256, 512}
-    routed = [r for r in fitted.evaluation.results if r.strategy_name == "auto"]
-    assert all(r.status == "succeeded" for r in routed)
-    assert "`auto` vs best-of-N majority" in fitted.evaluation.report.read_text()
+    assert policy.version == fitted.policy.version and [r.budget for r in policy.rules] == [256, 512]
+    assert policy.sampling.max_tokens == 96 and policy.fitted["items"] == 4
+    evaluation = json.loads((tmp_path / "test" / "evaluation.json").read_text())
+    assert evaluation == fitted.evaluation and evaluation["items"] == 2
+    for row in evaluation["budgets"].values():
+        low, high = row["efficiency_ci"]
+        assert low <= row["efficiency_ratio"] <= high and row["auto"]["tokens"] > 0
+    assert "| 512 |" in fitted.report.read_text()
+    assert_png_has_a_picture(tmp_path / "test" / "auto-vs-majority.png")
+    # the policy it wrote runs online
+    attempt = await InProcessSolver(runtime).solve(
+        "What is 2 + 3?", "auto", {"policy": policy.model_dump(mode="json")}, Budget(max_tokens=512)
+    )
+    assert attempt.status == "succeeded" and attempt.trace["route"]["policy"] == policy.version
 
 
 class CountingSolver:

@@ -1,4 +1,4 @@
-"""Compute-optimal routing: difficulty probe, saturation, policy table."""
+"""``auto`` as sequential allocation: waves until the vote settles, scatters or the budget runs out."""
 
 from __future__ import annotations
 
@@ -9,79 +9,131 @@ import pytest
 
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
-from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.errors import BudgetExceededError, ConfigurationError, InvalidRequestError
 from strategies import get_strategy
-from strategies.auto import estimate_difficulty
+from strategies.allocation import Allocation, Votes, decide, first_wave_size
 from strategies.policy import load_policy
-from strategies.selection import Sample, agreement
 from tests.sessions import new_session
+
+
+def policy(*rules: dict, max_tokens: int = 64) -> dict:
+    return {
+        "version": "test-2",
+        "sampling": {"max_tokens": max_tokens, "system_prompt": None, "typical_tokens": 30},
+        "rules": list(rules),
+    }
 
 
 def run_auto(script, budget: Budget | None = None, **params):
     backend = ScriptedBackend(script)
     session = new_session(backend, BudgetMeter(budget or Budget(max_tokens=10_000)))
+    events: list[dict] = []
+    session.emit = lambda event: _append(events, event)  # type: ignore[method-assign]
     strategy = get_strategy("auto")
-    return strategy.run("What is 2 + 2?", session, strategy.parse_params(params)), backend, session
+    return strategy.run("What is 2 + 2?", session, strategy.parse_params(params)), backend, events
 
 
-def samples(answers: list[str | None], scores: list[float]) -> list[Sample]:
-    return [Sample(text=f"{a}", answer=a, score=s) for a, s in zip(answers, scores, strict=True)]
+async def _append(events: list[dict], event: dict) -> None:
+    events.append(event)
 
 
-def test_difficulty_estimate() -> None:
-    easy = estimate_difficulty(samples(["4"] * 4, [0.95] * 4))
-    hard = estimate_difficulty(samples(["1", "2", None, "3"], [0.05, 0.5, 0.5, 0.05]))
-    assert agreement(samples(["4"] * 4, [0.95] * 4)) == 1.0 and easy < 0.1 < 0.7 < hard
-
-
-async def test_a_settled_question_stops_after_the_probe() -> None:
-    coro, backend, session = run_auto(lambda p, s: ["2 + 2 = 4. The answer is 4."] * s.n)
-    result = await coro
-    assert result.answer == "4"
-    assert "settled" in result.trace["route"]["choice"]
-    assert len(backend.calls) == 1 and session.meter.usage.model_calls == 1
-
-
-ONE_EDGE_POLICY = {  # easy questions get one sample, the rest a vote: which one ran is plain to see
-    "version": "test-1",
-    "difficulty_bins": [0.2],
-    "table": {
-        "0": [{"min_tokens": 0, "strategy": "direct"}],
-        "1": [{"min_tokens": 0, "strategy": "best_of_n", "params": {"n": 3, "adaptive": False}}],
-    },
+WAVES_OF_TWO = {
+    "min_tokens": 0,
+    "allocation": {"first_wave": 2, "wave": 2, "max_samples": 8, "stop_votes": 2, "give_up_after": 6},
 }
 
 
-async def test_a_contested_question_is_routed_by_the_policy() -> None:
-    answers = cycle(["2 + 2 = 5. The answer is 5.", "The answer is 4.", "2 + 2 = 4. The answer is 4.", "No idea."])
-    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=ONE_EDGE_POLICY)
+async def test_a_settled_question_stops_after_the_first_wave() -> None:
+    coro, backend, events = run_auto(lambda p, s: ["The answer is 4."] * s.n, policy=policy(WAVES_OF_TWO))
     result = await coro
-    route = result.trace["route"]
-    # Agreement 2 of 4 puts the difficulty at 1 - (0.5 + score) / 2 >= 0.25, past the edge at 0.2.
-    assert route["probe"]["difficulty"] >= 0.25 and route["bin"] == 1 and route["strategy"] == "best_of_n"
-    assert [call[1].n for call in backend.calls] == [4, 3]  # the probe, then the vote of the contested bin
-    assert result.answer is not None
+    assert result.answer == "4" and [call[1].n for call in backend.calls] == [2]
+    [wave] = result.trace["route"]["waves"]
+    assert wave["action"] == "answer" and wave["reason"].startswith("settled") and wave["leader_votes"] == 2
+    assert events == [{"type": "route", "wave": 1, **wave}]
 
 
-def test_policy_choice_follows_the_budget() -> None:
-    policy = load_policy()
-    _, small = policy.choose(0.9, 500)
-    _, large = policy.choose(0.9, 50_000)
-    assert small.min_tokens <= 500 < large.min_tokens
-    assert policy.choose(0.05, None)[0] == 0
+async def test_a_contested_question_gets_more_waves_and_keeps_every_sample() -> None:
+    answers = cycle(["The answer is 5.", "The answer is 4.", "The answer is 4.", "The answer is 4."])
+    coro, backend, events = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=policy(WAVES_OF_TWO))
+    result = await coro
+    # 5, 4: one vote each; 5, 4, 4, 4: "4" holds 3 of 4, settled
+    assert [call[1].n for call in backend.calls] == [2, 2] and result.answer == "4"
+    assert result.trace["samples_drawn"] == 4 and [e["action"] for e in events] == ["wave", "answer"]
+
+
+async def test_scattered_votes_stop_at_the_give_up_point_with_the_plurality() -> None:
+    answers = cycle([f"The answer is {n}." for n in range(1, 7)])
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=policy(WAVES_OF_TWO))
+    result = await coro
+    assert [call[1].n for call in backend.calls] == [2, 2, 2]
+    assert result.trace["route"]["waves"][-1]["reason"].startswith("unsettled after 6")
+    assert result.answer == "1"  # six one-vote answers: the first drawn wins the tie
+
+
+async def test_an_unsettled_question_switches_to_the_policys_search() -> None:
+    switching = {
+        "min_tokens": 0,
+        "allocation": {
+            "first_wave": 2,
+            "wave": 2,
+            "give_up_after": 2,
+            "give_up_share": 0.6,
+            "switch": {"strategy": "direct"},
+        },
+    }
+    answers = cycle(["The answer is 3.", "The answer is 5.", "The answer is 4."])
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=policy(switching))
+    result = await coro
+    assert result.trace["route"]["switched_to"] == "direct" and result.answer == "4"
+    assert len(backend.calls) == 2
+
+
+async def test_the_budget_sizes_the_waves_and_a_spent_one_still_answers() -> None:
+    answers = cycle(["The answer is 5.", "The answer is 4."])
+    budget = Budget(max_tokens=120)  # a ~25-token prompt and ~17-token samples: room for a few only
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], budget, policy=policy(WAVES_OF_TWO))
+    result = await coro
+    assert sum(call[1].n for call in backend.calls) < 8 and result.answer in {"4", "5"}
+    with pytest.raises(BudgetExceededError):
+        await run_auto(lambda p, s: ["The answer is 4."] * s.n, Budget(max_tokens=20), policy=policy(WAVES_OF_TWO))[0]
+
+
+def test_decide_reads_only_the_votes_and_the_budget() -> None:
+    rule = Allocation(first_wave=4, wave=4, stop_share=0.75, stop_votes=3, give_up_after=8, give_up_share=0.3)
+    assert decide(rule, Votes.of(["4", "4", "4", "5"]), 1000, 100).action == "answer"
+    more = decide(rule, Votes.of(["4", "4", "5", "6"]), 1000, 100)
+    assert (more.action, more.size, more.features["margin"]) == ("wave", 4, 1)
+    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 250, 100).size == 2  # the budget affords two
+    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 50, 100).reason.startswith("the budget")
+    assert decide(rule, Votes.of(list("12345678")), None, 100).reason.startswith("unsettled")
+    assert Votes.of(["4", None, "5", "4"]).share == 0.5 and Votes.of([]).leader is None
+    assert first_wave_size(rule, 250, 100) == 2 and first_wave_size(rule, 50, 100) == 1
+    assert first_wave_size(rule, 0, 100) == 0
+
+
+def test_the_rule_follows_the_budget_and_the_shipped_policy_loads() -> None:
+    shipped = load_policy()
+    small, large = shipped.rule_for(100), shipped.rule_for(50_000)
+    assert small.min_tokens <= 100 < large.min_tokens and shipped.rule_for(None) == large
+
+
+def test_an_inline_policy_bounds_the_parallel_streams() -> None:
+    params = get_strategy("auto").parse_params({"policy": policy(WAVES_OF_TWO)})
+    assert params.parallel_streams() == 2
+    with pytest.raises(InvalidRequestError, match="magic"):
+        get_strategy("auto").parse_params(
+            {"policy": policy({"min_tokens": 0, "allocation": {"switch": {"strategy": "magic"}}})}
+        )
 
 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
         ("not json", "cannot read"),
-        (json.dumps({"version": "x", "difficulty_bins": [0.5], "table": {"0": []}}), "bin"),
-        (
-            json.dumps(
-                {"version": "x", "difficulty_bins": [], "table": {"0": [{"min_tokens": 0, "strategy": "magic"}]}}
-            ),
-            "magic",
-        ),
+        (json.dumps({"version": "x", "rules": []}), "rules"),
+        (json.dumps({"version": "x", "difficulty_bins": [0.5], "table": {}}), "cannot read"),
+        (json.dumps({**policy(WAVES_OF_TWO), "format": "ttc-policy/1"}), "format"),
+        (json.dumps(policy({"min_tokens": 0, "allocation": {"first_wave": 9, "max_samples": 4}})), "max_samples"),
     ],
 )
 def test_bad_policy_files_are_refused_with_the_reason(tmp_path, content: str, problem: str) -> None:
@@ -89,14 +141,3 @@ def test_bad_policy_files_are_refused_with_the_reason(tmp_path, content: str, pr
     path.write_text(content)
     with pytest.raises(ConfigurationError, match=problem):
         load_policy(str(path))
-
-
-def test_the_probe_takes_at_most_half_the_budget_left() -> None:
-    from strategies.auto import AutoParams, probe_shape
-
-    params = AutoParams()  # 4 samples x 160 tokens
-    assert probe_shape(params, None) == (4, 160)
-    assert probe_shape(params, 10_000) == (4, 160)
-    assert probe_shape(params, 600) == (4, 75)
-    assert probe_shape(params, 256) == (2, 64)
-    assert probe_shape(params, 150) is None  # 2 x 37 tokens would say nothing

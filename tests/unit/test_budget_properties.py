@@ -27,7 +27,13 @@ PARAMS = {  # small widths so an example stays fast; the budget, not the params,
     "ets": {"width": 4, "max_steps": 4, "step_max_tokens": 24},
     "spawn_join": {"thread_max_tokens": 48},
     "direct": {"max_tokens": 60},
-    "auto": {"probe_samples": 2, "probe_max_tokens": 32},
+    "auto": {
+        "policy": {
+            "version": "t",
+            "sampling": {"max_tokens": 32, "typical_tokens": 20},
+            "rules": [{"min_tokens": 0, "allocation": {"first_wave": 2, "wave": 2, "max_samples": 6}}],
+        }
+    },
     "probe": {"probe_samples": 2, "probe_max_tokens": 32},
 }
 

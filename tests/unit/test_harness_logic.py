@@ -6,11 +6,14 @@ import pytest
 from pydantic import ValidationError
 
 from harness.datasets import Problem
-from harness.fit import best_per_budget, efficiency, fit_policy, quantile_edges
+from harness.efficiency import baseline_table, compare, tokens_to_reach
+from harness.fit import fit_budget, fit_policy, spend_it_all
+from harness.replay import Outcome, StoredItem, best_of_n, best_of_n_within, replay
 from harness.report import frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
-from strategies.auto import load_policy
+from strategies.allocation import Allocation
+from strategies.policy import Sampling, load_policy
 
 
 def result(item: str, strategy: str, budget: int, correct: bool, tokens: int, **extra) -> SweepResult:
@@ -106,61 +109,75 @@ def test_a_best_of_n_point_selects_from_the_longest_prefix_the_budget_affords() 
     assert (nothing.params["n"], nothing.correct) == (0, False)
 
 
-def test_quantile_edges_split_evenly_and_drop_duplicates() -> None:
-    assert quantile_edges([0.1, 0.2, 0.3, 0.4], 2) == [0.3]
-    assert quantile_edges([0.5] * 10, 3) == []
-    assert quantile_edges([0.0, 0.0, 0.5, 1.0, 1.0, 1.0], 3) == [0.5, 1.0]
+def stored(item: str, answers: list[str | None], tokens: int = 100, right: str = "4", prompt: int = 40) -> StoredItem:
+    return StoredItem(
+        item, prompt, tuple(answers), (tokens,) * len(answers), (None,) * len(answers), frozenset({right})
+    )
 
 
-def test_the_best_configuration_wins_and_ties_go_to_the_cheaper() -> None:
-    results = [
-        result("a", "direct", 256, True, 100),
-        result("a", "best_of_n", 256, True, 250),
-        result("a", "beam_search", 512, False, 400),
-        result("a", "best_of_n", 512, True, 500),
-    ]
-    best = best_per_budget(results)
-    assert best[256].strategy == "direct" and best[512].strategy == "best_of_n"
+def test_replay_stops_when_the_vote_settles_and_counts_every_token() -> None:
+    rule = Allocation(first_wave=2, wave=2, stop_share=0.75, stop_votes=3, give_up_after=None)
+    item = stored("a", ["4", "5", "4", "4", "9", "9", "9", "9"])
+    # 2 of 2 samples: 1 vote each; 4 samples: "4" holds 3 of 4, settled
+    outcome = replay(rule, item, None, typical_tokens=100)
+    assert (outcome.correct, outcome.samples, outcome.tokens) == (True, 4, 40 + 4 * 100)
+    assert outcome.reasons[-1].startswith("settled")
 
 
-def test_a_fitted_policy_routes_each_bin_to_its_winner_and_auto_loads_it(tmp_path) -> None:
-    easy, hard = ["e1", "e2"], ["h1", "h2"]
-    results = [result(i, "direct", 512, True, 80) for i in easy]
-    results += [result(i, "direct", 512, False, 80) for i in hard]
-    results += [
-        result(i, "best_of_n{n=8}", 512, True, 480, name="best_of_n", params={"n": 6}, derived=True) for i in hard
-    ]
-    results += [
-        result(i, "best_of_n{n=8}", 512, False, 480, name="best_of_n", params={"n": 6}, derived=True) for i in easy
-    ]
-    probes = {i: probe(i, 0.1) for i in easy} | {i: probe(i, 0.8) for i in hard}
-    policy = fit_policy(results, probes, bins=2, version="t1", source="dev")
-    assert policy.difficulty_bins == [0.8]
-    assert policy.choose(0.1, 10_000)[1].strategy == "direct"
-    hard_choice = policy.choose(0.9, 10_000)[1]
-    # at 512 the probe's 4 samples get (512 - 60) // 2 // 4 = 56 tokens each; its 240 tokens unlimited
-    # are 60 a sample, so it costs 60 + 4 x 56 = 284, and 512 - 284 less a 64-token margin is 164
-    assert (hard_choice.strategy, hard_choice.params["n"], hard_choice.min_tokens) == ("best_of_n", 6, 164)
-    path = tmp_path / "fitted.json"
-    path.write_text(policy.model_dump_json())
-    assert load_policy(str(path)).version == "t1"
+def test_replay_gives_up_on_scattered_votes_and_respects_the_budget() -> None:
+    scattered = stored("b", ["1", "2", "3", "4", "5", "6", "7", "8", "4", "4"])
+    rule = Allocation(first_wave=4, wave=4, give_up_after=8, give_up_share=0.3)
+    outcome = replay(rule, scattered, None, typical_tokens=100)
+    assert outcome.samples == 8 and outcome.reasons[-1].startswith("unsettled")
+    # 40 + 3 x 100 fit in 350 but a fourth sample does not: the first wave is sized to three
+    small = replay(rule, scattered, 350, typical_tokens=100)
+    assert (small.samples, small.tokens) == (3, 340)
+    # too small for any sample: nothing drawn, the prompt charged, wrong
+    assert replay(rule, scattered, 100, typical_tokens=100) == Outcome(
+        False, 40, 0, ("the budget cannot fit one sample",)
+    )
 
 
-def test_a_budget_too_small_for_the_probe_keeps_all_of_it_for_the_route() -> None:
-    results = [result("a", "direct", 32, True, 30), result("a", "best_of_n", 64, True, 60)]
-    results += [result("a", "direct", 64, False, 30)]
-    fitted = fit_policy(results, {"a": probe("a", 0.5)}, bins=1)
-    # a 60-token probe prompt leaves nothing for samples at 32 or 64: auto skips the probe and routes with
-    # the whole budget, so only the margin (budget // 8) comes off each threshold
-    entries = [(e.min_tokens, e.strategy, e.budget) for e in fitted.table["0"]]
-    assert entries == [(28, "direct", 32), (56, "best_of_n", 64)]
+def test_best_of_n_baselines_follow_the_sweeps_derived_points() -> None:
+    item = StoredItem("c", 40, ("5", "4", "4"), (100, 50, 300), (0.9, 0.1, 0.1), frozenset({"4"}))
+    assert best_of_n(item, 1) == Outcome(False, 140, 1, ())
+    assert best_of_n(item, 3).correct and best_of_n(item, 3, "argmax").correct is False
+    assert best_of_n(item, 3, "weighted").correct is False  # 0.9 for "5" beats 0.2 for "4"
+    assert best_of_n_within(item, 200).samples == 2 and best_of_n_within(item, 200).tokens == 190
 
 
 def test_efficiency_interpolates_the_baseline_frontier() -> None:
-    baseline = {256: (0.2, 200.0), 512: (0.4, 400.0), 1024: (0.5, 800.0)}
-    [row] = efficiency({256: (0.3, 150.0)}, baseline)
-    assert row.baseline_tokens_to_match == pytest.approx(300.0) and row.ratio == pytest.approx(2.0)
-    [never] = efficiency({256: (0.9, 200.0)}, baseline)
-    assert never.note.startswith("at least") and never.ratio == pytest.approx(4.0)
-    [cheap] = efficiency({256: (0.1, 100.0)}, baseline)
-    assert cheap.note.startswith("at most") and cheap.ratio == pytest.approx(2.0)
+    curve = [(200.0, 0.2), (400.0, 0.4), (800.0, 0.5)]
+    assert tokens_to_reach(curve, 0.3) == (pytest.approx(300.0), "interpolated")
+    assert tokens_to_reach(curve, 0.9) == (800.0, "at least")
+    assert tokens_to_reach(curve, 0.1) == (200.0, "at most")
+
+
+def test_the_ratio_is_paired_over_items_and_a_settling_rule_beats_majority() -> None:
+    easy = [stored(f"e{i}", ["4"] * 8) for i in range(30)]
+    hard = [stored(f"h{i}", ["5", "4", "6", "4", "7", "4", "4", "8"]) for i in range(10)]
+    items = easy + hard
+    settling = Allocation(first_wave=2, wave=2, max_samples=8, stop_share=1.0, stop_votes=2, give_up_after=None)
+    auto = [replay(settling, item, None, 100) for item in items]
+    # majority gets the hard items right from N = 4 on (440 tokens an item); the rule stops the
+    # easy ones at 2 samples (240) and draws all 8 for the hard (840): 390 on average, all right
+    assert sum(o.tokens for o in auto) / len(auto) == 390 and all(o.correct for o in auto)
+    found = compare(auto, baseline_table(items))
+    assert found["ratio"] == pytest.approx(440 / 390) and found["note"] == "interpolated"
+    assert found["ci95"][0] <= found["ratio"] <= found["ci95"][1]
+
+
+def test_the_fit_keeps_majority_unless_a_rule_surely_gains(tmp_path) -> None:
+    easy = [stored(f"e{i}", ["4"] * 8) for i in range(30)]
+    policy = fit_policy(easy, [512, 1024], Sampling(), source="dev", version="t1")
+    rule = policy.rule_for(1024).allocation
+    assert replay(rule, easy[0], 1024, 100).samples < 8  # unanimous items: stopping early is a sure gain
+    assert [r.min_tokens for r in policy.rules] == [0, 1024] and policy.fitted["items"] == 30
+    path = tmp_path / "fitted.json"
+    path.write_text(policy.model_dump_json())
+    assert load_policy(str(path)).version == "t1"
+    # early agreement misleads here: stopping at two agreeing samples saves 600 tokens an item
+    # but loses every answer, each worth the 700 tokens majority pays for it (N = 1 to 8)
+    misleading = [stored(f"m{i}", ["5", "5", *["4"] * 6]) for i in range(30)]
+    hasty = Allocation(first_wave=2, wave=2, max_samples=8, stop_share=1.0, stop_votes=2, give_up_after=None)
+    assert fit_budget(misleading, 1024, 100, [hasty])[0] == spend_it_all(8)

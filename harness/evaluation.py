@@ -1,0 +1,142 @@
+"""A fitted policy on the test split: ``auto`` against best-of-N majority and the best fixed selection rule.
+
+Everything is replayed on the test sweep's stored samples (``harness.replay``), so ``auto``
+and the baselines see the very same samples. Per budget: accuracy and tokens of each,
+the efficiency ratios with paired bootstrap intervals (``harness.efficiency``), and an
+accuracy-vs-tokens plot per difficulty bin, the bin read from how much the first four
+samples agree (nothing a question's gold answer tells).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.efficiency import baseline_table, compare
+from harness.replay import StoredItem, best_of_n_within, replay
+from harness.report import frontier
+from strategies.policy import Policy
+from strategies.selection import Rule
+
+SELECTIONS: tuple[Rule, ...] = ("majority", "weighted", "argmax")
+BINS = {"agree (3-4 of 4)": (0.75, 1.01), "split (2 of 4)": (0.5, 0.75), "scattered (<2 of 4)": (0.0, 0.5)}
+
+
+def best_fixed_rule(dev: Sequence[StoredItem], budgets: Sequence[int]) -> Rule:
+    """The selection rule with the best mean dev accuracy over the budgets (chosen on dev, never on test)."""
+
+    def mean_accuracy(selection: Rule) -> float:
+        return statistics.fmean(best_of_n_within(item, b, selection).correct for b in budgets for item in dev)
+
+    return max(SELECTIONS, key=mean_accuracy)
+
+
+def difficulty_bin(item: StoredItem) -> str:
+    """The bin of an item by its first four samples' agreement."""
+    share = item.votes[min(4, item.size)].share
+    return next(name for name, (low, high) in BINS.items() if low <= share < high)
+
+
+def evaluate_policy(
+    policy: Policy, dev: Sequence[StoredItem], test: Sequence[StoredItem], budgets: Sequence[int]
+) -> dict[str, Any]:
+    """Per budget: ``auto``, majority and the best fixed rule on the test items, with efficiency ratios."""
+    fixed = best_fixed_rule(dev, budgets)
+    majority_curve, fixed_curve = baseline_table(test, "majority"), baseline_table(test, fixed)
+    typical = policy.sampling.typical_tokens
+    rows: dict[str, Any] = {}
+    for budget in sorted(budgets):
+        rule = policy.rule_for(budget)
+        auto = [replay(rule.allocation, item, budget, typical) for item in test]
+        majority = [best_of_n_within(item, budget) for item in test]
+        best = [best_of_n_within(item, budget, fixed) for item in test]
+        versus_majority = compare(auto, majority_curve)
+        rows[str(budget)] = {
+            "auto": _point(auto),
+            "majority": _point(majority),
+            f"best_fixed ({fixed})": _point(best),
+            "efficiency_ratio": versus_majority["ratio"],
+            "efficiency_ci": versus_majority["ci95"],
+            "efficiency_note": versus_majority["note"],
+            "vs_best_fixed": compare(auto, fixed_curve),
+            "stops": _stop_reasons(auto),
+        }
+    size = min(item.size for item in test)
+    return {
+        "items": len(test),
+        "best_fixed_rule": fixed,
+        f"majority_at_{size}": statistics.fmean(majority_curve[0][:, -1]),
+        "budgets": rows,
+    }
+
+
+def _point(outcomes: Sequence) -> dict[str, float]:
+    return {
+        "accuracy": statistics.fmean(o.correct for o in outcomes),
+        "tokens": statistics.fmean(o.tokens for o in outcomes),
+        "samples": statistics.fmean(o.samples for o in outcomes),
+    }
+
+
+def _stop_reasons(outcomes: Sequence) -> dict[str, int]:
+    """How often each kind of last decision ended sampling (the text before its colon)."""
+    counts: dict[str, int] = {}
+    for outcome in outcomes:
+        last = outcome.reasons[-1].split(":")[0] if outcome.reasons else "none"
+        counts[last] = counts.get(last, 0) + 1
+    return counts
+
+
+def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], path: Path, title: str) -> Path:
+    """Accuracy vs tokens per difficulty bin: best-of-N majority over N (frontier dashed), ``auto`` per budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = {name: [item for item in test if difficulty_bin(item) == name] for name in BINS}
+    groups = {"all items": list(test), **{name: items for name, items in groups.items() if items}}
+    figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), squeeze=False)
+    for axis, (name, items) in zip(axes[0], groups.items(), strict=True):
+        correct, tokens = baseline_table(items, "majority")
+        curve = list(zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True))
+        axis.plot(*zip(*curve, strict=True), marker=".", label="best-of-N majority, N = 1..")
+        axis.plot(*zip(*frontier(curve), strict=True), linestyle="--", color="grey", label="its frontier")
+        auto = [
+            _point([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
+            for b in sorted(budgets)
+        ]
+        axis.plot([p["tokens"] for p in auto], [p["accuracy"] for p in auto], marker="o", label="auto, per budget")
+        axis.set(title=f"{name} ({len(items)})", xlabel="mean compute tokens", ylabel="accuracy")
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(title)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return path
+
+
+def markdown(evaluation: dict[str, Any], dataset: str) -> str:
+    """The evaluation as a Markdown section."""
+    lines = [
+        f"## `auto` on the {dataset} test split ({evaluation['items']} items, replayed)",
+        "",
+        "Efficiency ratio = compute tokens best-of-N needs to reach `auto`'s accuracy (its frontier over N, "
+        "interpolated) / tokens `auto` spent; 95% paired bootstrap interval over items. "
+        f"Best fixed rule (chosen on dev): `{evaluation['best_fixed_rule']}`.",
+        "",
+        "| budget | auto acc | auto tokens | majority acc | majority tokens | ratio vs majority | 95% interval "
+        "| ratio vs best fixed | 95% interval |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for budget, row in evaluation["budgets"].items():
+        fixed = row["vs_best_fixed"]
+        lines.append(
+            f"| {budget} | {row['auto']['accuracy']:.3f} | {row['auto']['tokens']:.0f} | "
+            f"{row['majority']['accuracy']:.3f} | {row['majority']['tokens']:.0f} | "
+            f"{row['efficiency_ratio']:.2f}x ({row['efficiency_note']}) | "
+            f"{row['efficiency_ci'][0]:.2f}–{row['efficiency_ci'][1]:.2f} | {fixed['ratio']:.2f}x | "
+            f"{fixed['ci95'][0]:.2f}–{fixed['ci95'][1]:.2f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,142 @@
+"""Replaying ``auto``'s allocation rule, and best-of-N, on a sweep's stored samples.
+
+A dev or test sweep's best-of-N pass keeps every item's samples in the order they were
+drawn. Any sequential rule can be replayed on them offline in microseconds: the rule
+sees the same samples, in the same order, that it would have drawn online with the
+policy's sampling settings, so its tokens and accuracy are exact up to two details
+that the replay states rather than hides:
+
+- a wave online is one request whose samples the meter may cut short when the budget is
+  nearly spent; the replay instead stops at the first stored sample that does not fit
+  (exactly how the sweep derives best-of-N at a budget, so both are counted alike);
+- a later wave's prompt is served from the prefix cache online, and is not charged again here.
+
+Grading happens once per distinct answer when the items are loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from harness.datasets import Problem
+from harness.grading import is_correct
+from strategies.allocation import Allocation, Votes, decide, first_wave_size
+from strategies.selection import Rule
+
+
+@dataclass(frozen=True)  # cached_property needs a __dict__: no slots
+class StoredItem:
+    """One item's stored samples: their answers, lengths and verifier scores, and which answers are right."""
+
+    id: str
+    prompt_tokens: int
+    answers: tuple[str | None, ...]
+    tokens: tuple[int, ...]
+    scores: tuple[float | None, ...]
+    right: frozenset[str]
+
+    @property
+    def size(self) -> int:
+        return len(self.answers)
+
+    @cached_property
+    def votes(self) -> tuple[Votes, ...]:
+        """The votes of the first k samples, for every k (replays read them thousands of times)."""
+        return tuple(Votes.of(self.answers[:k]) for k in range(self.size + 1))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a rule did on one item: whether its answer is right, tokens spent, samples drawn, why it stopped."""
+
+    correct: bool
+    tokens: int
+    samples: int
+    reasons: tuple[str, ...]
+
+
+def stored_items(problems: Sequence[Problem], passes: dict[str, str]) -> list[StoredItem]:
+    """The items of ``problems`` that have a stored pass (the first seed's, when there are several)."""
+    by_item: dict[str, dict] = {}
+    for key, raw in sorted(passes.items()):
+        item_id, _digest, _seed = key.rsplit("|", 2)
+        by_item.setdefault(item_id, json.loads(raw))
+    return [item_of(problem, by_item[problem.id]) for problem in problems if problem.id in by_item]
+
+
+def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
+    """One stored pass as a ``StoredItem``, each distinct answer graded with the first sample stating it."""
+    usage, samples = sample_pass["usage"], sample_pass["samples"]
+    first_text: dict[str, str] = {}
+    for sample in samples:
+        if sample["answer"] is not None:
+            first_text.setdefault(sample["answer"], sample["text"])
+    return StoredItem(
+        id=problem.id,
+        prompt_tokens=usage["prompt_tokens"] - usage["cached_prompt_tokens"],
+        answers=tuple(sample["answer"] for sample in samples),
+        tokens=tuple(sample["tokens"] or 0 for sample in samples),
+        scores=tuple(sample.get("score") for sample in samples),
+        right=frozenset(answer for answer, text in first_text.items() if is_correct(problem, answer, text)),
+    )
+
+
+def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_tokens: int) -> Outcome:
+    """Run ``rule`` on the item's stored samples under ``budget`` compute tokens (None: unlimited)."""
+    spent, drawn, reasons = item.prompt_tokens, 0, []
+    limit = min(rule.max_samples, item.size)
+
+    def left() -> int | None:  # what online ``auto`` sees: the budget less the next request's prompt
+        return None if budget is None else budget - spent - item.prompt_tokens
+
+    rule = rule.model_copy(update={"max_samples": limit})  # the replay cannot draw past what is stored
+    size = first_wave_size(rule, None if budget is None else budget - item.prompt_tokens, typical_tokens)
+    while size > 0:
+        for _ in range(min(size, limit - drawn)):
+            if budget is not None and spent + item.tokens[drawn] > budget:
+                size = 0  # this sample does not fit: sampling ends here
+                reasons.append("the budget left affords no more samples")
+                break
+            spent += item.tokens[drawn]
+            drawn += 1
+        if size == 0:
+            break
+        expected = sum(item.tokens[:drawn]) / drawn
+        decision = decide(rule, item.votes[drawn], left(), expected)
+        reasons.append(decision.reason)
+        size = decision.size if decision.action == "wave" else 0
+    if drawn == 0:
+        return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",))
+    return Outcome(item.votes[drawn].leader in item.right, spent, drawn, tuple(reasons))
+
+
+def best_of_n(item: StoredItem, n: int, selection: Rule = "majority") -> Outcome:
+    """Best-of-N on the first ``n`` samples, chosen by ``selection`` as ``strategies.selection.choose`` does."""
+    taken = min(n, item.size)
+    spent = item.prompt_tokens + sum(item.tokens[:taken])
+    return Outcome(chosen(item, taken, selection) in item.right, spent, taken, ())
+
+
+def best_of_n_within(item: StoredItem, budget: int, selection: Rule = "majority") -> Outcome:
+    """Best-of-N on the longest prefix of samples whose tokens fit in ``budget`` (the sweep's derived point)."""
+    spent, taken = item.prompt_tokens, 0
+    while taken < item.size and spent + item.tokens[taken] <= budget:
+        spent += item.tokens[taken]
+        taken += 1
+    return Outcome(taken > 0 and chosen(item, taken, selection) in item.right, spent, taken, ())
+
+
+def chosen(item: StoredItem, taken: int, selection: Rule) -> str | None:
+    """The answer ``selection`` picks among the first ``taken`` samples: most votes (the first drawn
+    wins a tie), most verifier score, or the best-scored sample's."""
+    answers, scores = item.answers[:taken], [score or 0.0 for score in item.scores[:taken]]
+    if selection == "argmax":
+        return answers[max(range(taken), key=scores.__getitem__)] if taken else None
+    totals: dict[str, float] = {}
+    for answer, score in zip(answers, scores, strict=True):
+        if answer is not None:
+            totals[answer] = totals.get(answer, 0.0) + (score if selection == "weighted" else 1.0)
+    return max(totals, key=totals.__getitem__) if totals else None
