@@ -99,18 +99,20 @@ def fit_budget(
     majority does not (less each it loses) priced at the tokens majority voting pays for one
     more right answer (``secant_slope``). The bound is the mean gain less one standard error
     over items, so with a hundred-odd items and a thousand rules the choice does not chase
-    noise; when no rule's bound is positive the rule is ``spend_it_all``: majority voting.
+    noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first and
+    keeps ties; the budget-sized waves can leave it a little short of the derived best-of-N
+    point, which knows the samples' lengths in hindsight.
     """
     price = 1.0 / secant_slope(items)
     baseline = [best_of_n_within(item, budget) for item in items]
-    best, best_bound = spend_it_all(min(item.size for item in items)), 0.0
-    for rule in rules:
+    best, best_bound = spend_it_all(min(item.size for item in items)), -math.inf
+    for rule in [best, *rules]:  # the fallback is replayed too: its waves are sized as online, not by hindsight
         outcomes = [replay(rule, item, budget, typical) for item in items]
         gains = [
             price * (o.correct - b.correct) - (o.tokens - b.tokens) for o, b in zip(outcomes, baseline, strict=True)
         ]
         bound = statistics.fmean(gains) - statistics.stdev(gains) / math.sqrt(len(gains))
-        if bound > best_bound:
+        if bound > best_bound:  # strictly: a tie keeps the fallback
             best, best_bound = rule, bound
     return best, auto_point(best, items, budget, typical), majority_point(items, budget)
 

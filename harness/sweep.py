@@ -31,11 +31,13 @@ from harness.datasets import Problem
 from harness.grading import is_correct
 from harness.results import ProbeFeatures, SweepResult, SweepStore, unit_key
 from harness.solvers import Attempt, Solver
+from orchestrator.core.admission import StreamSlots
 from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import RequestLimits
 from orchestrator.core.store.keys import Keys
 from strategies import REGISTRY
+from strategies.base import parallel_streams
 from strategies.probe import ProbeParams
 from strategies.selection import Rule, Sample, choose
 
@@ -100,7 +102,10 @@ class SweepSpec(BaseModel):
     strategies: list[StrategySpec] = Field(min_length=1)
     budgets: list[int] = Field(default_factory=lambda: [256, 512, 1024, 2048], min_length=1)
     seeds: int = Field(1, ge=1, le=16, description="repeats of every point (sampling is not seeded)")
-    concurrency: int = Field(4, ge=1, le=256)
+    concurrency: int = Field(64, ge=1, le=1024, description="units (attempts, passes, probes) in flight at most")
+    streams: int = Field(
+        128, ge=1, le=4096, description="sequences the units in flight decode at once: keeps the engine's batch full"
+    )
     probe: ProbeParams = Field(default_factory=ProbeParams)
 
     @field_validator("name")
@@ -126,6 +131,7 @@ class Sweep:
         self.solver = solver
         self.results = results
         self.limiter = anyio.CapacityLimiter(spec.concurrency)
+        self.streams = StreamSlots(spec.streams)
         self._pass_locks: dict[str, anyio.Lock] = {}
 
     async def run(
@@ -145,9 +151,9 @@ class Sweep:
         if on_progress:
             on_progress(0, len(units))
 
-        async def run_unit(unit: Callable[[], Any]) -> None:
+        async def run_unit(streams: int, unit: Callable[[], Any]) -> None:
             nonlocal finished
-            async with self.limiter:
+            async with self.limiter, self.streams.hold(streams):
                 try:
                     await unit()
                 except Exception as error:  # one unit's failure must not cancel the others
@@ -158,8 +164,8 @@ class Sweep:
                 on_progress(finished, len(units))
 
         async with anyio.create_task_group() as group:
-            for unit in units:
-                group.start_soon(run_unit, unit)
+            for streams, unit in units:
+                group.start_soon(run_unit, streams, unit)
         wanted = self._unit_keys(problems)
         return [result for result in await self.results.results() if result.key in wanted]
 
@@ -172,11 +178,13 @@ class Sweep:
             for budget in self.spec.budgets
         }
 
-    async def _pending_units(self, problems: list[Problem]) -> list[Callable[[], Any]]:
+    async def _pending_units(self, problems: list[Problem]) -> list[tuple[int, Callable[[], Any]]]:
+        """Every unit not stored yet, with the sequences it decodes at once."""
         done = await self.results.done_keys()
         probed = await self.results.probes()
-        units: list[Callable[[], Any]] = [
-            (lambda p=problem: self._probe(p)) for problem in problems if problem.id not in probed
+        probe_streams = self.spec.probe.probe_samples
+        units: list[tuple[int, Callable[[], Any]]] = [
+            (probe_streams, lambda p=problem: self._probe(p)) for problem in problems if problem.id not in probed
         ]
         for seed in range(self.spec.seeds):
             for problem in problems:
@@ -184,11 +192,14 @@ class Sweep:
                     missing = [b for b in self.spec.budgets if unit_key(problem.id, config.label, b, seed) not in done]
                     if not missing:
                         continue
+                    streams = parallel_streams(REGISTRY[config.strategy].parse_params(config.params))
                     if config.uses_one_pass:
-                        units.append(lambda p=problem, c=config, s=seed, m=missing: self._best_of_n(p, c, s, m))
+                        units.append(
+                            (streams, lambda p=problem, c=config, s=seed, m=missing: self._best_of_n(p, c, s, m))
+                        )
                     else:
                         units += [
-                            (lambda p=problem, c=config, s=seed, b=budget: self._attempt(p, c, s, b))
+                            (streams, lambda p=problem, c=config, s=seed, b=budget: self._attempt(p, c, s, b))
                             for budget in missing
                         ]
         return units

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from redis.exceptions import ResponseError
 
+from orchestrator.core.admission import StreamSlots
 from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.store import STORE_ERRORS
 
@@ -93,8 +94,17 @@ JobRunner = Callable[[JobRecord], Awaitable[JobRecord]]
 """Runs a claimed job, filling in its outcome in place (``Runtime.execute``)."""
 
 
+JobWeigher = Callable[[JobRecord], int]
+"""The sequences a job decodes at once (``Runtime.job_streams``): what it takes of the batch."""
+
+
 class Worker:
-    """Takes jobs from the queue and runs up to ``concurrency`` of them at once."""
+    """Takes jobs from the queue and runs them, admitted by the sequences they decode at once.
+
+    Up to ``concurrency`` jobs are claimed at a time; a claimed job starts once its sequences
+    (``weigh``) fit in ``streams`` (``orchestrator.core.admission``), so many narrow jobs or a
+    few wide ones fill the engine's batch alike.
+    """
 
     def __init__(
         self,
@@ -102,7 +112,9 @@ class Worker:
         run_job: JobRunner,
         *,
         name: str | None = None,
-        concurrency: int = 8,
+        concurrency: int = 64,
+        streams: int = 128,
+        weigh: JobWeigher = lambda job: 1,
         stale_after_s: float = 30.0,
         max_attempts: int = 3,
         poll_ms: int = 1000,
@@ -112,6 +124,8 @@ class Worker:
         self.run_job = run_job
         self.name = name or worker_name()
         self.slots = anyio.Semaphore(concurrency)
+        self.streams = StreamSlots(streams)
+        self.weigh = weigh
         self.stale_after_s = stale_after_s
         self.max_attempts = max_attempts
         self.poll_ms = poll_ms
@@ -162,9 +176,10 @@ class Worker:
                 await self._store_outcome(None, message_id)
                 return
             async with anyio.create_task_group() as group:
-                group.start_soon(self._keep_claimed, message_id)
+                group.start_soon(self._keep_claimed, message_id)  # also while it waits for room in the batch
                 group.start_soon(self._watch_for_cancel, job_id, group.cancel_scope)
-                await self.run_job(job)  # fills in the job's outcome; marks it cancelled if cancelled
+                async with self.streams.hold(self.weigh(job)):
+                    await self.run_job(job)  # fills in the job's outcome; marks it cancelled if cancelled
                 group.cancel_scope.cancel()
             if job.status == "running":  # cancelled before the strategy started
                 job.status = "cancelled"

@@ -34,6 +34,14 @@ from verifiers.registry import VerifierSet
 log = logging.getLogger(__name__)
 
 
+def job_streams(job: JobRecord) -> int:
+    """The sequences a stored job decodes at once (1 for params that no longer parse: it fails alone)."""
+    try:
+        return parallel_streams(get_strategy(job.strategy).parse_params(job.params))
+    except TTCError:
+        return 1
+
+
 class Runtime:
     """A started backend plus the store, shared by every request of a process."""
 
@@ -69,6 +77,8 @@ class Runtime:
             self.store,
             self.execute,
             concurrency=concurrency or self.settings.worker_concurrency,
+            streams=self.settings.worker_streams,
+            weigh=job_streams,
             stale_after_s=self.settings.job_stale_after_s,
             max_attempts=self.settings.job_max_attempts,
         )

@@ -101,7 +101,7 @@ def serve(
 
 @app.command()
 def worker(
-    concurrency: Annotated[int | None, typer.Option(help="jobs run at once (default TTC_WORKER_CONCURRENCY)")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="jobs held at once (default TTC_WORKER_CONCURRENCY)")] = None,
 ) -> None:
     """Run jobs from the Redis queue (start several, on several machines, against one Redis)."""
     from orchestrator.runtime import Runtime

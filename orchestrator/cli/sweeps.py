@@ -59,7 +59,10 @@ def sweep(
     data_seed: Annotated[int, typer.Option(help="seed of generated datasets")] = 0,
     budgets: Annotated[str, typer.Option(help="compute-token budgets, powers of two")] = "256,512,1024,2048",
     seeds: Annotated[int, typer.Option(help="repeats of every point")] = 1,
-    concurrency: Annotated[int, typer.Option(help="attempts in flight at once")] = 4,
+    concurrency: Annotated[int, typer.Option(help="attempts, passes and probes in flight at most")] = 64,
+    streams: Annotated[
+        int, typer.Option(help="sequences in flight at once (n, width x samples, ...): keeps the engine's batch full")
+    ] = 128,
     server: Annotated[str | None, typer.Option(help="run through the SDK against this ttc service URL")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="TTC_API_KEY", help="API key for --server")] = None,
     out: Annotated[Path | None, typer.Option(help="output directory (default runs/NAME)")] = None,
@@ -79,6 +82,7 @@ def sweep(
             budgets=parse_budgets(budgets),
             seeds=seeds,
             concurrency=concurrency,
+            streams=streams,
         )
 
     spec = _validated(build)

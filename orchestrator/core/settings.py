@@ -148,7 +148,10 @@ class Settings(BaseSettings):
     budget: BudgetDefaults = Field(default_factory=BudgetDefaults)
     limits: RequestLimits = Field(default_factory=RequestLimits)
     embedded_worker: bool = Field(True, description="ttc serve also runs jobs (the one-process default)")
-    worker_concurrency: int = Field(8, ge=1, le=256, description="jobs one worker runs at once")
+    worker_concurrency: int = Field(64, ge=1, le=1024, description="jobs one worker holds at once")
+    worker_streams: int = Field(
+        128, ge=1, le=4096, description="sequences one worker's running jobs decode at once: fills the engine's batch"
+    )
     job_stale_after_s: float = Field(30.0, gt=0, description="a job unclaimed this long is taken over")
     job_max_attempts: int = Field(3, ge=1, description="a job whose workers died this many times is failed")
     job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="an ended job's record and events are kept")
