@@ -1,7 +1,8 @@
 """How much compute ``auto`` saves: the efficiency ratio against best-of-N, with a paired bootstrap interval.
 
 The ratio at a budget is the compute tokens best-of-N needs to reach ``auto``'s accuracy
-(on best-of-N's accuracy-vs-tokens frontier over N = 1..16, linearly interpolated) divided
+(on best-of-N's accuracy-vs-tokens frontier over N = 1..16 and the sweep's budgets, linearly
+interpolated) divided
 by the tokens ``auto`` spent. Both are measured on the same items, so the interval
 resamples items once for both (paired). Where best-of-N never reaches ``auto``'s accuracy
 the tokens it needs are unknown: its largest N's tokens are used, so the ratio is a lower bound.
@@ -16,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.replay import Outcome, StoredItem, best_of_n
+from harness.replay import Outcome, StoredItem, best_of_n, best_of_n_within
 from harness.report import frontier
 from strategies.selection import Rule
 
@@ -36,12 +37,20 @@ def tokens_to_reach(curve: Sequence[tuple[float, float]], accuracy: float) -> tu
     return curve[-1][0], "at least"
 
 
-def baseline_table(items: Sequence[StoredItem], selection: Rule = "majority") -> tuple[np.ndarray, np.ndarray]:
-    """Per item and N = 1..size: (correct, tokens) of best-of-N with ``selection``, as two arrays."""
+def baseline_table(
+    items: Sequence[StoredItem], selection: Rule = "majority", budgets: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, (correct, tokens) of every best-of-N point with ``selection`` as two arrays: one
+    column per N = 1..size, then one per budget (the sweep's derived point, which draws samples
+    while they fit and so can be cheaper than any fixed N)."""
     size = min(item.size for item in items)
-    outcomes = [[best_of_n(item, n, selection) for n in range(1, size + 1)] for item in items]
-    correct = np.array([[o.correct for o in row] for row in outcomes], dtype=float)
-    tokens = np.array([[o.tokens for o in row] for row in outcomes], dtype=float)
+    rows = [
+        [best_of_n(item, n, selection) for n in range(1, size + 1)]
+        + [best_of_n_within(item, budget, selection) for budget in budgets]
+        for item in items
+    ]
+    correct = np.array([[o.correct for o in row] for row in rows], dtype=float)
+    tokens = np.array([[o.tokens for o in row] for row in rows], dtype=float)
     return correct, tokens
 
 
@@ -66,3 +75,12 @@ def compare(auto: Sequence[Outcome], baseline: tuple[np.ndarray, np.ndarray], se
         resampled.append(ratio(auto_correct[picked], auto_tokens[picked], correct[picked], tokens[picked])[0])
     low, high = np.percentile(resampled, [2.5, 97.5])
     return {"ratio": value, "ci95": [float(low), float(high)], "note": note}
+
+
+def accuracy_difference(auto: Sequence[Outcome], baseline: Sequence[Outcome], seed: int = 0) -> dict:
+    """``auto``'s accuracy less the baseline's on the same items, with a 95% paired bootstrap interval."""
+    differences = np.array([a.correct - b.correct for a, b in zip(auto, baseline, strict=True)], dtype=float)
+    rng = np.random.default_rng(seed)
+    means = [differences[rng.integers(0, len(differences), len(differences))].mean() for _ in range(BOOTSTRAP)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    return {"difference": float(differences.mean()), "ci95": [float(low), float(high)]}

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.efficiency import baseline_table, compare
+from harness.efficiency import accuracy_difference, baseline_table, compare
 from harness.replay import StoredItem, best_of_n_within, replay
 from harness.report import frontier
 from strategies.policy import Policy
@@ -44,7 +44,7 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Per budget: ``auto``, majority and the best fixed rule on the test items, with efficiency ratios."""
     fixed = best_fixed_rule(dev, budgets)
-    majority_curve, fixed_curve = baseline_table(test, "majority"), baseline_table(test, fixed)
+    majority_curve, fixed_curve = baseline_table(test, "majority", budgets), baseline_table(test, fixed, budgets)
     typical = policy.sampling.typical_tokens
     rows: dict[str, Any] = {}
     for budget in sorted(budgets):
@@ -61,13 +61,14 @@ def evaluate_policy(
             "efficiency_ci": versus_majority["ci95"],
             "efficiency_note": versus_majority["note"],
             "vs_best_fixed": compare(auto, fixed_curve),
+            "accuracy_minus_majority": accuracy_difference(auto, majority),
             "stops": _stop_reasons(auto),
         }
     size = min(item.size for item in test)
     return {
         "items": len(test),
         "best_fixed_rule": fixed,
-        f"majority_at_{size}": statistics.fmean(majority_curve[0][:, -1]),
+        f"majority_at_{size}": statistics.fmean(majority_curve[0][:, size - 1]),
         "budgets": rows,
     }
 
@@ -100,9 +101,9 @@ def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], pat
     groups = {"all items": list(test), **{name: items for name, items in groups.items() if items}}
     figure, axes = plt.subplots(1, len(groups), figsize=(4.2 * len(groups), 3.8), squeeze=False)
     for axis, (name, items) in zip(axes[0], groups.items(), strict=True):
-        correct, tokens = baseline_table(items, "majority")
-        curve = list(zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True))
-        axis.plot(*zip(*curve, strict=True), marker=".", label="best-of-N majority, N = 1..")
+        correct, tokens = baseline_table(items, "majority", budgets)
+        curve = sorted(zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True))
+        axis.plot(*zip(*curve, strict=True), marker=".", label="best-of-N majority (each N, each budget)")
         axis.plot(*zip(*frontier(curve), strict=True), linestyle="--", color="grey", label="its frontier")
         auto = [
             _point([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
@@ -122,19 +123,20 @@ def markdown(evaluation: dict[str, Any], dataset: str) -> str:
     lines = [
         f"## `auto` on the {dataset} test split ({evaluation['items']} items, replayed)",
         "",
-        "Efficiency ratio = compute tokens best-of-N needs to reach `auto`'s accuracy (its frontier over N, "
-        "interpolated) / tokens `auto` spent; 95% paired bootstrap interval over items. "
+        "Efficiency ratio = compute tokens best-of-N needs to reach `auto`'s accuracy (its frontier over every N "
+        "and every budget, interpolated) / tokens `auto` spent; 95% paired bootstrap intervals over items. "
         f"Best fixed rule (chosen on dev): `{evaluation['best_fixed_rule']}`.",
         "",
-        "| budget | auto acc | auto tokens | majority acc | majority tokens | ratio vs majority | 95% interval "
-        "| ratio vs best fixed | 95% interval |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| budget | auto acc | auto tokens | majority acc | majority tokens | auto − majority (95%) "
+        "| ratio vs majority | 95% interval | ratio vs best fixed | 95% interval |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for budget, row in evaluation["budgets"].items():
-        fixed = row["vs_best_fixed"]
+        fixed, gap = row["vs_best_fixed"], row["accuracy_minus_majority"]
         lines.append(
             f"| {budget} | {row['auto']['accuracy']:.3f} | {row['auto']['tokens']:.0f} | "
             f"{row['majority']['accuracy']:.3f} | {row['majority']['tokens']:.0f} | "
+            f"{gap['difference']:+.3f} ({gap['ci95'][0]:+.3f} to {gap['ci95'][1]:+.3f}) | "
             f"{row['efficiency_ratio']:.2f}x ({row['efficiency_note']}) | "
             f"{row['efficiency_ci'][0]:.2f}–{row['efficiency_ci'][1]:.2f} | {fixed['ratio']:.2f}x | "
             f"{fixed['ci95'][0]:.2f}–{fixed['ci95'][1]:.2f} |"

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.replay import StoredItem, best_of_n, best_of_n_within, replay
+from harness.replay import StoredItem, best_of_n_within, replay
 from strategies.allocation import Allocation
 from strategies.policy import BudgetRule, Policy, Sampling
 
@@ -80,13 +80,11 @@ def spend_it_all(max_samples: int) -> Allocation:
     )
 
 
-def secant_slope(items: Sequence[StoredItem]) -> float:
-    """Accuracy majority voting buys per token on these items, from N = 1 to the most samples
-    stored (at least ``MIN_SLOPE``: a flat curve makes every lost answer dear, not free)."""
-    size = min(item.size for item in items)
-    one, most = (statistics.fmean(best_of_n(item, n).correct for item in items) for n in (1, size))
-    cost = statistics.fmean(best_of_n(item, size).tokens - best_of_n(item, 1).tokens for item in items)
-    return max(MIN_SLOPE, (most - one) / max(1.0, cost))
+def marginal_slope(items: Sequence[StoredItem], budget: int) -> float:
+    """Accuracy majority voting buys per token just below ``budget`` (from half of it to all of it)
+    on these items; at least ``MIN_SLOPE``: where more samples buy nothing, every lost answer is dear."""
+    half, full = majority_point(items, max(1, budget // 2)), majority_point(items, budget)
+    return max(MIN_SLOPE, (full.accuracy - half.accuracy) / max(1.0, full.tokens - half.tokens))
 
 
 def fit_budget(
@@ -97,13 +95,13 @@ def fit_budget(
 
     A rule's gain on an item, in tokens, is what it saves, plus each answer it gets right that
     majority does not (less each it loses) priced at the tokens majority voting pays for one
-    more right answer (``secant_slope``). The bound is the mean gain less one standard error
+    more right answer near this budget (``marginal_slope``). The bound is the mean gain less one standard error
     over items, so with a hundred-odd items and a thousand rules the choice does not chase
     noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first and
     keeps ties; the budget-sized waves can leave it a little short of the derived best-of-N
     point, which knows the samples' lengths in hindsight.
     """
-    price = 1.0 / secant_slope(items)
+    price = 1.0 / marginal_slope(items, budget)
     baseline = [best_of_n_within(item, budget) for item in items]
     best, best_bound = spend_it_all(min(item.size for item in items)), -math.inf
     for rule in [best, *rules]:  # the fallback is replayed too: its waves are sized as online, not by hindsight

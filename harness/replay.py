@@ -85,32 +85,37 @@ def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
 
 
 def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_tokens: int) -> Outcome:
-    """Run ``rule`` on the item's stored samples under ``budget`` compute tokens (None: unlimited)."""
-    spent, drawn, reasons = item.prompt_tokens, 0, []
+    """Run ``rule`` on the item's stored samples under ``budget`` compute tokens (None: unlimited).
+
+    Each wave is charged as the meter charges it online: the wave's samples share what the budget
+    leaves after the request's prompt, ``(left - prompt) // size`` tokens each; a stored sample
+    longer than that is cut there, charged what it decoded, and states no answer.
+    """
+    spent, answers, reasons = 0, [], []
     limit = min(rule.max_samples, item.size)
+    rule = rule.model_copy(update={"max_samples": limit})  # the replay cannot draw past what is stored
 
     def left() -> int | None:  # what online ``auto`` sees: the budget less the next request's prompt
         return None if budget is None else budget - spent - item.prompt_tokens
 
-    rule = rule.model_copy(update={"max_samples": limit})  # the replay cannot draw past what is stored
-    size = first_wave_size(rule, None if budget is None else budget - item.prompt_tokens, typical_tokens)
+    size = first_wave_size(rule, left(), typical_tokens)
     while size > 0:
-        for _ in range(min(size, limit - drawn)):
-            if budget is not None and spent + item.tokens[drawn] > budget:
-                size = 0  # this sample does not fit: sampling ends here
-                reasons.append("the budget left affords no more samples")
-                break
-            spent += item.tokens[drawn]
-            drawn += 1
-        if size == 0:
+        cap = None if budget is None else left() // size
+        if cap is not None and cap < 1:
+            reasons.append("the budget left affords no more samples")
             break
-        expected = sum(item.tokens[:drawn]) / drawn
-        decision = decide(rule, item.votes[drawn], left(), expected)
+        spent += item.prompt_tokens if not answers else 0  # later waves find the prompt in the prefix cache
+        for index in range(len(answers), min(len(answers) + size, limit)):
+            fits = cap is None or item.tokens[index] <= cap
+            spent += item.tokens[index] if fits else cap
+            answers.append(item.answers[index] if fits else None)
+        drawn = item.tokens[: len(answers)]
+        decision = decide(rule, Votes.of(answers), left(), sum(drawn) / len(drawn))
         reasons.append(decision.reason)
         size = decision.size if decision.action == "wave" else 0
-    if drawn == 0:
+    if not answers:
         return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",))
-    return Outcome(item.votes[drawn].leader in item.right, spent, drawn, tuple(reasons))
+    return Outcome(Votes.of(answers).leader in item.right, spent, len(answers), tuple(reasons))
 
 
 def best_of_n(item: StoredItem, n: int, selection: Rule = "majority") -> Outcome:

@@ -115,7 +115,7 @@ def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_s
         return Decision("answer", f"unsettled after {votes.samples}: more samples rarely settle it", features=features)
     affordable = rule.max_samples - votes.samples
     if tokens_left is not None:
-        affordable = min(affordable, int(tokens_left // max(1.0, tokens_per_sample)))
+        affordable = min(affordable, samples_affordable(tokens_left, tokens_per_sample))
     if affordable < 1:
         why = "max_samples drawn" if votes.samples >= rule.max_samples else "the budget left affords no more samples"
         return Decision("answer", why, features=features)
@@ -130,4 +130,14 @@ def first_wave_size(rule: Allocation, tokens_left: int | None, tokens_per_sample
         return rule.first_wave
     if tokens_left < 1:
         return 0
-    return max(1, min(rule.first_wave, int(tokens_left // max(1.0, tokens_per_sample))))
+    return max(1, min(rule.first_wave, samples_affordable(tokens_left, tokens_per_sample)))
+
+
+def samples_affordable(tokens_left: int, tokens_per_sample: float) -> int:
+    """Samples of the expected length that the tokens left pay for, and one more when what is left
+    over is at least half a sample: the meter caps its length, and a short one still answers.
+
+    Example: 300 tokens at 120 a sample afford 3 (2 whole, and 60 left is half of one).
+    """
+    whole, rest = divmod(tokens_left, max(1.0, tokens_per_sample))
+    return int(whole) + (1 if rest >= max(1.0, tokens_per_sample) / 2 else 0)

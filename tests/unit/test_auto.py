@@ -103,11 +103,12 @@ def test_decide_reads_only_the_votes_and_the_budget() -> None:
     assert decide(rule, Votes.of(["4", "4", "4", "5"]), 1000, 100).action == "answer"
     more = decide(rule, Votes.of(["4", "4", "5", "6"]), 1000, 100)
     assert (more.action, more.size, more.features["margin"]) == ("wave", 4, 1)
-    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 250, 100).size == 2  # the budget affords two
-    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 50, 100).reason.startswith("the budget")
+    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 240, 100).size == 2  # the budget affords two
+    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 250, 100).size == 3  # and half of a third: try it
+    assert decide(rule, Votes.of(["4", "4", "5", "6"]), 40, 100).reason.startswith("the budget")
     assert decide(rule, Votes.of(list("12345678")), None, 100).reason.startswith("unsettled")
     assert Votes.of(["4", None, "5", "4"]).share == 0.5 and Votes.of([]).leader is None
-    assert first_wave_size(rule, 250, 100) == 2 and first_wave_size(rule, 50, 100) == 1
+    assert first_wave_size(rule, 240, 100) == 2 and first_wave_size(rule, 30, 100) == 1
     assert first_wave_size(rule, 0, 100) == 0
 
 

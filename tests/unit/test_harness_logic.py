@@ -132,10 +132,13 @@ def test_replay_gives_up_on_scattered_votes_and_respects_the_budget() -> None:
     # 40 + 3 x 100 fit in 350 but a fourth sample does not: the first wave is sized to three
     small = replay(rule, scattered, 350, typical_tokens=100)
     assert (small.samples, small.tokens) == (3, 340)
-    # too small for any sample: nothing drawn, the prompt charged, wrong
-    assert replay(rule, scattered, 100, typical_tokens=100) == Outcome(
-        False, 40, 0, ("the budget cannot fit one sample",)
-    )
+    # 60 tokens left after the prompt: one sample is tried, capped at 60 as the meter caps it online;
+    # the stored one is 100 long, so it is cut there, charged 60, and states no answer
+    cut = replay(rule, scattered, 100, typical_tokens=100)
+    assert (cut.correct, cut.tokens, cut.samples) == (False, 100, 1)
+    # nothing left after the prompt: nothing drawn, the prompt charged
+    nothing = Outcome(False, 40, 0, ("the budget cannot fit one sample",))
+    assert replay(rule, scattered, 40, typical_tokens=100) == nothing
 
 
 def test_best_of_n_baselines_follow_the_sweeps_derived_points() -> None:
@@ -176,8 +179,9 @@ def test_the_fit_keeps_majority_unless_a_rule_surely_gains(tmp_path) -> None:
     path = tmp_path / "fitted.json"
     path.write_text(policy.model_dump_json())
     assert load_policy(str(path)).version == "t1"
-    # early agreement misleads here: stopping at two agreeing samples saves 600 tokens an item
-    # but loses every answer, each worth the 700 tokens majority pays for it (N = 1 to 8)
-    misleading = [stored(f"m{i}", ["5", "5", *["4"] * 6]) for i in range(30)]
+    # early agreement misleads here: stopping at two agreeing samples saves 480 tokens an item but
+    # loses every answer, and majority gets them right at 512 (5 samples) as at 1024, so near this
+    # budget more tokens buy no answers: an answer is worth more than any saving
+    misleading = [stored(f"m{i}", ["5", "5", *["4"] * 6], tokens=80) for i in range(30)]
     hasty = Allocation(first_wave=2, wave=2, max_samples=8, stop_share=1.0, stop_votes=2, give_up_after=None)
     assert fit_budget(misleading, 1024, 100, [hasty])[0] == spend_it_all(8)

@@ -1,0 +1,79 @@
+"""Does the replay tell the truth? ``auto`` run online against the same policy replayed on stored samples.
+
+``ttc fit-router`` evaluates a policy by replaying it on the test sweep's stored samples.
+This runs ``auto`` for real (through the sweep, on the engine, with its own fresh samples)
+on the first K of those test items at a few budgets, and puts its accuracy, compute tokens
+and samples drawn next to the replay's on the same items. Online draws different samples,
+so the two agree only in distribution: the tokens and samples per item are the check
+(accuracy on K items is too noisy to compare closely).
+
+    .venv/bin/python benchmarks/auto_online_vs_replay.py pass16-arithmetic-dev runs/policy-arithmetic.json \
+        --items 40 --budgets 512,1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import anyio
+
+RESULTS = Path(__file__).parent / "results"
+
+
+async def main(args: argparse.Namespace) -> dict:
+    from harness.replay import replay
+    from harness.run import _stored_items, run_sweep
+    from harness.sweep import SweepSpec
+    from orchestrator.core.settings import Settings
+    from strategies.policy import load_policy
+
+    settings = Settings()
+    policy = load_policy(args.policy)
+    budgets = [int(b) for b in args.budgets.split(",")]
+    test_spec, test_items = await _stored_items(f"{args.dev_sweep}-test", settings, None)
+    items = test_items[: args.items]
+    spec = SweepSpec(
+        name=f"{args.dev_sweep}-online-{policy.version}",
+        dataset=test_spec.dataset,
+        split="test",
+        limit=len(items),  # the first K items of the same split and seed: the same questions
+        data_seed=test_spec.data_seed,
+        strategies=[{"strategy": "auto", "params": {"policy": policy.model_dump(mode="json")}}],
+        budgets=budgets,
+    )
+    wanted = {item.id for item in items}
+    outcome = await run_sweep(spec, Path("runs") / spec.name, settings)
+    report: dict = {"policy": policy.version, "items": len(items), "budgets": {}}
+    for budget in budgets:
+        online = [r for r in outcome.results if r.budget == budget and r.item_id in wanted]
+        replayed = [
+            replay(policy.rule_for(budget).allocation, item, budget, policy.sampling.typical_tokens) for item in items
+        ]
+        report["budgets"][str(budget)] = {
+            "online": {
+                "accuracy": statistics.fmean(r.correct for r in online),
+                "tokens": statistics.fmean(r.compute_tokens for r in online),
+            },
+            "replay": {
+                "accuracy": statistics.fmean(o.correct for o in replayed),
+                "tokens": statistics.fmean(o.tokens for o in replayed),
+                "samples": statistics.fmean(o.samples for o in replayed),
+            },
+        }
+    slug = test_spec.dataset.replace(":", "_")
+    path = RESULTS / f"auto_online_vs_replay-{slug}.json"
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dev_sweep", help="the dev sweep the policy was fitted on (its -test sweep is read)")
+    parser.add_argument("policy", help="the fitted policy file")
+    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--budgets", default="512,1024")
+    anyio.run(main, parser.parse_args())
