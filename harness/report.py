@@ -176,7 +176,8 @@ def write_report(
         f"# {title}",
         f"Dataset `{spec.get('dataset')}` ({spec.get('split')} split, {items} items, data seed "
         f"{spec.get('data_seed')}), budgets {spec.get('budgets')} compute tokens, {spec.get('seeds')} seed(s). "
-        f"{len(results)} points. Difficulty bins come from the router's probe (edges {edges}).",
+        f"{len(results)} points. Difficulty bins come from each item's probe (a few short samples; difficulty "
+        f"= 1 - (answer agreement + mean verifier score) / 2), edges {edges}.",
         "![accuracy vs tokens](accuracy_vs_tokens.png)",
         "![accuracy vs FLOPs](accuracy_vs_flops.png)",
         "## All items\n\n" + table_markdown(rows),
