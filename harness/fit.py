@@ -6,8 +6,8 @@ that budget item by item; the rule with the surest gain wins (``fit_budget``). A
 split of the dev items reports how the fitting procedure does on items it did not see,
 which the policy file records next to the rules.
 
-A rule never switches to a step search here: switching is kept only where a dev sweep's
-search points show it pays, and replaying it needs those points (not built yet).
+A rule switches to a step search only where the dev sweep ran that search and replaying the
+switch on its stored points raises the rule's bound (``fit_budget``).
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.replay import StoredItem, best_of_n_within, replay
-from strategies.allocation import Allocation
+from strategies.allocation import Allocation, Switch
 from strategies.policy import BudgetRule, Policy, Sampling
 
 FOLDS = 5
+SWITCH_TRIES = 20  # give-up rules tried again with each search to switch to
 MIN_SLOPE = 1e-6  # accuracy per token: one right answer is never worth more than a million tokens
 GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 6, 8, 12), (0.26, 0.34, 0.5))]
 
@@ -88,34 +89,56 @@ def marginal_slope(items: Sequence[StoredItem], budget: int) -> float:
 
 
 def fit_budget(
-    items: Sequence[StoredItem], budget: int, typical: int, rules: Sequence[Allocation]
+    items: Sequence[StoredItem],
+    budget: int,
+    typical: int,
+    rules: Sequence[Allocation],
+    switches: Sequence[Switch] = (),
 ) -> tuple[Allocation, Point, Point]:
     """The rule whose gain over majority at ``budget`` has the best lower bound: (rule, its point,
     majority's point).
 
     A rule's gain on an item, in tokens, is what it saves, plus each answer it gets right that
     majority does not (less each it loses) priced at the tokens majority voting pays for one
-    more right answer near this budget (``marginal_slope``). The bound is the mean gain less one standard error
-    over items, so with a hundred-odd items and a thousand rules the choice does not chase
-    noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first and
-    keeps ties; the budget-sized waves can leave it a little short of the derived best-of-N
+    more right answer near this budget (``marginal_slope``). The bound is the mean gain less one
+    standard error over items, so with a hundred-odd items and a thousand rules the choice does
+    not chase noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first
+    and keeps ties; the budget-sized waves can leave it a little short of the derived best-of-N
     point, which knows the samples' lengths in hindsight.
+
+    ``switches`` are the step searches the dev sweep ran: the best give-up rules are tried again
+    switching to each instead of answering, replayed on the search's own dev points, and kept
+    only if that raises the bound.
     """
     price = 1.0 / marginal_slope(items, budget)
     baseline = [best_of_n_within(item, budget) for item in items]
-    best, best_bound = spend_it_all(min(item.size for item in items)), -math.inf
-    for rule in [best, *rules]:  # the fallback is replayed too: its waves are sized as online, not by hindsight
+
+    def bound(rule: Allocation) -> float:
         outcomes = [replay(rule, item, budget, typical) for item in items]
         gains = [
             price * (o.correct - b.correct) - (o.tokens - b.tokens) for o, b in zip(outcomes, baseline, strict=True)
         ]
-        bound = statistics.fmean(gains) - statistics.stdev(gains) / math.sqrt(len(gains))
-        if bound > best_bound:  # strictly: a tie keeps the fallback
-            best, best_bound = rule, bound
+        return statistics.fmean(gains) - statistics.stdev(gains) / math.sqrt(len(gains))
+
+    # the fallback first, so a tie keeps it; it is replayed too: its waves are sized as online
+    scored = [(bound(rule), rule) for rule in [spend_it_all(min(item.size for item in items)), *rules]]
+    giving_up = sorted((pair for pair in scored if pair[1].give_up_after is not None), key=lambda pair: -pair[0])
+    for _, rule in giving_up[:SWITCH_TRIES]:
+        scored += [
+            (bound(rule.model_copy(update={"switch": switch})), rule.model_copy(update={"switch": switch}))
+            for switch in switches
+        ]
+    best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equals
     return best, auto_point(best, items, budget, typical), majority_point(items, budget)
 
 
-def held_out(items: Sequence[StoredItem], budget: int, typical: int, rules: Sequence[Allocation]) -> dict:
+def held_out(
+    items: Sequence[StoredItem],
+    budget: int,
+    typical: int,
+    rules: Sequence[Allocation],
+    switches: Sequence[Switch] = (),
+) -> dict:
     """The fitting procedure on 4/5 of the dev items, scored on the fifth, over 5 folds."""
     auto_hits, auto_tokens, base_hits, base_tokens = [], [], [], []
     for fold in range(FOLDS):
@@ -123,7 +146,7 @@ def held_out(items: Sequence[StoredItem], budget: int, typical: int, rules: Sequ
         test = [item for index, item in enumerate(items) if index % FOLDS == fold]
         if not train or not test:
             continue
-        rule, _, _ = fit_budget(train, budget, typical, rules)
+        rule, _, _ = fit_budget(train, budget, typical, rules, switches)
         auto_hits += [o.correct for o in (replay(rule, item, budget, typical) for item in test)]
         auto_tokens += [o.tokens for o in (replay(rule, item, budget, typical) for item in test)]
         base_hits += [o.correct for o in (best_of_n_within(item, budget) for item in test)]
@@ -137,21 +160,27 @@ def held_out(items: Sequence[StoredItem], budget: int, typical: int, rules: Sequ
 
 
 def fit_policy(
-    items: Sequence[StoredItem], budgets: Sequence[int], sampling: Sampling, source: str, version: str | None = None
+    items: Sequence[StoredItem],
+    budgets: Sequence[int],
+    sampling: Sampling,
+    source: str,
+    version: str | None = None,
+    switches: Sequence[Switch] = (),
 ) -> Policy:
-    """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``."""
+    """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``.
+    ``switches``: the step searches the dev sweep ran (their points must be on ``items``)."""
     max_samples = min(item.size for item in items)
     typical = round(statistics.median(tokens for item in items for tokens in item.tokens))
     sampling = sampling.model_copy(update={"typical_tokens": typical})
     rules, report = [], {}
     candidates = grid(max_samples)
     for index, budget in enumerate(sorted(budgets)):
-        rule, point, baseline = fit_budget(items, budget, typical, candidates)
+        rule, point, baseline = fit_budget(items, budget, typical, candidates, switches)
         rules.append(BudgetRule(min_tokens=0 if index == 0 else budget, allocation=rule, budget=budget))
         report[str(budget)] = {
             "dev_auto": point.__dict__,
             "dev_majority": baseline.__dict__,
-            "held_out_folds": held_out(items, budget, typical, candidates),
+            "held_out_folds": held_out(items, budget, typical, candidates, switches),
         }
     return Policy(
         version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),

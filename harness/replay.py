@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 
 from harness.datasets import Problem
 from harness.grading import is_correct
-from strategies.allocation import Allocation, Votes, decide, first_wave_size
+from harness.results import SweepResult
+from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size
 from strategies.selection import Rule
 
 
@@ -37,6 +38,8 @@ class StoredItem:
     tokens: tuple[int, ...]
     scores: tuple[float | None, ...]
     right: frozenset[str]
+    searches: dict[str, dict[int, tuple[bool, int]]] = field(default_factory=dict, compare=False)
+    """Step searches the sweep ran on the item: configuration label -> budget -> (right, compute tokens)."""
 
     @property
     def size(self) -> int:
@@ -112,10 +115,40 @@ def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_token
         drawn = item.tokens[: len(answers)]
         decision = decide(rule, Votes.of(answers), left(), sum(drawn) / len(drawn))
         reasons.append(decision.reason)
+        if decision.action == "switch" and rule.switch is not None:
+            searched = _search_within(item, switch_label(rule.switch), left())
+            if searched is not None:  # the sweep's point for the budget left: what the search would do
+                right, tokens = searched
+                return Outcome(right, spent + tokens, len(answers), (*reasons, "switched"))
         size = decision.size if decision.action == "wave" else 0
     if not answers:
         return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",))
     return Outcome(Votes.of(answers).leader in item.right, spent, len(answers), tuple(reasons))
+
+
+def switch_label(switch: Switch) -> str:
+    """The sweep's label of the search a rule switches to (``StrategySpec.label``)."""
+    from harness.sweep import StrategySpec
+
+    return StrategySpec(strategy=switch.strategy, params=switch.params).label
+
+
+def _search_within(item: StoredItem, label: str, tokens_left: int | None) -> tuple[bool, int] | None:
+    """The search's stored point at the largest swept budget the tokens left afford (None: none does;
+    online, a search that cannot fit its budget ends, and the samples' vote answers)."""
+    points = item.searches.get(label, {})
+    affordable = [budget for budget in points if tokens_left is None or budget <= tokens_left]
+    return points[max(affordable)] if affordable else None
+
+
+def attach_searches(items: Sequence[StoredItem], results: Sequence[SweepResult]) -> list[StoredItem]:
+    """The items with the sweep's step-search points (every strategy but best-of-N, probe and auto)."""
+    found: dict[str, dict[str, dict[int, tuple[bool, int]]]] = {}
+    for result in results:
+        if result.strategy_name not in ("best_of_n", "probe", "auto") and result.seed == 0:
+            per_item = found.setdefault(result.item_id, {}).setdefault(result.strategy, {})
+            per_item[result.budget] = (result.correct, result.compute_tokens)
+    return [replace(item, searches=found.get(item.id, {})) for item in items]
 
 
 def best_of_n(item: StoredItem, n: int, selection: Rule = "majority") -> Outcome:

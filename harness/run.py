@@ -18,7 +18,7 @@ from harness.catalog import load_dataset
 from harness.evaluation import evaluate_policy, markdown, plot
 from harness.fit import fit_policy
 from harness.learned import refuse_trained_items
-from harness.replay import StoredItem, stored_items
+from harness.replay import StoredItem, attach_searches, stored_items
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -28,6 +28,7 @@ from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
 from strategies import REGISTRY
+from strategies.allocation import Switch
 from strategies.policy import Policy, Sampling, load_policy
 from verifiers.learned import load_artifact
 
@@ -181,7 +182,11 @@ async def fit_router(
     if spec.split != "dev":
         raise InvalidRequestError(f"sweep {sweep_name!r} is on the {spec.split} split: fit on a dev sweep")
     pass_config = _pass_config(spec)
-    policy = fit_policy(dev, spec.budgets, _sampling_of(pass_config), source=sweep_name)
+    searches = [config for config in spec.strategies if config.strategy not in ("best_of_n", "probe", "auto")]
+    switches = [Switch(strategy=c.strategy, params=c.params, min_tokens=min(spec.budgets)) for c in searches]
+    if searches:
+        dev = attach_searches(dev, (await load_sweep(sweep_name, settings, store))[1])
+    policy = fit_policy(dev, spec.budgets, _sampling_of(pass_config), source=sweep_name, switches=switches)
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
     if not evaluate:
@@ -191,7 +196,7 @@ async def fit_router(
             "name": f"{sweep_name}-test",
             "split": "test",
             "limit": eval_limit or spec.limit,
-            "strategies": [pass_config],
+            "strategies": [pass_config, *_switched_to(policy, searches)],
         }
     )
     out_dir = out_dir or Path("runs") / test_spec.name
@@ -206,6 +211,8 @@ async def fit_router(
         title=f"Test samples for the policy fitted on {sweep_name}",
     )
     _, test = await _stored_items(test_spec.name, settings, store)
+    if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
+        test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
     found = evaluate_policy(policy, dev, test, spec.budgets)
     evaluation = {"dataset": spec.dataset, "policy": policy.version, **found}
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
@@ -233,6 +240,16 @@ async def _stored_items(name: str, settings: Settings, store: Store | None) -> t
             """--strategy 'best_of_n:{"n":16,"adaptive":false}'"""
         )
     return spec, items
+
+
+def _switched_to(policy: Policy, searches: list[StrategySpec]) -> list[StrategySpec]:
+    """The dev sweep's search configurations that some rule of the policy switches to."""
+    used = {
+        (rule.allocation.switch.strategy, json.dumps(rule.allocation.switch.params, sort_keys=True))
+        for rule in policy.rules
+        if rule.allocation.switch is not None
+    }
+    return [c for c in searches if (c.strategy, json.dumps(c.params, sort_keys=True)) in used]
 
 
 def _pass_config(spec: SweepSpec) -> StrategySpec:

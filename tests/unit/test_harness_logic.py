@@ -185,3 +185,26 @@ def test_the_fit_keeps_majority_unless_a_rule_surely_gains(tmp_path) -> None:
     misleading = [stored(f"m{i}", ["5", "5", *["4"] * 6], tokens=80) for i in range(30)]
     hasty = Allocation(first_wave=2, wave=2, max_samples=8, stop_share=1.0, stop_votes=2, give_up_after=None)
     assert fit_budget(misleading, 1024, 100, [hasty])[0] == spend_it_all(8)
+
+
+def test_a_rule_switches_to_a_search_only_where_its_dev_points_pay() -> None:
+    from dataclasses import replace
+
+    from harness.replay import switch_label
+    from strategies.allocation import Switch
+
+    beam = Switch(strategy="beam_search", params={"width": 2}, min_tokens=256)
+    label = switch_label(beam)
+    # scattered votes that majority never turns right, and a search that gets them right for 300 tokens
+    scattered = [
+        replace(stored(f"s{i}", [str(n) for n in range(10, 18)], right="4"), searches={label: {256: (True, 300)}})
+        for i in range(30)
+    ]
+    giving_up = Allocation(first_wave=4, wave=4, max_samples=8, give_up_after=4, give_up_share=0.5, switch=beam)
+    outcome = replay(giving_up, scattered[0], 1024, 100)
+    # 4 samples (40 + 400), then 1024 - 440 - 40 = 544 left affords the search's 256-budget point
+    assert (outcome.correct, outcome.tokens, outcome.samples, outcome.reasons[-1]) == (True, 740, 4, "switched")
+    assert fit_budget(scattered, 1024, 100, [giving_up.model_copy(update={"switch": None})], [beam])[0].switch == beam
+    # where the search is no better than the vote, the switch is not kept
+    useless = [replace(item, searches={label: {256: (False, 300)}}) for item in scattered]
+    assert fit_budget(useless, 1024, 100, [giving_up.model_copy(update={"switch": None})], [beam])[0].switch is None
