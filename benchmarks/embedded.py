@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
 
 from orchestrator.core.backends.inprocess import InProcessBackend
 from orchestrator.core.budget import Budget, BudgetMeter
@@ -39,3 +44,34 @@ async def embedded_engine(**options: Any) -> AsyncIterator[Engine]:
     finally:
         await verifiers.aclose()
         await backend.aclose()
+
+
+Item = TypeVar("Item")
+
+
+def stored_ids(path: Path) -> set[str]:
+    """The ``id`` of every JSON line already in ``path``: what a resumed run skips."""
+    return {json.loads(line)["id"] for line in path.read_text().splitlines()} if path.exists() else set()
+
+
+async def append_each(
+    todo: Sequence[Item], work: Callable[[Item], Awaitable[dict]], out: Path, concurrency: int
+) -> None:
+    """Run ``work`` on every item, ``concurrency`` at once (keeping the engine's batch full), appending
+    each record to ``out`` as a JSON line as soon as it is done; progress every ten."""
+    limiter = anyio.Semaphore(concurrency)
+    started, finished = time.monotonic(), 0
+
+    async def one(item: Item) -> None:
+        nonlocal finished
+        async with limiter:
+            record = await work(item)
+        with out.open("a") as file:
+            file.write(json.dumps(record) + "\n")
+        finished += 1
+        if finished % 10 == 0:
+            print(f"  {finished}/{len(todo)} in {time.monotonic() - started:.0f} s", flush=True)
+
+    async with anyio.create_task_group() as group:
+        for item in todo:
+            group.start_soon(one, item)

@@ -14,12 +14,10 @@ already there, so an interrupted run resumes.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import anyio
-from embedded import Engine, embedded_engine  # benchmarks/ is the script's directory
+from embedded import Engine, append_each, embedded_engine, stored_ids  # benchmarks/ is the script's directory
 
 from harness.catalog import load_dataset
 from harness.datasets import Problem
@@ -79,26 +77,11 @@ async def run(args: argparse.Namespace) -> None:
     problems = load_dataset(args.dataset, args.split, args.items, args.seed)
     out = path_for(args.dataset, args.split)
     out.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
+    done = stored_ids(out)
     todo = [p for p in problems if p.id not in done]
     print(f"{args.dataset} {args.split}: {len(done)} items stored, {len(todo)} to sample", flush=True)
-    started, finished = time.monotonic(), 0
     async with embedded_engine() as engine:
-        limiter = anyio.Semaphore(args.concurrency)  # items in flight: keeps the engine's batch full
-
-        async def one(problem: Problem) -> None:
-            nonlocal finished
-            async with limiter:
-                record = await sample_item(engine, problem, args.n)
-            with out.open("a") as file:
-                file.write(json.dumps(record) + "\n")
-            finished += 1
-            if finished % 10 == 0:
-                print(f"  {finished}/{len(todo)} in {time.monotonic() - started:.0f} s", flush=True)
-
-        async with anyio.create_task_group() as group:
-            for problem in todo:
-                group.start_soon(one, problem)
+        await append_each(todo, lambda problem: sample_item(engine, problem, args.n), out, args.concurrency)
     print(f"done: {out}", flush=True)
 
 

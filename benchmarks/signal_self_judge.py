@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import anyio
-from embedded import Engine, embedded_engine  # benchmarks/ is the script's directory
+from embedded import Engine, append_each, embedded_engine, stored_ids  # benchmarks/ is the script's directory
 
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget
@@ -51,25 +50,10 @@ async def judge_file(engine: Engine, dataset: str, split: str, concurrency: int)
     source = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
     items = [json.loads(line) for line in source.read_text().splitlines()]
     out = scores_path(dataset, split)
-    done = {json.loads(line)["id"] for line in out.read_text().splitlines()} if out.exists() else set()
+    done = stored_ids(out)
     todo = [item for item in items if item["id"] not in done]
     print(f"{dataset} {split}: {len(done)} items scored, {len(todo)} to score", flush=True)
-    started, finished = time.monotonic(), 0
-    limiter = anyio.Semaphore(concurrency)
-
-    async def one(item: dict) -> None:
-        nonlocal finished
-        async with limiter:
-            record = await judge_item(engine, item)
-        with out.open("a") as file:
-            file.write(json.dumps(record) + "\n")
-        finished += 1
-        if finished % 10 == 0:
-            print(f"  {finished}/{len(todo)} in {time.monotonic() - started:.0f} s", flush=True)
-
-    async with anyio.create_task_group() as group:
-        for item in todo:
-            group.start_soon(one, item)
+    await append_each(todo, lambda item: judge_item(engine, item), out, concurrency)
 
 
 async def run(args: argparse.Namespace) -> None:

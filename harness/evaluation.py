@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.efficiency import accuracy_difference, baseline_table, compare
-from harness.replay import StoredItem, best_of_n_within, replay
+from harness.replay import Point, StoredItem, best_of_n_within, replay
 from harness.report import frontier
+from strategies.allocation import Votes
 from strategies.policy import Policy
 from strategies.selection import Rule
 
@@ -35,7 +36,7 @@ def best_fixed_rule(dev: Sequence[StoredItem], budgets: Sequence[int]) -> Rule:
 
 def difficulty_bin(item: StoredItem) -> str:
     """The bin of an item by its first four samples' agreement."""
-    share = item.votes[min(4, item.size)].share
+    share = Votes.of(item.answers[:4]).share
     return next(name for name, (low, high) in BINS.items() if low <= share < high)
 
 
@@ -54,9 +55,9 @@ def evaluate_policy(
         best = [best_of_n_within(item, budget, fixed) for item in test]
         versus_majority = compare(auto, majority_curve)
         rows[str(budget)] = {
-            "auto": _point(auto),
-            "majority": _point(majority),
-            f"best_fixed ({fixed})": _point(best),
+            "auto": Point.of(auto).__dict__,
+            "majority": Point.of(majority).__dict__,
+            f"best_fixed ({fixed})": Point.of(best).__dict__,
             "efficiency_ratio": versus_majority["ratio"],
             "efficiency_ci": versus_majority["ci95"],
             "efficiency_note": versus_majority["note"],
@@ -70,14 +71,6 @@ def evaluate_policy(
         "best_fixed_rule": fixed,
         f"majority_at_{size}": statistics.fmean(majority_curve[0][:, size - 1]),
         "budgets": rows,
-    }
-
-
-def _point(outcomes: Sequence) -> dict[str, float]:
-    return {
-        "accuracy": statistics.fmean(o.correct for o in outcomes),
-        "tokens": statistics.fmean(o.tokens for o in outcomes),
-        "samples": statistics.fmean(o.samples for o in outcomes),
     }
 
 
@@ -106,10 +99,10 @@ def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], pat
         axis.plot(*zip(*curve, strict=True), marker=".", label="best-of-N majority (each N, each budget)")
         axis.plot(*zip(*frontier(curve), strict=True), linestyle="--", color="grey", label="its frontier")
         auto = [
-            _point([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
+            Point.of([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
             for b in sorted(budgets)
         ]
-        axis.plot([p["tokens"] for p in auto], [p["accuracy"] for p in auto], marker="o", label="auto, per budget")
+        axis.plot([p.tokens for p in auto], [p.accuracy for p in auto], marker="o", label="auto, per budget")
         axis.set(title=f"{name} ({len(items)})", xlabel="mean compute tokens", ylabel="accuracy")
     axes[0][0].legend(fontsize=7)
     figure.suptitle(title)

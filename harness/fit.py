@@ -17,9 +17,8 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from harness.replay import StoredItem, best_of_n_within, replay
+from harness.replay import Point, StoredItem, best_of_n_within, replay
 from strategies.allocation import Allocation, Switch
 from strategies.policy import BudgetRule, Policy, Sampling
 
@@ -51,22 +50,12 @@ def grid(max_samples: int) -> list[Allocation]:
     return rules
 
 
-@dataclass(frozen=True)
-class Point:
-    """Accuracy and mean compute tokens of one method over a set of items."""
-
-    accuracy: float
-    tokens: float
-
-
 def auto_point(rule: Allocation, items: Sequence[StoredItem], budget: int, typical: int) -> Point:
-    outcomes = [replay(rule, item, budget, typical) for item in items]
-    return Point(statistics.fmean(o.correct for o in outcomes), statistics.fmean(o.tokens for o in outcomes))
+    return Point.of([replay(rule, item, budget, typical) for item in items])
 
 
 def majority_point(items: Sequence[StoredItem], budget: int) -> Point:
-    outcomes = [best_of_n_within(item, budget) for item in items]
-    return Point(statistics.fmean(o.correct for o in outcomes), statistics.fmean(o.tokens for o in outcomes))
+    return Point.of([best_of_n_within(item, budget) for item in items])
 
 
 def spend_it_all(max_samples: int) -> Allocation:
@@ -140,22 +129,21 @@ def held_out(
     switches: Sequence[Switch] = (),
 ) -> dict:
     """The fitting procedure on 4/5 of the dev items, scored on the fifth, over 5 folds."""
-    auto_hits, auto_tokens, base_hits, base_tokens = [], [], [], []
+    auto, majority = [], []
     for fold in range(FOLDS):
         train = [item for index, item in enumerate(items) if index % FOLDS != fold]
         test = [item for index, item in enumerate(items) if index % FOLDS == fold]
         if not train or not test:
             continue
         rule, _, _ = fit_budget(train, budget, typical, rules, switches)
-        auto_hits += [o.correct for o in (replay(rule, item, budget, typical) for item in test)]
-        auto_tokens += [o.tokens for o in (replay(rule, item, budget, typical) for item in test)]
-        base_hits += [o.correct for o in (best_of_n_within(item, budget) for item in test)]
-        base_tokens += [o.tokens for o in (best_of_n_within(item, budget) for item in test)]
+        auto += [replay(rule, item, budget, typical) for item in test]
+        majority += [best_of_n_within(item, budget) for item in test]
+    auto_point, majority_point = Point.of(auto), Point.of(majority)
     return {
-        "auto_accuracy": statistics.fmean(auto_hits),
-        "auto_tokens": statistics.fmean(auto_tokens),
-        "majority_accuracy": statistics.fmean(base_hits),
-        "majority_tokens": statistics.fmean(base_tokens),
+        "auto_accuracy": auto_point.accuracy,
+        "auto_tokens": auto_point.tokens,
+        "majority_accuracy": majority_point.accuracy,
+        "majority_tokens": majority_point.tokens,
     }
 
 

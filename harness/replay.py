@@ -17,6 +17,7 @@ Grading happens once per distinct answer when the items are loaded.
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -24,8 +25,11 @@ from functools import cached_property
 from harness.datasets import Problem
 from harness.grading import is_correct
 from harness.results import SweepResult
-from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size
-from strategies.selection import Rule
+from harness.sweep import StrategySpec
+from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size, mean_length
+from strategies.selection import Rule, Sample, choose
+
+NOT_SEARCHES = ("best_of_n", "probe", "auto")  # a sweep's configurations that are not step searches
 
 
 @dataclass(frozen=True)  # cached_property needs a __dict__: no slots
@@ -46,9 +50,29 @@ class StoredItem:
         return len(self.answers)
 
     @cached_property
-    def votes(self) -> tuple[Votes, ...]:
-        """The votes of the first k samples, for every k (replays read them thousands of times)."""
-        return tuple(Votes.of(self.answers[:k]) for k in range(self.size + 1))
+    def samples(self) -> tuple[Sample, ...]:
+        """The stored samples as ``Sample``s (answer, length, score): what the selection rules read."""
+        return tuple(
+            Sample(text="", answer=answer, tokens=tokens, score=score)
+            for answer, tokens, score in zip(self.answers, self.tokens, self.scores, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class Point:
+    """Accuracy, mean compute tokens and mean samples drawn of one method over a set of items."""
+
+    accuracy: float
+    tokens: float
+    samples: float
+
+    @classmethod
+    def of(cls, outcomes: Sequence[Outcome]) -> Point:
+        return cls(
+            statistics.fmean(o.correct for o in outcomes),
+            statistics.fmean(o.tokens for o in outcomes),
+            statistics.fmean(o.samples for o in outcomes),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +136,7 @@ def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_token
             fits = cap is None or item.tokens[index] <= cap
             spent += item.tokens[index] if fits else cap
             answers.append(item.answers[index] if fits else None)
-        drawn = item.tokens[: len(answers)]
-        decision = decide(rule, Votes.of(answers), left(), sum(drawn) / len(drawn))
+        decision = decide(rule, Votes.of(answers), left(), mean_length(item.tokens[: len(answers)], typical_tokens))
         reasons.append(decision.reason)
         if decision.action == "switch" and rule.switch is not None:
             searched = _search_within(item, switch_label(rule.switch), left())
@@ -128,8 +151,6 @@ def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_token
 
 def switch_label(switch: Switch) -> str:
     """The sweep's label of the search a rule switches to (``StrategySpec.label``)."""
-    from harness.sweep import StrategySpec
-
     return StrategySpec(strategy=switch.strategy, params=switch.params).label
 
 
@@ -145,7 +166,7 @@ def attach_searches(items: Sequence[StoredItem], results: Sequence[SweepResult])
     """The items with the sweep's step-search points (every strategy but best-of-N, probe and auto)."""
     found: dict[str, dict[str, dict[int, tuple[bool, int]]]] = {}
     for result in results:
-        if result.strategy_name not in ("best_of_n", "probe", "auto") and result.seed == 0:
+        if result.strategy_name not in NOT_SEARCHES and result.seed == 0:
             per_item = found.setdefault(result.item_id, {}).setdefault(result.strategy, {})
             per_item[result.budget] = (result.correct, result.compute_tokens)
     return [replace(item, searches=found.get(item.id, {})) for item in items]
@@ -168,13 +189,5 @@ def best_of_n_within(item: StoredItem, budget: int, selection: Rule = "majority"
 
 
 def chosen(item: StoredItem, taken: int, selection: Rule) -> str | None:
-    """The answer ``selection`` picks among the first ``taken`` samples: most votes (the first drawn
-    wins a tie), most verifier score, or the best-scored sample's."""
-    answers, scores = item.answers[:taken], [score or 0.0 for score in item.scores[:taken]]
-    if selection == "argmax":
-        return answers[max(range(taken), key=scores.__getitem__)] if taken else None
-    totals: dict[str, float] = {}
-    for answer, score in zip(answers, scores, strict=True):
-        if answer is not None:
-            totals[answer] = totals.get(answer, 0.0) + (score if selection == "weighted" else 1.0)
-    return max(totals, key=totals.__getitem__) if totals else None
+    """The answer ``selection`` picks among the first ``taken`` samples, as a strategy picks it."""
+    return choose(item.samples[:taken], selection).answer

@@ -163,7 +163,6 @@ def write_report(
     results: list[SweepResult],
     probes: dict[str, ProbeFeatures],
     edges: list[float],
-    extra_sections: list[str] | None = None,
 ) -> Path:
     """``report.md`` with the plots (PNG, beside it) and tables; returns its path."""
     rows = summarise(results, probes, edges)
@@ -182,7 +181,6 @@ def write_report(
         "![accuracy vs FLOPs](accuracy_vs_flops.png)",
         "## All items\n\n" + table_markdown(rows),
         "## By difficulty bin\n\n" + table_markdown(rows, bins=True),
-        *(extra_sections or []),
     ]
     path = out_dir / "report.md"
     path.write_text("\n\n".join(sections) + "\n")

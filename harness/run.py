@@ -18,7 +18,7 @@ from harness.catalog import load_dataset
 from harness.evaluation import evaluate_policy, markdown, plot
 from harness.fit import fit_policy
 from harness.learned import refuse_trained_items
-from harness.replay import StoredItem, attach_searches, stored_items
+from harness.replay import NOT_SEARCHES, StoredItem, attach_searches, stored_items, switch_label
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -33,6 +33,7 @@ from strategies.policy import Policy, Sampling, load_policy
 from verifiers.learned import load_artifact
 
 Progress = Callable[[int, int], None]
+REPORT_EDGES = [0.34, 0.67]  # the report's probe-difficulty bins: thirds
 
 
 @dataclass
@@ -80,7 +81,6 @@ async def run_sweep(
     runtime: Runtime | None = None,
     on_progress: Progress | None = None,
     title: str | None = None,
-    extra_sections: Callable[[list[SweepResult]], list[str]] | None = None,
 ) -> SweepOutcome:
     """Run (or resume) ``spec``, then export ``results.jsonl`` and write the report into ``out_dir``.
 
@@ -100,15 +100,9 @@ async def run_sweep(
         results = await sweep.run(problems, on_progress)
         probes = await results_store.probes()
     jsonl = export_jsonl(results, probes, out_dir / "results.jsonl")
-    edges = _report_edges(spec)
-    sections = extra_sections(results) if extra_sections else []
-    report = write_report(out_dir, title or f"Sweep {spec.name}", spec.model_dump(), results, probes, edges, sections)
+    title = title or f"Sweep {spec.name}"
+    report = write_report(out_dir, title, spec.model_dump(), results, probes, REPORT_EDGES)
     return SweepOutcome(results, probes, jsonl, report, time.monotonic() - started, sweep.failures)
-
-
-def _report_edges(spec: SweepSpec) -> list[float]:
-    """Bin edges of the probe's difficulty for the report: thirds."""
-    return [0.34, 0.67]
 
 
 async def load_sweep(
@@ -182,7 +176,7 @@ async def fit_router(
     if spec.split != "dev":
         raise InvalidRequestError(f"sweep {sweep_name!r} is on the {spec.split} split: fit on a dev sweep")
     pass_config = _pass_config(spec)
-    searches = [config for config in spec.strategies if config.strategy not in ("best_of_n", "probe", "auto")]
+    searches = [config for config in spec.strategies if config.strategy not in NOT_SEARCHES]
     switches = [Switch(strategy=c.strategy, params=c.params, min_tokens=min(spec.budgets)) for c in searches]
     if searches:
         dev = attach_searches(dev, (await load_sweep(sweep_name, settings, store))[1])
@@ -244,12 +238,8 @@ async def _stored_items(name: str, settings: Settings, store: Store | None) -> t
 
 def _switched_to(policy: Policy, searches: list[StrategySpec]) -> list[StrategySpec]:
     """The dev sweep's search configurations that some rule of the policy switches to."""
-    used = {
-        (rule.allocation.switch.strategy, json.dumps(rule.allocation.switch.params, sort_keys=True))
-        for rule in policy.rules
-        if rule.allocation.switch is not None
-    }
-    return [c for c in searches if (c.strategy, json.dumps(c.params, sort_keys=True)) in used]
+    used = {switch_label(rule.allocation.switch) for rule in policy.rules if rule.allocation.switch is not None}
+    return [config for config in searches if config.label in used]
 
 
 def _pass_config(spec: SweepSpec) -> StrategySpec:

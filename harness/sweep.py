@@ -182,7 +182,7 @@ class Sweep:
         """Every unit not stored yet, with the sequences it decodes at once."""
         done = await self.results.done_keys()
         probed = await self.results.probes()
-        probe_streams = self.spec.probe.probe_samples
+        probe_streams = parallel_streams(self.spec.probe)
         units: list[tuple[int, Callable[[], Any]]] = [
             (probe_streams, lambda p=problem: self._probe(p)) for problem in problems if problem.id not in probed
         ]

@@ -95,7 +95,7 @@ JobRunner = Callable[[JobRecord], Awaitable[JobRecord]]
 
 
 JobWeigher = Callable[[JobRecord], int]
-"""The sequences a job decodes at once (``Runtime.job_streams``): what it takes of the batch."""
+"""The sequences a job decodes at once (``orchestrator.runtime.job_streams``): what it takes of the batch."""
 
 
 class Worker:

@@ -123,6 +123,11 @@ def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_s
     return Decision("wave", f"{votes.leader_votes} of {votes.samples} agree: {size} more", size, features)
 
 
+def mean_length(lengths: Sequence[int], typical: int) -> float:
+    """What one more sample is expected to cost: the mean length so far, else ``typical``."""
+    return sum(lengths) / len(lengths) if lengths else float(typical)
+
+
 def first_wave_size(rule: Allocation, tokens_left: int | None, tokens_per_sample: float) -> int:
     """Samples in the first wave: ``rule.first_wave``, fewer if the budget affords fewer, but one
     whenever any token is left (a short sample may still answer); 0 when none is."""

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.session import Session
-from strategies.allocation import Decision, Votes, decide, first_wave_size
+from strategies.allocation import Decision, Votes, decide, first_wave_size, mean_length
 from strategies.base import REGISTRY, StrategyResult, register
 from strategies.best_of_n import BestOfNParams, draw_wave, result_of
 from strategies.policy import DEFAULT_POLICY, BudgetRule, Policy, load_policy
@@ -68,12 +68,6 @@ def wave_params(policy: Policy, rule: BudgetRule) -> BestOfNParams:
     )
 
 
-def tokens_per_sample(samples: list[Sample], typical: int) -> float:
-    """What one more sample is expected to cost: the mean length so far, else the policy's typical one."""
-    lengths = [sample.tokens for sample in samples if sample.tokens is not None]
-    return sum(lengths) / len(lengths) if lengths else float(typical)
-
-
 @register("auto", AutoParams)
 async def auto(question: str, session: Session, params: AutoParams) -> StrategyResult:
     """Waves of samples until the policy's rule says the vote is settled, hopeless or paid for."""
@@ -84,15 +78,16 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
     route: dict[str, Any] = {"policy": policy.version, "rule_budget": rule.budget, "waves": []}
     samples: list[Sample] = []
     exhausted = False
-    size = first_wave_size(allocation, _tokens_left(session, prompt), policy.sampling.typical_tokens)
+    prompt_tokens = session.renderer.count_tokens(prompt)  # every wave's request pays for it (as if uncached)
+    size = first_wave_size(allocation, _tokens_left(session, prompt_tokens), policy.sampling.typical_tokens)
     try:
         if size < 1:
             raise BudgetExceededError("the token budget cannot fit one sample", limit="tokens")
         while True:
             samples += await draw_wave(question, prompt, session, sampling, size)
-            expected = tokens_per_sample(samples, policy.sampling.typical_tokens)
+            expected = mean_length([s.tokens for s in samples if s.tokens is not None], policy.sampling.typical_tokens)
             votes = Votes.of([sample.answer for sample in samples])
-            decision = decide(allocation, votes, _tokens_left(session, prompt), expected)
+            decision = decide(allocation, votes, _tokens_left(session, prompt_tokens), expected)
             await _record(session, route, size, decision)
             if decision.action == "switch" and allocation.switch is not None:
                 return await _switch(question, session, allocation.switch.strategy, allocation.switch.params, route)
@@ -107,10 +102,10 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
     return result.model_copy(update={"trace": {**result.trace, "route": route}})
 
 
-def _tokens_left(session: Session, prompt: str) -> int | None:
+def _tokens_left(session: Session, prompt_tokens: int) -> int | None:
     """The budget left after paying for one more request's prompt (as if none of it were cached)."""
     remaining = session.meter.remaining_tokens()
-    return None if remaining is None else remaining - session.renderer.count_tokens(prompt)
+    return None if remaining is None else remaining - prompt_tokens
 
 
 async def _record(session: Session, route: dict[str, Any], size: int, decision: Decision) -> None:

@@ -31,9 +31,10 @@ def remote_env(tmp_path: Path, vllm_server: str, model_dir: Path, **extra: str) 
     return ttc_env(tmp_path, TTC_BACKEND="remote", TTC_REMOTE__URLS=vllm_server, TTC_TOKENIZER=str(model_dir), **extra)
 
 
-def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
+def reason_remotely(tmp_path: Path, vllm_server: str, model_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``ttc reason "What is 7 + 5?" ARGS`` on the session's `vllm serve`; it must exit 0."""
     done = subprocess.run(
-        [*TTC, "reason", "What is 7 + 5?", "--json"],
+        [*TTC, "reason", "What is 7 + 5?", *args],
         env=remote_env(tmp_path, vllm_server, model_dir),
         capture_output=True,
         text=True,
@@ -41,6 +42,11 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, 
         cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
+    done = reason_remotely(tmp_path, vllm_server, model_dir, "--json")
     job = json.loads(done.stdout[done.stdout.index("{") :])
     assert job["status"] == "succeeded" and job["answer"]
     assert job["usage"]["completion_tokens"] > 0 and job["usage"]["model_calls"] == 1
@@ -50,15 +56,7 @@ def test_reason_prints_the_job_with_its_usage(tmp_path: Path, vllm_server: str, 
 
 
 def test_reason_with_auto_prints_one_line_per_wave(tmp_path: Path, vllm_server: str, model_dir: Path) -> None:
-    done = subprocess.run(
-        [*TTC, "reason", "What is 7 + 5?", "--strategy", "auto", "--max-tokens", "1200"],
-        env=remote_env(tmp_path, vllm_server, model_dir),
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = reason_remotely(tmp_path, vllm_server, model_dir, "--strategy", "auto", "--max-tokens", "1200")
     waves = [line for line in done.stdout.splitlines() if line.startswith("wave ")]
     assert waves and [line.split(":")[0] for line in waves] == [f"wave {n}" for n in range(1, len(waves) + 1)]
     assert " -> answer: " in waves[-1] and all(" -> wave: " in line for line in waves[:-1])
