@@ -4,12 +4,15 @@ One engine serves both. *Raw*: every item's requests — the probe (4 samples, 1
 the best-of-16 pass (256 tokens), temperature 0.7, top-5 logprobs, prompts rendered as ttc
 renders them — are sent to ``AsyncLLM.generate`` at once, which is as full as the batch
 can be. *Sweep*: ``ttc sweep``'s in-process path (``Sweep`` on a ``Runtime``, units admitted
-by sequences in flight) over the same items, storing everything in a scratch Redis. Both
-count completion tokens per second of wall time. Order raw, sweep, raw: the sweep is
-compared with the mean of the two raw rounds, so a drift in machine load shows as a gap
-between them. Sampling is random, so the two decode different (similar) amounts.
+by sequences in flight) over the same items, storing everything in a scratch Redis.
+*Service* (``--service``): the same sweep sent as ``ttc sweep --server`` sends it — through
+the SDK to the REST API, the Redis job queue and the worker, all with default settings —
+to an app serving this engine. Every round counts completion tokens per second of wall
+time. Order raw, sweep, [service,] raw: each is compared with the mean of the two raw
+rounds, so a drift in machine load shows as a gap between them. Sampling is random, so the
+rounds decode different (similar) amounts.
 
-    .venv/bin/python benchmarks/sweep_throughput.py [--items 32] [--dataset arithmetic]
+    .venv/bin/python benchmarks/sweep_throughput.py [--items 32] [--dataset arithmetic] [--service]
 """
 
 from __future__ import annotations
@@ -53,8 +56,9 @@ async def raw_round(engine, prompts: list[list[int]]) -> tuple[int, float]:
     return tokens, time.monotonic() - started
 
 
-async def sweep_round(runtime, problems, streams: int) -> tuple[int, float]:
-    """(completion tokens, seconds) of a fresh one-pass sweep over the items."""
+async def sweep_round(runtime, problems, streams: int, solver=None) -> tuple[int, float]:
+    """(completion tokens, seconds) of a fresh one-pass sweep over the items (in process, or
+    through ``solver``)."""
     from harness.results import SweepStore
     from harness.solvers import InProcessSolver
     from harness.sweep import Sweep, SweepSpec
@@ -68,12 +72,34 @@ async def sweep_round(runtime, problems, streams: int) -> tuple[int, float]:
     )
     stored = SweepStore(runtime.store, spec.name)
     started = time.monotonic()
-    await Sweep(spec, InProcessSolver(runtime), stored).run(problems)
+    await Sweep(spec, solver or InProcessSolver(runtime), stored).run(problems)
     seconds = time.monotonic() - started
     passes = [json.loads(raw) for raw in (await stored.passes()).values()]
     tokens = sum(p["usage"]["completion_tokens"] for p in passes)
     tokens += sum(p.compute_tokens - p.prompt_tokens for p in (await stored.probes()).values())
     return tokens, seconds
+
+
+async def service_round(runtime, settings, problems, streams: int) -> tuple[int, float]:
+    """The sweep through the SDK, REST API, Redis queue and worker of an app on this engine."""
+    import asyncio
+
+    import uvicorn
+
+    from api.app import create_app
+    from harness.solvers import ServiceSolver
+    from ttc import AsyncClient
+
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime), port=8766, log_level="warning"))
+    serving = asyncio.get_running_loop().create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110
+        await anyio.sleep(0.05)
+    try:
+        async with AsyncClient(base_url="http://127.0.0.1:8766", timeout=3600) as client:
+            return await sweep_round(runtime, problems, streams, ServiceSolver(client))
+    finally:
+        server.should_exit = True
+        await serving
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -102,6 +128,8 @@ async def main(args: argparse.Namespace) -> dict:
         engine = await backend._live_engine()
         rounds = {"raw_1": await raw_round(engine, prompts)}
         rounds["sweep"] = await sweep_round(runtime, problems, args.streams)
+        if args.service:
+            rounds["service"] = await service_round(runtime, settings, problems, args.streams)
         rounds["raw_2"] = await raw_round(engine, prompts)
     finally:
         await connection.aclose()
@@ -117,6 +145,7 @@ async def main(args: argparse.Namespace) -> dict:
             for name, (t, s) in rounds.items()
         },
         "raw_over_sweep": round(raw / rates["sweep"], 3),
+        **({"raw_over_service": round(raw / rates["service"], 3)} if "service" in rates else {}),
         "raw_rounds_spread": round(abs(rates["raw_1"] - rates["raw_2"]) / raw, 3),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -130,4 +159,5 @@ if __name__ == "__main__":
     parser.add_argument("--items", type=int, default=32)
     parser.add_argument("--dataset", default="arithmetic")
     parser.add_argument("--streams", type=int, default=128, help="the sweep's sequences in flight")
+    parser.add_argument("--service", action="store_true", help="also sweep through the REST API and worker")
     anyio.run(main, parser.parse_args())

@@ -7,7 +7,12 @@ split of the dev items reports how the fitting procedure does on items it did no
 which the policy file records next to the rules.
 
 A rule switches to a step search only where the dev sweep ran that search and replaying the
-switch on its stored points raises the rule's bound (``fit_budget``).
+switch on its stored points raises the rule's bound (``fit_budget``); the fit tries each
+search alone and seeded with the samples already drawn (``Switch.vote_with_samples``).
+
+The cost a rule saves is counted in compute tokens, or (``cost="eflops"``) in Kinetics'
+eFLOPs, which charge the KV-cache reads that dominate a small model's decoding on real
+hardware; the budgets themselves stay in tokens, as the meter enforces them.
 """
 
 from __future__ import annotations
@@ -17,10 +22,16 @@ import math
 import statistics
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
-from harness.replay import Point, StoredItem, best_of_n_within, replay
+from harness.replay import Outcome, Point, StoredItem, best_of_n_within, replay
+from orchestrator.core.costmodel import ModelShape
+from orchestrator.core.errors import InvalidRequestError
 from strategies.allocation import Allocation, Switch
 from strategies.policy import BudgetRule, Policy, Sampling
+
+Cost = Literal["tokens", "eflops"]
 
 FOLDS = 5
 SWITCH_TRIES = 20  # give-up rules tried again with each search to switch to
@@ -50,12 +61,37 @@ def grid(max_samples: int) -> list[Allocation]:
     return rules
 
 
-def auto_point(rule: Allocation, items: Sequence[StoredItem], budget: int, typical: int) -> Point:
-    return Point.of([replay(rule, item, budget, typical) for item in items])
+@dataclass(frozen=True)
+class Replayer:
+    """What every replay of one fit shares: the typical sample length, the cost axis the gain is
+    counted on, and the model's shape (needed for eFLOPs)."""
 
+    typical: int
+    cost: Cost = "tokens"
+    shape: ModelShape | None = None
 
-def majority_point(items: Sequence[StoredItem], budget: int) -> Point:
-    return Point.of([best_of_n_within(item, budget) for item in items])
+    def __post_init__(self) -> None:
+        if self.cost == "eflops" and self.shape is None:
+            raise InvalidRequestError("fitting on eFLOPs needs the model's shape")
+
+    def auto(self, rule: Allocation, item: StoredItem, budget: int) -> Outcome:
+        return replay(rule, item, budget, self.typical, self.shape)
+
+    def majority(self, item: StoredItem, budget: int) -> Outcome:
+        return best_of_n_within(item, budget, shape=self.shape)
+
+    def cost_of(self, spent: Outcome | Point) -> float:
+        if self.cost == "tokens":
+            return spent.tokens
+        if spent.eflops is None:  # a switched-to search's point stored without eFLOPs (fit_policy drops those)
+            raise InvalidRequestError("a replayed outcome has no eFLOPs to fit on")
+        return spent.eflops
+
+    def auto_point(self, rule: Allocation, items: Sequence[StoredItem], budget: int) -> Point:
+        return Point.of([self.auto(rule, item, budget) for item in items])
+
+    def majority_point(self, items: Sequence[StoredItem], budget: int) -> Point:
+        return Point.of([self.majority(item, budget) for item in items])
 
 
 def spend_it_all(max_samples: int) -> Allocation:
@@ -70,25 +106,28 @@ def spend_it_all(max_samples: int) -> Allocation:
     )
 
 
-def marginal_slope(items: Sequence[StoredItem], budget: int) -> float:
-    """Accuracy majority voting buys per token just below ``budget`` (from half of it to all of it)
-    on these items; at least ``MIN_SLOPE``: where more samples buy nothing, every lost answer is dear."""
-    half, full = majority_point(items, max(1, budget // 2)), majority_point(items, budget)
-    return max(MIN_SLOPE, (full.accuracy - half.accuracy) / max(1.0, full.tokens - half.tokens))
+def marginal_slope(items: Sequence[StoredItem], budget: int, replayer: Replayer) -> float:
+    """Accuracy majority voting buys per unit of cost just below ``budget`` (from half of it to all
+    of it) on these items; at least ``MIN_SLOPE`` per token: where more samples buy nothing, every
+    lost answer is dear."""
+    half, full = replayer.majority_point(items, max(1, budget // 2)), replayer.majority_point(items, budget)
+    spent = replayer.cost_of(full) - replayer.cost_of(half)
+    floor = MIN_SLOPE * (full.tokens / replayer.cost_of(full) if replayer.cost_of(full) else 1.0)
+    return max(floor, (full.accuracy - half.accuracy) / max(1.0, spent))
 
 
 def fit_budget(
     items: Sequence[StoredItem],
     budget: int,
-    typical: int,
+    replayer: Replayer,
     rules: Sequence[Allocation],
     switches: Sequence[Switch] = (),
 ) -> tuple[Allocation, Point, Point]:
     """The rule whose gain over majority at ``budget`` has the best lower bound: (rule, its point,
     majority's point).
 
-    A rule's gain on an item, in tokens, is what it saves, plus each answer it gets right that
-    majority does not (less each it loses) priced at the tokens majority voting pays for one
+    A rule's gain on an item, in the replayer's cost, is what it saves, plus each answer it gets
+    right that majority does not (less each it loses) priced at what majority voting pays for one
     more right answer near this budget (``marginal_slope``). The bound is the mean gain less one
     standard error over items, so with a hundred-odd items and a thousand rules the choice does
     not chase noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first
@@ -96,35 +135,33 @@ def fit_budget(
     point, which knows the samples' lengths in hindsight.
 
     ``switches`` are the step searches the dev sweep ran: the best give-up rules are tried again
-    switching to each instead of answering, replayed on the search's own dev points, and kept
-    only if that raises the bound.
+    switching to each instead of answering, alone and seeded with the drawn samples' votes,
+    replayed on the search's own dev points, and kept only if that raises the bound.
     """
-    price = 1.0 / marginal_slope(items, budget)
-    baseline = [best_of_n_within(item, budget) for item in items]
+    price = 1.0 / marginal_slope(items, budget, replayer)
+    baseline = [replayer.majority(item, budget) for item in items]
+    cost = replayer.cost_of
 
     def bound(rule: Allocation) -> float:
-        outcomes = [replay(rule, item, budget, typical) for item in items]
-        gains = [
-            price * (o.correct - b.correct) - (o.tokens - b.tokens) for o, b in zip(outcomes, baseline, strict=True)
-        ]
+        outcomes = [replayer.auto(rule, item, budget) for item in items]
+        gains = [price * (o.correct - b.correct) - (cost(o) - cost(b)) for o, b in zip(outcomes, baseline, strict=True)]
         return statistics.fmean(gains) - statistics.stdev(gains) / math.sqrt(len(gains))
 
     # the fallback first, so a tie keeps it; it is replayed too: its waves are sized as online
     scored = [(bound(rule), rule) for rule in [spend_it_all(min(item.size for item in items)), *rules]]
     giving_up = sorted((pair for pair in scored if pair[1].give_up_after is not None), key=lambda pair: -pair[0])
+    seeded = [s.model_copy(update={"vote_with_samples": joined}) for s in switches for joined in (False, True)]
     for _, rule in giving_up[:SWITCH_TRIES]:
-        scored += [
-            (bound(rule.model_copy(update={"switch": switch})), rule.model_copy(update={"switch": switch}))
-            for switch in switches
-        ]
+        tried = [rule.model_copy(update={"switch": switch}) for switch in seeded]
+        scored += [(bound(switching), switching) for switching in tried]
     best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equals
-    return best, auto_point(best, items, budget, typical), majority_point(items, budget)
+    return best, replayer.auto_point(best, items, budget), replayer.majority_point(items, budget)
 
 
 def held_out(
     items: Sequence[StoredItem],
     budget: int,
-    typical: int,
+    replayer: Replayer,
     rules: Sequence[Allocation],
     switches: Sequence[Switch] = (),
 ) -> dict:
@@ -135,15 +172,17 @@ def held_out(
         test = [item for index, item in enumerate(items) if index % FOLDS == fold]
         if not train or not test:
             continue
-        rule, _, _ = fit_budget(train, budget, typical, rules, switches)
-        auto += [replay(rule, item, budget, typical) for item in test]
-        majority += [best_of_n_within(item, budget) for item in test]
+        rule, _, _ = fit_budget(train, budget, replayer, rules, switches)
+        auto += [replayer.auto(rule, item, budget) for item in test]
+        majority += [replayer.majority(item, budget) for item in test]
     auto_point, majority_point = Point.of(auto), Point.of(majority)
     return {
         "auto_accuracy": auto_point.accuracy,
         "auto_tokens": auto_point.tokens,
+        "auto_eflops": auto_point.eflops,
         "majority_accuracy": majority_point.accuracy,
         "majority_tokens": majority_point.tokens,
+        "majority_eflops": majority_point.eflops,
     }
 
 
@@ -154,21 +193,27 @@ def fit_policy(
     source: str,
     version: str | None = None,
     switches: Sequence[Switch] = (),
+    cost: Cost = "tokens",
+    shape: ModelShape | None = None,
 ) -> Policy:
     """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``.
-    ``switches``: the step searches the dev sweep ran (their points must be on ``items``)."""
+    ``switches``: the step searches the dev sweep ran (their points must be on ``items``); ``cost``:
+    the axis a rule's saving is counted on (``"eflops"`` needs the model's ``shape``)."""
     max_samples = min(item.size for item in items)
     typical = round(statistics.median(tokens for item in items for tokens in item.tokens))
     sampling = sampling.model_copy(update={"typical_tokens": typical})
+    replayer = Replayer(typical, cost, shape)
+    if cost == "eflops" and _lack_eflops(items, switches):
+        switches = ()  # a search's points stored without eFLOPs cannot be priced on that axis
     rules, report = [], {}
     candidates = grid(max_samples)
     for index, budget in enumerate(sorted(budgets)):
-        rule, point, baseline = fit_budget(items, budget, typical, candidates, switches)
+        rule, point, baseline = fit_budget(items, budget, replayer, candidates, switches)
         rules.append(BudgetRule(min_tokens=0 if index == 0 else budget, allocation=rule, budget=budget))
         report[str(budget)] = {
             "dev_auto": point.__dict__,
             "dev_majority": baseline.__dict__,
-            "held_out_folds": held_out(items, budget, typical, candidates, switches),
+            "held_out_folds": held_out(items, budget, replayer, candidates, switches),
         }
     return Policy(
         version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
@@ -176,5 +221,19 @@ def fit_policy(
         f"({len(items)} items, {len(candidates)} candidate rules per budget).",
         sampling=sampling,
         rules=rules,
-        fitted={"sweep": source, "items": len(items), "candidates": len(candidates), "budgets": report},
+        fitted={
+            "sweep": source,
+            "items": len(items),
+            "candidates": len(candidates),
+            "cost": cost,
+            "switches_tried": [switch.strategy for switch in switches],
+            "budgets": report,
+        },
+    )
+
+
+def _lack_eflops(items: Sequence[StoredItem], switches: Sequence[Switch]) -> bool:
+    """Whether any stored search point a switch would read has no eFLOPs."""
+    return bool(switches) and any(
+        point.eflops is None for item in items for points in item.searches.values() for point in points.values()
     )

@@ -11,7 +11,10 @@ that the replay states rather than hides:
   (exactly how the sweep derives best-of-N at a budget, so both are counted alike);
 - a later wave's prompt is served from the prefix cache online, and is not charged again here.
 
-Grading happens once per distinct answer when the items are loaded.
+Given the model's shape, every outcome also carries its Kinetics eFLOPs (each wave priced as
+the one request it is online, ``orchestrator.core.costmodel``), so a rule can be fitted on
+that cost axis instead of tokens. Grading happens once per distinct answer when the items
+are loaded.
 """
 
 from __future__ import annotations
@@ -26,10 +29,21 @@ from harness.datasets import Problem
 from harness.grading import is_correct
 from harness.results import SweepResult
 from harness.sweep import StrategySpec
-from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size, mean_length
+from orchestrator.core.costmodel import ModelShape, generation_cost
+from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size, joined_vote, mean_length
 from strategies.selection import Rule, Sample, choose
 
 NOT_SEARCHES = ("best_of_n", "probe", "auto")  # a sweep's configurations that are not step searches
+
+
+@dataclass(frozen=True)
+class SearchPoint:
+    """What a step search the sweep ran on an item did at one budget."""
+
+    correct: bool
+    tokens: int
+    answer: str | None = None
+    eflops: float | None = None  # None: stored before sweeps kept it
 
 
 @dataclass(frozen=True)  # cached_property needs a __dict__: no slots
@@ -42,8 +56,10 @@ class StoredItem:
     tokens: tuple[int, ...]
     scores: tuple[float | None, ...]
     right: frozenset[str]
-    searches: dict[str, dict[int, tuple[bool, int]]] = field(default_factory=dict, compare=False)
-    """Step searches the sweep ran on the item: configuration label -> budget -> (right, compute tokens)."""
+    searches: dict[str, dict[int, SearchPoint]] = field(default_factory=dict, compare=False)
+    """Step searches the sweep ran on the item: configuration label -> budget -> its point."""
+    prompt_length: int = 0
+    """The whole prompt (``prompt_tokens`` is what the first request could not find cached)."""
 
     @property
     def size(self) -> int:
@@ -60,29 +76,34 @@ class StoredItem:
 
 @dataclass(frozen=True)
 class Point:
-    """Accuracy, mean compute tokens and mean samples drawn of one method over a set of items."""
+    """Accuracy, mean compute tokens, mean samples drawn and mean eFLOPs of one method over a set of items."""
 
     accuracy: float
     tokens: float
     samples: float
+    eflops: float | None = None
 
     @classmethod
     def of(cls, outcomes: Sequence[Outcome]) -> Point:
+        known = [o.eflops for o in outcomes if o.eflops is not None]
         return cls(
             statistics.fmean(o.correct for o in outcomes),
             statistics.fmean(o.tokens for o in outcomes),
             statistics.fmean(o.samples for o in outcomes),
+            statistics.fmean(known) if len(known) == len(outcomes) else None,
         )
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a rule did on one item: whether its answer is right, tokens spent, samples drawn, why it stopped."""
+    """What a rule did on one item: whether its answer is right, tokens spent, samples drawn, why it
+    stopped, and its eFLOPs (None when replayed without the model's shape)."""
 
     correct: bool
     tokens: int
     samples: int
     reasons: tuple[str, ...]
+    eflops: float | None = None
 
 
 def stored_items(problems: Sequence[Problem], passes: dict[str, str]) -> list[StoredItem]:
@@ -103,6 +124,7 @@ def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
             first_text.setdefault(sample["answer"], sample["text"])
     return StoredItem(
         id=problem.id,
+        prompt_length=usage["prompt_tokens"],  # the pass is one request
         prompt_tokens=usage["prompt_tokens"] - usage["cached_prompt_tokens"],
         answers=tuple(sample["answer"] for sample in samples),
         tokens=tuple(sample["tokens"] or 0 for sample in samples),
@@ -111,14 +133,17 @@ def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
     )
 
 
-def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_tokens: int) -> Outcome:
+def replay(
+    rule: Allocation, item: StoredItem, budget: int | None, typical_tokens: int, shape: ModelShape | None = None
+) -> Outcome:
     """Run ``rule`` on the item's stored samples under ``budget`` compute tokens (None: unlimited).
 
     Each wave is charged as the meter charges it online: the wave's samples share what the budget
     leaves after the request's prompt, ``(left - prompt) // size`` tokens each; a stored sample
-    longer than that is cut there, charged what it decoded, and states no answer.
+    longer than that is cut there, charged what it decoded, and states no answer. With ``shape``,
+    each wave's eFLOPs are added up too.
     """
-    spent, answers, reasons = 0, [], []
+    spent, eflops, answers, reasons = 0, 0.0, [], []
     limit = min(rule.max_samples, item.size)
     rule = rule.model_copy(update={"max_samples": limit})  # the replay cannot draw past what is stored
 
@@ -131,22 +156,45 @@ def replay(rule: Allocation, item: StoredItem, budget: int | None, typical_token
         if cap is not None and cap < 1:
             reasons.append("the budget left affords no more samples")
             break
-        spent += item.prompt_tokens if not answers else 0  # later waves find the prompt in the prefix cache
+        first = not answers
+        spent += item.prompt_tokens if first else 0  # later waves find the prompt in the prefix cache
+        lengths = []
         for index in range(len(answers), min(len(answers) + size, limit)):
             fits = cap is None or item.tokens[index] <= cap
-            spent += item.tokens[index] if fits else cap
+            lengths.append(item.tokens[index] if fits else cap)
             answers.append(item.answers[index] if fits else None)
+        spent += sum(lengths)
+        eflops += wave_eflops(shape, item, lengths, first)
         decision = decide(rule, Votes.of(answers), left(), mean_length(item.tokens[: len(answers)], typical_tokens))
         reasons.append(decision.reason)
         if decision.action == "switch" and rule.switch is not None:
             searched = _search_within(item, switch_label(rule.switch), left())
             if searched is not None:  # the sweep's point for the budget left: what the search would do
-                right, tokens = searched
-                return Outcome(right, spent + tokens, len(answers), (*reasons, "switched"))
+                correct = searched.correct
+                if rule.switch.vote_with_samples:
+                    answer = joined_vote(answers, searched.answer)
+                    correct = searched.correct if answer == searched.answer else answer in item.right
+                tokens, total = spent + searched.tokens, _plus(eflops, searched.eflops, shape)
+                return Outcome(correct, tokens, len(answers), (*reasons, "switched"), total)
         size = decision.size if decision.action == "wave" else 0
     if not answers:
-        return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",))
-    return Outcome(Votes.of(answers).leader in item.right, spent, len(answers), tuple(reasons))
+        return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",), _plus(0.0, 0.0, shape))
+    correct = Votes.of(answers).leader in item.right
+    return Outcome(correct, spent, len(answers), tuple(reasons), _plus(eflops, 0.0, shape))
+
+
+def wave_eflops(shape: ModelShape | None, item: StoredItem, lengths: Sequence[int], first: bool) -> float:
+    """One request's eFLOPs: ``lengths`` decoded over the item's prompt, cached after the first
+    request (0 without the model's shape)."""
+    if shape is None:
+        return 0.0
+    cached = item.prompt_length - item.prompt_tokens if first else item.prompt_length
+    return generation_cost(shape, item.prompt_length, cached, list(lengths)).eflops
+
+
+def _plus(eflops: float, more: float | None, shape: ModelShape | None) -> float | None:
+    """eFLOPs summed, or None where they are not known (no shape, or a search point stored without them)."""
+    return None if shape is None or more is None else eflops + more
 
 
 def switch_label(switch: Switch) -> str:
@@ -154,7 +202,7 @@ def switch_label(switch: Switch) -> str:
     return StrategySpec(strategy=switch.strategy, params=switch.params).label
 
 
-def _search_within(item: StoredItem, label: str, tokens_left: int | None) -> tuple[bool, int] | None:
+def _search_within(item: StoredItem, label: str, tokens_left: int | None) -> SearchPoint | None:
     """The search's stored point at the largest swept budget the tokens left afford (None: none does;
     online, a search that cannot fit its budget ends, and the samples' vote answers)."""
     points = item.searches.get(label, {})
@@ -164,28 +212,33 @@ def _search_within(item: StoredItem, label: str, tokens_left: int | None) -> tup
 
 def attach_searches(items: Sequence[StoredItem], results: Sequence[SweepResult]) -> list[StoredItem]:
     """The items with the sweep's step-search points (every strategy but best-of-N, probe and auto)."""
-    found: dict[str, dict[str, dict[int, tuple[bool, int]]]] = {}
+    found: dict[str, dict[str, dict[int, SearchPoint]]] = {}
     for result in results:
         if result.strategy_name not in NOT_SEARCHES and result.seed == 0:
             per_item = found.setdefault(result.item_id, {}).setdefault(result.strategy, {})
-            per_item[result.budget] = (result.correct, result.compute_tokens)
+            point = SearchPoint(result.correct, result.compute_tokens, result.answer, result.eflops)
+            per_item[result.budget] = point
     return [replace(item, searches=found.get(item.id, {})) for item in items]
 
 
-def best_of_n(item: StoredItem, n: int, selection: Rule = "majority") -> Outcome:
+def best_of_n(item: StoredItem, n: int, selection: Rule = "majority", shape: ModelShape | None = None) -> Outcome:
     """Best-of-N on the first ``n`` samples, chosen by ``selection`` as ``strategies.selection.choose`` does."""
     taken = min(n, item.size)
     spent = item.prompt_tokens + sum(item.tokens[:taken])
-    return Outcome(chosen(item, taken, selection) in item.right, spent, taken, ())
+    eflops = _plus(wave_eflops(shape, item, item.tokens[:taken], first=True), 0.0, shape)
+    return Outcome(chosen(item, taken, selection) in item.right, spent, taken, (), eflops)
 
 
-def best_of_n_within(item: StoredItem, budget: int, selection: Rule = "majority") -> Outcome:
+def best_of_n_within(
+    item: StoredItem, budget: int, selection: Rule = "majority", shape: ModelShape | None = None
+) -> Outcome:
     """Best-of-N on the longest prefix of samples whose tokens fit in ``budget`` (the sweep's derived point)."""
     spent, taken = item.prompt_tokens, 0
     while taken < item.size and spent + item.tokens[taken] <= budget:
         spent += item.tokens[taken]
         taken += 1
-    return Outcome(taken > 0 and chosen(item, taken, selection) in item.right, spent, taken, ())
+    eflops = _plus(wave_eflops(shape, item, item.tokens[:taken], first=True), 0.0, shape)
+    return Outcome(taken > 0 and chosen(item, taken, selection) in item.right, spent, taken, (), eflops)
 
 
 def chosen(item: StoredItem, taken: int, selection: Rule) -> str | None:

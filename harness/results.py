@@ -27,6 +27,7 @@ class SweepResult(BaseModel):
     compute_tokens: int
     completion_tokens: int
     flops: float
+    eflops: float | None = Field(None, description="Kinetics eFLOPs (None: stored before sweeps kept them)")
     kv_footprint_tokens: int
     latency_s: float
     budget_exhausted: str | None = None

@@ -16,13 +16,14 @@ from typing import Any
 
 from harness.catalog import load_dataset
 from harness.evaluation import evaluate_policy, markdown, plot
-from harness.fit import fit_policy
+from harness.fit import Cost, fit_policy
 from harness.learned import refuse_trained_items
 from harness.replay import NOT_SEARCHES, StoredItem, attach_searches, stored_items, switch_label
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
 from harness.sweep import StrategySpec, Sweep, SweepSpec
+from orchestrator.core.costmodel import ModelShape, load_model_shape
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
@@ -167,10 +168,12 @@ async def fit_router(
     api_key: str | None = None,
     runtime: Runtime | None = None,
     on_progress: Progress | None = None,
+    cost: Cost = "tokens",
 ) -> FitOutcome:
-    """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples; then
-    (``evaluate``) draw the same kind of samples on the test split (a resumable sweep named
-    ``<sweep>-test``) and replay the policy and the baselines on them."""
+    """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples, counting
+    what a rule saves in ``cost`` (tokens or eFLOPs); then (``evaluate``) draw the same kind of
+    samples on the test split (a resumable sweep named ``<sweep>-test``) and replay the policy and
+    the baselines on them."""
     store = runtime.store if runtime else None
     spec, dev = await _stored_items(sweep_name, settings, store)
     if spec.split != "dev":
@@ -180,7 +183,10 @@ async def fit_router(
     switches = [Switch(strategy=c.strategy, params=c.params, min_tokens=min(spec.budgets)) for c in searches]
     if searches:
         dev = attach_searches(dev, (await load_sweep(sweep_name, settings, store))[1])
-    policy = fit_policy(dev, spec.budgets, _sampling_of(pass_config), source=sweep_name, switches=switches)
+    shape = _model_shape(settings) if cost == "eflops" else None
+    policy = fit_policy(
+        dev, spec.budgets, _sampling_of(pass_config), source=sweep_name, switches=switches, cost=cost, shape=shape
+    )
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
     if not evaluate:
@@ -214,6 +220,15 @@ async def fit_router(
     report = out_dir / "evaluation.md"
     report.write_text(markdown(evaluation, spec.dataset) + "\n![auto vs majority](auto-vs-majority.png)\n")
     return FitOutcome(policy_path, policy, evaluation, report)
+
+
+def _model_shape(settings: Settings) -> ModelShape:
+    """The served model's shape, for pricing replays in eFLOPs (the engine is not started)."""
+    from orchestrator.core.backends.inprocess import resolve_model
+
+    if settings.backend == "remote":
+        return load_model_shape(settings.tokenizer or settings.model, setting="TTC_TOKENIZER")
+    return load_model_shape(resolve_model(settings))
 
 
 async def _stored_items(name: str, settings: Settings, store: Store | None) -> tuple[SweepSpec, list[StoredItem]]:

@@ -277,6 +277,7 @@ def _result_of(problem: Problem, config: StrategySpec, seed: int, budget: int, a
         compute_tokens=usage.compute_tokens,
         completion_tokens=usage.completion_tokens,
         flops=usage.flops,
+        eflops=usage.eflops,
         kv_footprint_tokens=usage.kv_footprint_tokens or usage.prompt_tokens + usage.completion_tokens,
         latency_s=usage.wall_time_s,
         budget_exhausted=usage.budget_exhausted,
@@ -313,6 +314,7 @@ def _derived_result(
         compute_tokens=spent,
         completion_tokens=completion,
         flops=usage["flops"] * share,
+        eflops=usage.get("eflops", 0.0) * share,  # a token share: KV reads are not split exactly
         kv_footprint_tokens=usage["prompt_tokens"] + completion,
         latency_s=usage["wall_time_s"],  # one batched request: about the pass's time, not a share of it
         budget_exhausted="tokens" if taken < len(samples) else None,

@@ -38,6 +38,11 @@ class Switch(BaseModel):
     strategy: str
     params: dict[str, Any] = Field(default_factory=dict)
     min_tokens: int = Field(0, ge=0, description="switch only when at least this many tokens are left")
+    vote_with_samples: bool = Field(
+        False,
+        description="seed the answer with what was drawn: the search's answer joins the samples' vote as one "
+        "more vote and wins ties (see joined_vote)",
+    )
 
 
 class Allocation(BaseModel):
@@ -121,6 +126,20 @@ def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_s
         return Decision("answer", why, features=features)
     size = min(rule.wave, affordable)
     return Decision("wave", f"{votes.leader_votes} of {votes.samples} agree: {size} more", size, features)
+
+
+def joined_vote(answers: Sequence[str | None], searched: str | None) -> str | None:
+    """The samples' vote with a switched-to search's answer as one more vote; a tie goes to the
+    search, which cost more than a sample. Without a search answer, the samples' leader.
+
+    Example: samples 4, 4, 5 and a search answering 5 give 5 (two votes each); a search answering
+    7 gives 4 (two votes against one).
+    """
+    leader = Votes.of(answers).leader
+    if searched is None or leader is None:
+        return searched if searched is not None else leader
+    tally = Counter(answer for answer in answers if answer is not None)
+    return searched if tally[searched] + 1 >= tally[leader] else leader
 
 
 def mean_length(lengths: Sequence[int], typical: int) -> float:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.session import Session
-from strategies.allocation import Decision, Votes, decide, first_wave_size, mean_length
+from strategies.allocation import Decision, Switch, Votes, decide, first_wave_size, joined_vote, mean_length
 from strategies.base import REGISTRY, StrategyResult, register
 from strategies.best_of_n import BestOfNParams, draw_wave, result_of
 from strategies.policy import DEFAULT_POLICY, BudgetRule, Policy, load_policy
@@ -90,7 +90,7 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
             decision = decide(allocation, votes, _tokens_left(session, prompt_tokens), expected)
             await _record(session, route, size, decision)
             if decision.action == "switch" and allocation.switch is not None:
-                return await _switch(question, session, allocation.switch.strategy, allocation.switch.params, route)
+                return await _switch(question, session, allocation.switch, samples, route)
             if decision.action == "answer":
                 break
             size = decision.size
@@ -116,9 +116,18 @@ async def _record(session: Session, route: dict[str, Any], size: int, decision: 
 
 
 async def _switch(
-    question: str, session: Session, strategy: str, params: dict[str, Any], route: dict[str, Any]
+    question: str, session: Session, switch: Switch, samples: list[Sample], route: dict[str, Any]
 ) -> StrategyResult:
-    """Run the policy's step search with the budget left; its answer is ``auto``'s."""
-    chosen = REGISTRY[strategy]
-    searched = await chosen.run(question, session, chosen.parse_params(params))
-    return searched.model_copy(update={"trace": {**searched.trace, "route": route | {"switched_to": strategy}}})
+    """Run the policy's step search with the budget left. Its answer is ``auto``'s, unless the switch
+    is seeded with the samples drawn: then the search's answer joins their vote (``joined_vote``)."""
+    chosen = REGISTRY[switch.strategy]
+    searched = await chosen.run(question, session, chosen.parse_params(switch.params))
+    route = route | {"switched_to": switch.strategy}
+    if switch.vote_with_samples:
+        answer = joined_vote([sample.answer for sample in samples], searched.answer)
+        route["joined_vote"] = {"search": searched.answer, "answer": answer}
+        voter = next((sample for sample in samples if answer is not None and sample.answer == answer), None)
+        if answer != searched.answer and voter is not None:
+            trace = {**searched.trace, "route": route}
+            return StrategyResult(answer=answer, output=voter.text, cut_off=voter.cut_off, trace=trace)
+    return searched.model_copy(update={"trace": {**searched.trace, "route": route}})

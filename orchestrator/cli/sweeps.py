@@ -114,8 +114,13 @@ def fit_router(
     server: Annotated[str | None, typer.Option(help="evaluate through the SDK against this service URL")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="TTC_API_KEY", help="API key for --server")] = None,
     report_dir: Annotated[Path | None, typer.Option(help="evaluation report directory")] = None,
+    cost: Annotated[
+        str, typer.Option(help="what a rule saves is counted in: tokens, or eflops (Kinetics: KV reads count)")
+    ] = "tokens",
 ) -> None:
     """Fit auto's policy by replaying a dev sweep's best-of-N samples; evaluate it on the test split."""
+    if cost not in ("tokens", "eflops"):
+        fail(InvalidRequestError(f"--cost must be tokens or eflops, not {cost!r}"))
     from harness.run import fit_router as fit
 
     async def go():
@@ -131,6 +136,7 @@ def fit_router(
                 server=server,
                 api_key=api_key,
                 on_progress=on_progress,
+                cost=cost,
             )
         finally:
             close()
@@ -140,9 +146,13 @@ def fit_router(
     typer.echo(f"use it: TTC_ROUTING_POLICY={outcome.policy_path.resolve()} ttc serve")
     for budget, rule in (outcome.policy.fitted or {}).get("budgets", {}).items():
         folds = rule["held_out_folds"]
+        auto_eflops, majority_eflops = ("", "")
+        if cost == "eflops":
+            auto_eflops, majority_eflops = f" ({folds['auto_eflops']:.3g} eFLOPs)", f" ({folds['majority_eflops']:.3g})"
         typer.echo(
             f"budget {budget}: dev held-out folds: auto {folds['auto_accuracy']:.3f} @ {folds['auto_tokens']:.0f} "
-            f"tokens, majority {folds['majority_accuracy']:.3f} @ {folds['majority_tokens']:.0f}"
+            f"tokens{auto_eflops}, majority {folds['majority_accuracy']:.3f} @ {folds['majority_tokens']:.0f}"
+            f"{majority_eflops}"
         )
     for budget, row in (outcome.evaluation or {}).get("budgets", {}).items():
         low, high = row["efficiency_ci"]

@@ -87,6 +87,13 @@ async def test_a_tiny_sweep_produces_results_table_plots_and_a_policy_auto_loads
         "What is 2 + 3?", "auto", {"policy": policy.model_dump(mode="json")}, Budget(max_tokens=512)
     )
     assert attempt.status == "succeeded" and attempt.trace["route"]["policy"] == policy.version
+    # fitted on eFLOPs instead: the sweep kept every point's eFLOPs, so its searches can be priced too
+    on_eflops = await fit_router(
+        spec.name, tmp_path / "policy-eflops.json", settings, evaluate=False, runtime=runtime, cost="eflops"
+    )
+    fitted_on = on_eflops.policy.fitted
+    assert fitted_on["cost"] == "eflops" and fitted_on["switches_tried"] == ["direct"]
+    assert all(row["dev_auto"]["eflops"] > 0 for row in fitted_on["budgets"].values())
 
 
 class CountingSolver:

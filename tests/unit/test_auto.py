@@ -11,7 +11,7 @@ from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError, InvalidRequestError
 from strategies import get_strategy
-from strategies.allocation import Allocation, Votes, decide, first_wave_size
+from strategies.allocation import Allocation, Votes, decide, first_wave_size, joined_vote
 from strategies.policy import load_policy
 from tests.sessions import new_session
 
@@ -86,6 +86,35 @@ async def test_an_unsettled_question_switches_to_the_policys_search() -> None:
     result = await coro
     assert result.trace["route"]["switched_to"] == "direct" and result.answer == "4"
     assert len(backend.calls) == 2
+
+
+async def test_a_seeded_switch_lets_the_drawn_samples_outvote_the_search() -> None:
+    seeded = {
+        "min_tokens": 0,
+        "allocation": {
+            "first_wave": 4,
+            "give_up_after": 4,
+            "give_up_share": 0.6,
+            "switch": {"strategy": "direct", "vote_with_samples": True},
+        },
+    }
+    # the samples say 7, 7, 3, 5 (7 leads with half the votes: unsettled); the search says 4,
+    # one vote against 7's two, so the samples' 7 stands; a search saying 3 would tie 7 and win
+    for search, expected in (("4", "7"), ("3", "3")):
+        answers = iter([*(f"The answer is {n}." for n in (7, 7, 3, 5)), f"The answer is {search}."])
+        script = lambda p, s, answers=answers: [next(answers) for _ in range(s.n)]  # noqa: E731
+        coro, backend, _ = run_auto(script, policy=policy(seeded))
+        result = await coro
+        route = result.trace["route"]
+        assert route["switched_to"] == "direct" and route["joined_vote"] == {"search": search, "answer": expected}
+        assert result.answer == expected and expected in result.output and len(backend.calls) == 2
+
+
+def test_the_joined_vote_counts_the_search_once_and_gives_it_ties() -> None:
+    assert joined_vote(["4", "4", "5"], "5") == "5"
+    assert joined_vote(["4", "4", "5"], "7") == "4"
+    assert joined_vote(["4", None], None) == "4" and joined_vote([None, None], "9") == "9"
+    assert joined_vote([], None) is None
 
 
 async def test_the_budget_sizes_the_waves_and_a_spent_one_still_answers() -> None:

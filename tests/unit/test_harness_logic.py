@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from pydantic import ValidationError
 
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, tokens_to_reach
-from harness.fit import fit_budget, fit_policy, spend_it_all
-from harness.replay import Outcome, StoredItem, best_of_n, best_of_n_within, replay
+from harness.fit import Replayer, fit_budget, fit_policy, spend_it_all
+from harness.replay import Outcome, SearchPoint, StoredItem, best_of_n, best_of_n_within, replay, switch_label
 from harness.report import frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
-from strategies.allocation import Allocation
+from orchestrator.core.costmodel import ModelShape, generation_cost
+from orchestrator.core.errors import InvalidRequestError
+from strategies.allocation import Allocation, Switch
 from strategies.policy import Sampling, load_policy
 
 
@@ -184,27 +188,62 @@ def test_the_fit_keeps_majority_unless_a_rule_surely_gains(tmp_path) -> None:
     # budget more tokens buy no answers: an answer is worth more than any saving
     misleading = [stored(f"m{i}", ["5", "5", *["4"] * 6], tokens=80) for i in range(30)]
     hasty = Allocation(first_wave=2, wave=2, max_samples=8, stop_share=1.0, stop_votes=2, give_up_after=None)
-    assert fit_budget(misleading, 1024, 100, [hasty])[0] == spend_it_all(8)
+    assert fit_budget(misleading, 1024, Replayer(100), [hasty])[0] == spend_it_all(8)
 
 
 def test_a_rule_switches_to_a_search_only_where_its_dev_points_pay() -> None:
-    from dataclasses import replace
-
-    from harness.replay import switch_label
-    from strategies.allocation import Switch
-
     beam = Switch(strategy="beam_search", params={"width": 2}, min_tokens=256)
     label = switch_label(beam)
     # scattered votes that majority never turns right, and a search that gets them right for 300 tokens
     scattered = [
-        replace(stored(f"s{i}", [str(n) for n in range(10, 18)], right="4"), searches={label: {256: (True, 300)}})
+        replace(stored(f"s{i}", [str(n) for n in range(10, 18)], right="4"), searches={label: {256: point("4")}})
         for i in range(30)
     ]
     giving_up = Allocation(first_wave=4, wave=4, max_samples=8, give_up_after=4, give_up_share=0.5, switch=beam)
     outcome = replay(giving_up, scattered[0], 1024, 100)
     # 4 samples (40 + 400), then 1024 - 440 - 40 = 544 left affords the search's 256-budget point
     assert (outcome.correct, outcome.tokens, outcome.samples, outcome.reasons[-1]) == (True, 740, 4, "switched")
-    assert fit_budget(scattered, 1024, 100, [giving_up.model_copy(update={"switch": None})], [beam])[0].switch == beam
+    unswitched = giving_up.model_copy(update={"switch": None})
+    assert fit_budget(scattered, 1024, Replayer(100), [unswitched], [beam])[0].switch.strategy == "beam_search"
     # where the search is no better than the vote, the switch is not kept
-    useless = [replace(item, searches={label: {256: (False, 300)}}) for item in scattered]
-    assert fit_budget(useless, 1024, 100, [giving_up.model_copy(update={"switch": None})], [beam])[0].switch is None
+    useless = [replace(item, searches={label: {256: point("9")}}) for item in scattered]
+    assert fit_budget(useless, 1024, Replayer(100), [unswitched], [beam])[0].switch is None
+
+
+def test_a_seeded_switch_keeps_the_samples_leader_unless_the_search_ties_it() -> None:
+    beam = Switch(strategy="beam_search", params={"width": 2}, vote_with_samples=True)
+    label = switch_label(beam)
+    rule = Allocation(first_wave=4, max_samples=4, give_up_after=4, give_up_share=0.6, switch=beam)
+    # the samples' leader 4 (2 of 4) is right; a search saying 9 (wrong) is outvoted, one saying 5 ties and wins
+    item = stored("a", ["4", "4", "5", "6"], right="4")
+    assert replay(rule, replace(item, searches={label: {256: point("9")}}), 1024, 100).correct
+    assert not replay(rule, replace(item, searches={label: {256: point("5")}}), 1024, 100).correct
+    alone = rule.model_copy(update={"switch": beam.model_copy(update={"vote_with_samples": False})})
+    assert not replay(alone, replace(item, searches={label: {256: point("9")}}), 1024, 100).correct
+    # the fit tries both: with a wrong search it never keeps the unseeded switch
+    items = [replace(item, id=f"a{i}", searches={label: {256: point("9")}}) for i in range(30)]
+    unswitched = rule.model_copy(update={"switch": None})
+    found = fit_budget(items, 1024, Replayer(100), [unswitched], [alone.switch])[0]
+    assert found.switch is None or found.switch.vote_with_samples
+
+
+def test_replays_price_each_wave_in_eflops_as_one_request() -> None:
+    shape = ModelShape(parameters=1_000_000, layers=2, query_heads=4, kv_heads=2, head_dim=8)
+    item = replace(stored("a", ["5", "4", "4", "4"], prompt=40), prompt_length=50)  # 10 prompt tokens cached
+    rule = Allocation(first_wave=2, wave=2, max_samples=4, stop_share=0.75, stop_votes=3, give_up_after=None)
+    outcome = replay(rule, item, None, 100, shape)
+    first = generation_cost(shape, 50, 10, [100, 100]).eflops
+    second = generation_cost(shape, 50, 50, [100, 100]).eflops  # the prompt is cached by then
+    assert outcome.samples == 4 and outcome.eflops == pytest.approx(first + second)
+    assert best_of_n(item, 4, shape=shape).eflops == pytest.approx(generation_cost(shape, 50, 10, [100] * 4).eflops)
+    assert replay(rule, item, None, 100).eflops is None  # without the shape, tokens only
+    with pytest.raises(InvalidRequestError):
+        Replayer(100, "eflops")
+    easy = [replace(stored(f"e{i}", ["4"] * 8), prompt_length=40) for i in range(30)]
+    policy = fit_policy(easy, [1024], Sampling(), source="dev", version="t1", cost="eflops", shape=shape)
+    assert policy.fitted["cost"] == "eflops" and policy.fitted["budgets"]["1024"]["dev_auto"]["eflops"] > 0
+    assert replay(policy.rule_for(1024).allocation, easy[0], 1024, 100).samples < 8
+
+
+def point(answer: str, tokens: int = 300) -> SearchPoint:
+    return SearchPoint(correct=answer == "4", tokens=tokens, answer=answer)
