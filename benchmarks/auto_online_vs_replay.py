@@ -4,8 +4,10 @@
 This runs ``auto`` for real (through the sweep, on the engine, with its own fresh samples)
 on the first K of those test items at a few budgets, and puts its accuracy, compute tokens
 and samples drawn next to the replay's on the same items. Online draws different samples,
-so the two agree only in distribution: the tokens and samples per item are the check
-(accuracy on K items is too noisy to compare closely).
+so the two agree only in distribution: the tokens and samples per item are the check.
+Accuracy is paired by item: online − replay and online − majority on the stored samples at
+the same budget, each with a 95% paired bootstrap interval, and the discordant items (right
+one way, wrong the other) counted. A resumed run reuses the items already run online.
 
     .venv/bin/python benchmarks/auto_online_vs_replay.py pass16-arithmetic-dev runs/policy-arithmetic.json \
         --items 40 --budgets 512,1024
@@ -24,7 +26,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from harness.replay import replay
+    from harness.efficiency import accuracy_difference
+    from harness.replay import best_of_n_within, replay
     from harness.run import _stored_items, run_sweep
     from harness.sweep import SweepSpec
     from orchestrator.core.settings import Settings
@@ -48,10 +51,13 @@ async def main(args: argparse.Namespace) -> dict:
     outcome = await run_sweep(spec, Path("runs") / spec.name, settings)
     report: dict = {"policy": policy.version, "items": len(items), "budgets": {}}
     for budget in budgets:
-        online = [r for r in outcome.results if r.budget == budget and r.item_id in wanted]
+        by_item = {r.item_id: r for r in outcome.results if r.budget == budget and r.item_id in wanted}
+        online = [by_item[item.id] for item in items]
         replayed = [
             replay(policy.rule_for(budget).allocation, item, budget, policy.sampling.typical_tokens) for item in items
         ]
+        majority = [best_of_n_within(item, budget) for item in items]
+        pairs = list(zip(online, replayed, strict=True))
         report["budgets"][str(budget)] = {
             "online": {
                 "accuracy": statistics.fmean(r.correct for r in online),
@@ -62,6 +68,11 @@ async def main(args: argparse.Namespace) -> dict:
                 "tokens": statistics.fmean(o.tokens for o in replayed),
                 "samples": statistics.fmean(o.samples for o in replayed),
             },
+            "stored_majority_accuracy": statistics.fmean(o.correct for o in majority),
+            "online_minus_replay": accuracy_difference(online, replayed),
+            "online_minus_stored_majority": accuracy_difference(online, majority),
+            "discordant_online_right_replay_wrong": sum(a.correct > b.correct for a, b in pairs),
+            "discordant_replay_right_online_wrong": sum(a.correct < b.correct for a, b in pairs),
         }
     slug = test_spec.dataset.replace(":", "_")
     path = RESULTS / f"auto_online_vs_replay-{slug}.json"
