@@ -22,8 +22,7 @@ from typing import Any
 
 from harness.datasets import Problem
 from orchestrator.core.errors import ConfigurationError, InvalidRequestError
-
-_BOXED_START = "\\boxed{"
+from verifiers.extraction import last_boxed
 
 
 def _package_dir(package: str, install_hint: str) -> Path:
@@ -140,22 +139,6 @@ def _math_problem(doc: dict[str, Any], item_id: str) -> Problem:
     level = doc.get("level")
     grade = int(level) - 1 if isinstance(level, int) or str(level).isdigit() else 2
     return Problem(str(doc["problem"]), str(answer), id=item_id, grade=grade)
-
-
-def last_boxed(text: str) -> str | None:
-    """The content of the last ``\\boxed{...}`` in ``text``, braces balanced.
-
-    Example: ``last_boxed("so \\boxed{\\frac{1}{2}}.")`` is ``"\\frac{1}{2}"``.
-    """
-    start = text.rfind(_BOXED_START)
-    if start < 0:
-        return None
-    depth, begin = 1, start + len(_BOXED_START)
-    for index in range(begin, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[index], 0)
-        if depth == 0:
-            return text[begin:index].strip()
-    return None
 
 
 def _int_seed(seed: int | str) -> int:

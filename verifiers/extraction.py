@@ -1,38 +1,130 @@
-"""Pulling the final answer out of a model's free text."""
+"""Pulling the final answer out of a model's free text, in a form votes can group by.
+
+The answer is the last ``\\boxed{}`` (braces balanced, however deep), else an "answer is"
+phrase, else the last number (fractions like ``3/4`` included). Numbers come out in one
+canonical form, so that equal values vote together: integers on a fast path without a
+parser (``"1,000"`` -> ``"1000"``); other numbers exactly, as a decimal when they have a
+finite one and as ``p/q`` otherwise (``"0.5"``, ``"1/2"`` and ``"\\frac12"`` all give
+``"0.5"``); LaTeX is read by math-verify: a rational value comes out as above (``\\dfrac{3}{4}`` ->
+``"0.75"``) and an irrational one as SymPy's LaTeX of it (``\\sqrt{8}`` and ``2\\sqrt{2}``
+both give ``"2 \\sqrt{2}"``), which math-verify grades like what the model wrote.
+Anything else (an interval, an expression in ``x``, a word) is returned as written.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
+from fractions import Fraction
+from functools import lru_cache
 
-_BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-_ANSWER_IS = re.compile(r"answer is[:\s]*\$?([^\n$]+?)\$?\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+_BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_ANSWER_IS = re.compile(r"answer is[:\s]*(.+?)\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+(?![\d.]))?")
+_INTEGER = re.compile(r"-?\d{1,3}(?:,\d{3})+|-?\d+")
+_PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
+_LATEX = re.compile(r"\\[A-Za-z]+|\^|_\{")
+_FRAC_SHORTHAND = re.compile(r"\\[dt]?frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
 _EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
+MAX_PARSED_CHARS = 120  # longer "answers" are not parsed: SymPy's time grows fast with size
 
 
 def extract_answer(text: str) -> str | None:
-    """The final answer in ``text``: a ``\\boxed{}``, else an "answer is" phrase, else the last number.
+    """The final answer in ``text``, numbers in canonical form (see the module's docstring).
 
-    Example: ``extract_answer("7 + 5 = 12. The answer is 12.")`` returns ``"12"``.
+    Examples: ``extract_answer("7 + 5 = 12. The answer is 12.")`` is ``"12"``;
+    ``extract_answer("so \\\\boxed{\\\\frac{1}{2}}")`` is ``"0.5"``.
     """
-    if boxed := _BOXED.findall(text):
-        return boxed[-1].strip()
+    if (boxed := last_boxed(text)) is not None:
+        return canonical(boxed)
     if stated := _ANSWER_IS.findall(text):
-        phrase = stated[-1].strip().rstrip(".")
+        phrase = stated[-1].strip().strip("$").strip().rstrip(".")
+        if _LATEX.search(phrase) or _PLAIN_NUMBER.fullmatch(phrase.replace(" ", "")):
+            return canonical(phrase)
         numbers_in_phrase = _NUMBER.findall(phrase)  # "4 apples" -> "4"; "12 - 2 = 10" -> "10"
-        return _normalise_number(numbers_in_phrase[-1] if numbers_in_phrase else phrase)
+        return canonical(numbers_in_phrase[-1] if numbers_in_phrase else phrase)
     if numbers := _NUMBER.findall(text):
-        return _normalise_number(numbers[-1])
+        return canonical(numbers[-1])
     return None
 
 
-def _normalise_number(text: str) -> str:
-    """``"1,000"`` -> ``"1000"``, ``"12.0"`` -> ``"12"``; other text unchanged."""
-    candidate = text.replace(",", "")
-    if _NUMBER.fullmatch(candidate):
-        number = float(candidate)
-        return str(int(number)) if number.is_integer() else candidate
+def canonical(answer: str) -> str:
+    """One written form per numeric value; anything that is not a number, as written (trimmed).
+
+    Examples: ``"1,000"`` -> ``"1000"``; ``"12.0"`` -> ``"12"``; ``"2/4"`` -> ``"0.5"``;
+    ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``; ``"(1, 2)"`` -> ``"(1, 2)"``.
+    """
+    text = answer.strip().strip("$").strip()
+    if _INTEGER.fullmatch(text):  # the common case, without a parser
+        return str(int(text.replace(",", "")))
+    plain = text.replace(",", "").replace(" ", "")
+    if _PLAIN_NUMBER.fullmatch(plain):
+        try:
+            return _number_form(Fraction(plain))
+        except ZeroDivisionError:
+            return text
+    if _LATEX.search(text) and len(text) <= MAX_PARSED_CHARS:
+        return _latex_value(text) or text
     return text
+
+
+def _number_form(value: Fraction) -> str:
+    """``value`` as an integer, a finite decimal, or ``p/q`` when it has no finite decimal."""
+    if value.denominator == 1:
+        return str(value.numerator)
+    denominator = value.denominator
+    for prime in (2, 5):
+        while denominator % prime == 0:
+            denominator //= prime
+    if denominator != 1:
+        return f"{value.numerator}/{value.denominator}"
+    places = 0
+    while (value * 10**places).denominator != 1:
+        places += 1
+    return f"{float(value):.{places}f}"
+
+
+@lru_cache(maxsize=4096)
+def _latex_value(text: str) -> str | None:
+    """The canonical form of a LaTeX answer with a numeric value (math-verify's parse), else None."""
+    from math_verify import parse
+
+    expanded = _FRAC_SHORTHAND.sub(lambda m: rf"\frac{{{m[1].strip('{}')}}}{{{m[2].strip('{}')}}}", text)
+    # math-verify's parse timeout uses SIGALRM, which exists only on the main thread; elsewhere the
+    # length cap bounds the work instead
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
+        parsed = parse(f"${expanded}$", parsing_timeout=timeout)
+    except Exception:  # math-verify raises on input it cannot read: keep the text
+        return None
+    if not parsed or not getattr(parsed[0], "is_number", False):
+        return None
+    import sympy
+
+    value = parsed[0]
+    if value.is_rational:  # also what math-verify leaves unevaluated, like 10^{3}
+        exact = sympy.Rational(sympy.nsimplify(value))
+        return _number_form(Fraction(int(exact.p), int(exact.q)))
+    if value.is_Float:
+        return canonical(str(value).rstrip("0").rstrip("."))
+    return sympy.latex(value.doit())  # irrational: SymPy's LaTeX of the evaluated value, one form per value
+
+
+def last_boxed(text: str) -> str | None:
+    """The content of the last complete ``\\boxed{...}`` (or ``\\fbox``), nested braces included.
+
+    Example: ``last_boxed("so \\\\boxed{\\\\frac{1}{2}}.")`` is ``"\\\\frac{1}{2}"``; a box cut off
+    before its closing brace is skipped for the one before it.
+    """
+    content = None
+    for opening in _BOX_OPEN.finditer(text):
+        depth, start = 1, opening.end()
+        for index in range(start, len(text)):
+            depth += {"{": 1, "}": -1}.get(text[index], 0)
+            if depth == 0:
+                content = text[start:index].strip()
+                break
+    return content
 
 
 def last_expression(text: str) -> str | None:

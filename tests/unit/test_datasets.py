@@ -11,9 +11,9 @@ import pytest
 from harness.catalog import load_dataset
 from harness.datasets import arithmetic_word_problems, countdown, graded_arithmetic, multi_query_contexts
 from harness.grading import is_correct
-from harness.public_data import last_boxed, load_jsonl
+from harness.public_data import load_jsonl
 from orchestrator.core.errors import InvalidRequestError
-from verifiers.extraction import last_expression
+from verifiers.extraction import last_boxed, last_expression
 
 
 def test_same_seed_same_problems_other_seed_other_problems() -> None:

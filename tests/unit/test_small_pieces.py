@@ -1,4 +1,4 @@
-"""Answer extraction, Redis key names, replica pinning, error codes, Prometheus parsing."""
+"""Redis key names, replica pinning, error codes, Prometheus parsing."""
 
 from __future__ import annotations
 
@@ -8,25 +8,6 @@ from orchestrator.core.backends.remote import parse_prometheus_counters
 from orchestrator.core.backends.vllm_http import pick_replica
 from orchestrator.core.errors import BudgetExceededError, PromptTooLongError, http_status_for_code
 from orchestrator.core.store.keys import Keys
-from verifiers.extraction import extract_answer
-
-
-@pytest.mark.parametrize(
-    ("text", "answer"),
-    [
-        ("7 + 5 = 12. The answer is 12.", "12"),
-        ("so we get \\boxed{\\frac{1}{2}} in the end", "\\frac{1}{2}"),
-        ("The answer is: 1,000", "1000"),
-        ("first 3 then 4 and finally 42", "42"),
-        ("The answer is 12.0.", "12"),
-        ("The answer is 4 apples.", "4"),
-        ("The answer is 12 - 2 = 10.", "10"),
-        ("The answer is yes.", "yes"),
-        ("no numbers here", None),
-    ],
-)
-def test_extract_answer(text: str, answer: str | None) -> None:
-    assert extract_answer(text) == answer
 
 
 def test_keys_are_namespaced_and_validated() -> None:
