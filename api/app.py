@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from redis.exceptions import RedisError
 
 from api.contexts import router as contexts_router
-from api.jobs import submit_job, to_response, wait_for_job
+from api.jobs import job_updates, submit_job, to_response, wait_for_job
 from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
 from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
@@ -29,7 +29,6 @@ from orchestrator.core.errors import (
     http_status_for_code,
 )
 from orchestrator.core.settings import Settings
-from orchestrator.core.store.store import TERMINAL
 from orchestrator.jobs import JobQueue
 from orchestrator.runtime import Runtime
 from strategies import REGISTRY
@@ -137,23 +136,22 @@ def _install_routes(app: FastAPI) -> None:
     async def job_events(job_id: str, request: Request) -> StreamingResponse:
         """Server-Sent Events while the job runs: each depth or wave, then the result. A client that
         reconnects with ``Last-Event-ID`` gets only the events after that one."""
-        store = request.app.state.runtime.store
         await owned_job(request, job_id)  # 404 before the stream starts
         resume_from = request.headers.get("last-event-id", "0-0")
         if not EVENT_ID.match(resume_from):
             raise InvalidRequestError(f"Last-Event-ID {resume_from[:40]!r} is not an event id of this stream")
 
         async def stream() -> AsyncIterator[str]:
-            after = resume_from
-            while not await request.is_disconnected():
-                for event_id, event in await store.read_events(job_id, after, block_ms=1000):
-                    after = event_id
-                    yield f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
-                    if event["type"] == "result":
-                        return
-                if (await store.get_job(job_id)).status in TERMINAL and not await store.read_events(job_id, after):
-                    yield f"event: end\ndata: {json.dumps({'type': 'end', 'job_id': job_id})}\n\n"
+            async for update in job_updates(request, job_id, resume_from):
+                if update is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                event_id, event = update
+                yield f"id: {event_id}\nevent: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                if event["type"] == "result":
                     return
+            if not await request.is_disconnected():
+                yield f"event: end\ndata: {json.dumps({'type': 'end', 'job_id': job_id})}\n\n"
 
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import Request
@@ -10,6 +12,7 @@ from fastapi import Request
 from api.models import ReasonResponse
 from api.tenancy import caller, owned_job, tenant
 from orchestrator.core.budget import Budget
+from orchestrator.core.chat import ChatOptions
 from orchestrator.core.errors import JobExistsError, NotFoundError
 from orchestrator.core.store import JobRecord
 from orchestrator.core.store.store import TERMINAL, MemoryWait, new_job_id
@@ -27,6 +30,7 @@ async def submit_job(
     context_id: str | None = None,
     context_memory: MemoryWait = "use_if_ready",
     retry: bool = True,
+    chat: ChatOptions | None = None,
 ) -> JobRecord:
     """Validate, store and queue a job owned by the caller; the caller's idempotency key already
     used returns its job.
@@ -53,6 +57,7 @@ async def submit_job(
             job_id=job_id,
             enqueue=True,
             retry_engine_death=retry,
+            chat=chat,
         )
     except JobExistsError:  # a concurrent twin with the same key stored it first
         return await owned_job(request, job_id)
@@ -71,6 +76,31 @@ async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:
         if not events or any(event["type"] == "result" for _, event in events):
             job = await store.get_job(job.id)  # finished, or a quiet half-second: look at the record
     return job
+
+
+KEEPALIVE_S = 10.0  # proxies drop an idle stream after 30-60 s: a comment well before that keeps it open
+
+
+async def job_updates(request: Request, job_id: str, after: str = "0-0") -> AsyncIterator[tuple[str, dict] | None]:
+    """A job's events after ``after`` as they come, ending after its result (or once it is over with
+    nothing left to read); None whenever ``KEEPALIVE_S`` passed without one, for a keep-alive line.
+    Stops when the client goes away."""
+    store = request.app.state.runtime.store
+    quiet_since = time.monotonic()
+    while not await request.is_disconnected():
+        events = await store.read_events(job_id, after, block_ms=1000)
+        for event_id, event in events:
+            after = event_id
+            yield event_id, event
+            if event["type"] == "result":
+                return
+        if events:
+            quiet_since = time.monotonic()
+        elif (await store.get_job(job_id)).status in TERMINAL and not await store.read_events(job_id, after):
+            return
+        elif time.monotonic() - quiet_since >= KEEPALIVE_S:
+            quiet_since = time.monotonic()
+            yield None
 
 
 def to_response(job: JobRecord) -> ReasonResponse:

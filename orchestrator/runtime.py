@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
+from orchestrator.core.chat import ChatOptions, shape_answer
 from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, TTCError
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
@@ -83,9 +84,10 @@ class Runtime:
             max_attempts=self.settings.job_max_attempts,
         )
 
-    def session(self, meter: BudgetMeter, emit: EventSink | None = None) -> Session:
-        """A session for one request: this runtime's backend and verifiers, the request's meter."""
-        return Session(self.backend, meter, verifiers=self.verifiers, emit=emit)
+    def session(self, meter: BudgetMeter, emit: EventSink | None = None, chat: ChatOptions | None = None) -> Session:
+        """A session for one request: this runtime's backend and verifiers, the request's meter
+        (and a chat request's conversation and seed)."""
+        return Session(self.backend, meter, verifiers=self.verifiers, emit=emit, chat=chat)
 
     def effective_budget(self, requested: Budget | None) -> Budget:
         """The request's limits, with the configured defaults for any it leaves unset, each at most
@@ -127,6 +129,7 @@ class Runtime:
         job_id: str | None = None,
         enqueue: bool = False,
         retry_engine_death: bool = True,
+        chat: ChatOptions | None = None,
     ) -> JobRecord:
         """Validate a request and store it as a queued job (no compute spent yet), under ``job_id``
         if given, and (``enqueue``) on the workers' queue in the same step.
@@ -144,6 +147,10 @@ class Runtime:
         owner = api_key.id if api_key else None
         if context_id is not None:
             await self.store.get_owned_context(context_id, owner)
+        if chat is not None and chat.seed is not None and not self.backend.seeds_requests:
+            raise InvalidRequestError(
+                "this engine cannot seed a request (vLLM's CPU build crashes on per-request seeds): leave seed unset"
+            )
         job = JobRecord(
             question=question,
             strategy=strategy,
@@ -153,6 +160,7 @@ class Runtime:
             context_id=context_id,
             context_memory=context_memory,
             retry_engine_death=retry_engine_death,
+            chat=chat,
         )
         if job_id is not None:
             job.id = job_id
@@ -175,7 +183,7 @@ class Runtime:
             except STORE_ERRORS as error:  # progress is for watchers: Redis away must not fail the job
                 log.debug("job %s: progress event dropped (%s)", job.id, error)
 
-        session = self.session(meter, emit)
+        session = self.session(meter, emit, job.chat)
         await emit({"type": "started", "strategy": job.strategy})
         failure: TTCError | None = None
         try:
@@ -196,6 +204,9 @@ class Runtime:
             job.status = "succeeded"
             job.answer, job.output, job.trace = result.answer, result.output, result.trace
             job.best_so_far, job.cut_off = result.best_so_far, result.cut_off
+            if job.chat is not None:  # the answer's text as the chat request shaped it (length, stop strings)
+                job.output, cut = shape_answer(result.output, job.chat, self.backend.renderer)
+                job.cut_off = job.cut_off or cut == "length"
         job.usage = meter.snapshot()
         if job.status == "succeeded" and job.kind == "reason" and job.answer is None and job.usage.budget_exhausted:
             job.status = "failed"  # a limit ended it before any answer existed: say so, not "succeeded"

@@ -24,10 +24,14 @@ class DirectParams(BaseModel):
 
 @register("direct", DirectParams)
 async def direct(question: str, session: Session, params: DirectParams) -> StrategyResult:
-    """One sample from the model; the answer is extracted from its text."""
+    """One sample from the model; the answer is extracted from its text. A chat request that
+    streams gets the tokens as they are decoded (``Session.token_deltas``)."""
     prompt = session.renderer.render_question(question, system=params.system_prompt)
     sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens)
-    [result] = await session.generate([prompt], sampling)
+    async with session.token_deltas() as watch:
+        if watch is not None:  # streaming reads each token as it comes, with its logprob
+            sampling = sampling.model_copy(update={"logprobs": 1})
+        [result] = await session.generate([prompt], sampling, stop_when=watch)
     completion = result.completions[0]
     return StrategyResult(
         answer=extract_answer(completion.text),

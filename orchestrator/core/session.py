@@ -6,13 +6,17 @@ one of the runtime's verifiers and ``score`` runs it, charged to the request; ``
 publishes progress. Every request of a session carries its search tree id, so they are
 pinned to one replica and share that replica's prefix cache. Strategies never touch
 vLLM, HTTP or Redis directly.
+
+A chat request's options (``orchestrator.core.chat``) live here too: ``renderer`` puts
+the conversation's earlier turns before every question, ``generate`` seeds each engine
+call from the request's seed, and ``token_deltas`` lets ``direct`` publish its tokens.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -25,11 +29,13 @@ from orchestrator.core.backends.base import (
     StopCheck,
 )
 from orchestrator.core.budget import BudgetMeter
+from orchestrator.core.chat import ChatOptions, ConversationRenderer
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.verification import Aggregation, ScoreRequest, Verifier, VerifierSource, aggregate
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+DELTA_EVERY_S = 0.1  # how often streamed tokens are published: one Redis write per tenth of a second
 
 
 class Session:
@@ -42,12 +48,16 @@ class Session:
         *,
         verifiers: VerifierSource | None = None,
         emit: EventSink | None = None,
+        chat: ChatOptions | None = None,
     ) -> None:
         self.backend = backend
         self.meter = meter
         self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
+        self.chat = chat or ChatOptions()
         self._verifiers = verifiers
         self._emit = emit
+        self._renderer = ConversationRenderer(backend.renderer, self.chat.history) if self.chat.history else None
+        self._engine_calls = 0
 
     def verifier(self, name: str) -> Verifier:
         """One of the runtime's verifiers, by name (built once per process, not per request)."""
@@ -62,7 +72,44 @@ class Session:
 
     @property
     def renderer(self) -> ChatRenderer:
-        return self.backend.renderer
+        """The backend's renderer; for a chat request, one that puts the conversation before each question."""
+        return self._renderer or self.backend.renderer
+
+    @asynccontextmanager
+    async def token_deltas(self) -> AsyncIterator[Callable[[Sequence[Any]], bool] | None]:
+        """For a request that asked for its tokens: a ``stop_when`` for ``generate`` that never
+        stops a sample but publishes its new text as ``delta`` events (every ``DELTA_EVERY_S``,
+        flushed at the end). Otherwise None. Needs one sample and ``sampling.logprobs``."""
+        if not self.chat.stream_tokens:
+            yield None
+            return
+        published, seen = 0, []
+
+        def watch(tokens: Sequence[Any]) -> bool:  # every decoded token (``TokenLogprob``) so far
+            nonlocal seen
+            seen = tokens  # the backend's own growing list: no copy per token
+            return False
+
+        async def publish() -> None:
+            nonlocal published
+            if len(seen) > published:
+                text = "".join(token.token for token in seen[published:])
+                published = len(seen)
+                await self.emit({"type": "delta", "text": text})
+
+        async def publish_every_tick() -> None:
+            while True:
+                await anyio.sleep(DELTA_EVERY_S)
+                await publish()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(publish_every_tick)
+            try:
+                yield watch
+            finally:
+                group.cancel_scope.cancel()
+        with anyio.CancelScope(shield=True):
+            await publish()
 
     async def generate(
         self,
@@ -86,6 +133,9 @@ class Session:
             [result] = await session.generate([session.renderer.render_question("2+2?")], SamplingSettings(n=4))
         """
         samples = list(n_per_prompt) if n_per_prompt is not None else [sampling.n] * len(prompts)
+        if self.chat.seed is not None and sampling.seed is None:  # each engine call its own seed, in call order
+            sampling = sampling.model_copy(update={"seed": self.chat.seed + self._engine_calls})
+            self._engine_calls += 1
         lengths = [len(p) if isinstance(p, list) else len(self.renderer.encode(p)) for p in prompts]
         with self.meter.admit(prompt_tokens=lengths, samples=samples, max_tokens=sampling.max_tokens) as allowed:
             if allowed != sampling.max_tokens:

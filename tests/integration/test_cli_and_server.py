@@ -285,20 +285,59 @@ def check_sdk(base: str) -> None:
 
 
 def check_openai_compatible_endpoint(base: str) -> None:
-    """The `openai` package talks to /v1/chat/completions; usage counts every token spent."""
+    """A stock `openai` client, and LiteLLM as a gateway, talk to the service unchanged."""
     import openai
 
     client = openai.OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=300)
+    assert {"ttc", "ttc/direct", "ttc/best_of_n", "ttc/ets"} <= {model.id for model in client.models.list()}
     question = [{"role": "user", "content": "What is 7 + 5?"}]
     plain = client.chat.completions.create(model="ttc/direct", messages=question)
     assert plain.choices[0].message.content and plain.usage.completion_tokens > 0
+    # the whole conversation reaches the prompt, and max_completion_tokens is the answer's length
+    talk = [
+        {"role": "system", "content": "You are a careful tutor."},
+        {"role": "user", "content": [{"type": "text", "text": "What is 2 + 2?"}]},
+        {"role": "assistant", "content": "4."},
+        *question,
+    ]
+    short = client.chat.completions.create(model="ttc/direct", messages=talk, max_completion_tokens=1)
+    assert short.usage.prompt_tokens > plain.usage.prompt_tokens + 10  # "12" alone is two tokens:
+    assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 1
     voted = client.chat.completions.create(
         model="ttc/best_of_n", messages=question, extra_body={"params": {"n": 4, "max_tokens": 96, "adaptive": False}}
     )
     assert voted.usage.completion_tokens > plain.usage.completion_tokens  # all four samples are counted
     assert voted.model_extra["ttc"]["status"] == "succeeded"
-    chunks = list(client.chat.completions.create(model="ttc/direct", messages=question, stream=True))
-    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
-    with pytest.raises(openai.BadRequestError):
+    # direct streams the engine's tokens; a search streams its progress as reasoning, then the answer
+    chunks = list(
+        client.chat.completions.create(
+            model="ttc/direct", messages=question, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert len(pieces) > 1 and chunks[-1].usage is not None and chunks[-1].usage.total_tokens > 0
+    searched = list(client.chat.completions.create(model="ttc", messages=question, stream=True, reasoning_effort="low"))
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in searched)
+    assert "auto, wave 1:" in reasoning and "".join(c.choices[0].delta.content or "" for c in searched)
+    # what ttc cannot honour is refused, not ignored
+    with pytest.raises(openai.BadRequestError, match="n=2"):
+        client.chat.completions.create(model="ttc/direct", messages=question, n=2)
+    with pytest.raises(openai.BadRequestError, match="seed"):  # the CPU engine crashes on per-request seeds
+        client.chat.completions.create(model="ttc/direct", messages=question, seed=1)
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model="ttc", messages=question, temperature=0.2)
+    with pytest.raises(openai.NotFoundError, match="ttc/direct"):
         client.chat.completions.create(model="ttc/nope", messages=question)
+    check_litellm_gateway(base, question)
+
+
+def check_litellm_gateway(base: str, question: list[dict]) -> None:
+    """LiteLLM, the gateway users put in front of OpenAI-compatible servers, plain and streaming."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of its price list at import
+    import litellm
+
+    through = {"model": "openai/ttc/direct", "api_base": f"{base}/v1", "api_key": "unused", "messages": question}
+    reply = litellm.completion(**through, max_tokens=64)
+    assert reply.choices[0].message.content and reply.usage.completion_tokens <= 64
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in litellm.completion(**through, stream=True))
+    assert streamed.strip()

@@ -42,6 +42,7 @@ class SamplingSettings(BaseModel):
     stop: tuple[str, ...] = Field((), description="stop strings, e.g. the step delimiter")
     include_stop_str_in_output: bool = False
     logprobs: int | None = Field(None, ge=0, le=20, description="top-k logprobs per sampled token")
+    seed: int | None = Field(None, description="the request's sampling seed (where the backend seeds_requests)")
 
     @model_validator(mode="after")
     def _greedy_means_one_sample(self) -> SamplingSettings:
@@ -138,6 +139,9 @@ class GenerationBackend(abc.ABC):
     ``abort``, ``health``, ``counters`` and ``aclose``; those that ``open_backend`` can
     start also implement ``open(settings)``.
     """
+
+    seeds_requests: bool = True
+    """Whether a request's ``sampling.seed`` is safe to pass (vLLM's CPU build crashes on them)."""
 
     def __init__(self, renderer: ChatRenderer, model: ModelInfo) -> None:
         self.renderer = renderer

@@ -100,6 +100,7 @@ class InProcessBackend(GenerationBackend):
 
     def __init__(self, model: str, renderer: ChatRenderer, options: EngineOptions) -> None:
         super().__init__(renderer, ModelInfo(model, options.max_model_len, load_model_shape(model)))
+        self.seeds_requests = not _on_cpu()  # a per-request seed crashes the CPU engine on a large batch
         self.model_dir = model
         self.options = options
         self._counters = _EngineCounters()
@@ -344,12 +345,17 @@ def engine_dtype(configured: str | None, *, on_cpu: bool | None = None, bf16: bo
     if configured:
         return configured
     if on_cpu is None:
-        from vllm.platforms import current_platform
-
-        on_cpu = current_platform.is_cpu()
+        on_cpu = _on_cpu()
     if not on_cpu:
         return "auto"
     return "bfloat16" if (cpu_has_bf16() if bf16 is None else bf16) else "float32"
+
+
+def _on_cpu() -> bool:
+    """Whether vLLM runs on the CPU here (its CPU build)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 async def _stop_output_handler(engine: Any) -> None:
@@ -402,6 +408,7 @@ def _sampling_params(sampling: SamplingSettings, output_kind: Any) -> Any:
         stop=list(sampling.stop),
         include_stop_str_in_output=sampling.include_stop_str_in_output,
         logprobs=sampling.logprobs,
+        seed=sampling.seed,
         output_kind=output_kind,
     )
 

@@ -147,6 +147,8 @@ class RemoteBackend(GenerationBackend):
         }
         if sampling.logprobs is not None:
             body["logprobs"] = sampling.logprobs
+        if sampling.seed is not None:
+            body["seed"] = sampling.seed
         return body
 
     async def _post_to_live_replica(self, tree_id: str, body: dict[str, Any]) -> tuple[str, httpx.Response]:

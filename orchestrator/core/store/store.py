@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError, WatchError
 
 from orchestrator.core.budget import Budget, Usage, add_usage
+from orchestrator.core.chat import ChatOptions
 from orchestrator.core.errors import (
     InvalidRequestError,
     JobCrashedError,
@@ -105,6 +106,7 @@ class JobRecord(BaseModel):
     kind: Literal["reason", "precompute"] = Field("reason", description="precompute: a context's sleep phase")
     context_id: str | None = Field(None, description="the context the question is asked over")
     context_memory: MemoryWait = "use_if_ready"
+    chat: ChatOptions | None = Field(None, description="a chat request's earlier turns and answer shape")
     attempts: int = 0
     retry_engine_death: bool = Field(True, description="run once more on the rebuilt engine if the engine dies")
     created_at: float = Field(default_factory=time.time)
