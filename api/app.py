@@ -6,21 +6,22 @@ import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Annotated
 
 import anyio
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from redis.exceptions import RedisError
 
 from api.contexts import router as contexts_router
-from api.jobs import job_updates, submit_job, to_response, wait_for_job
+from api.jobs import job_updates, submit_job, summary, to_response, wait_for_job
 from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
-from api.models import ErrorEnvelope, Health, ReasonRequest, ReasonResponse, StrategyInfo
+from api.models import ErrorEnvelope, Health, JobList, ReasonRequest, ReasonResponse, StrategyInfo
 from api.openai_compat import router as openai_router
 from api.security import RequestGuard, error_response
-from api.tenancy import owned_job
+from api.tenancy import owned_job, tenant
 from orchestrator.core.errors import (
     InvalidRequestError,
     StoreUnavailableError,
@@ -120,6 +121,20 @@ def _install_routes(app: FastAPI) -> None:
             status = http_status_for_code(job.error["code"])
             return JSONResponse({"error": {**job.error, "job_id": job.id}}, status_code=status)
         return to_response(job)
+
+    @app.get("/v1/jobs", response_model=JobList)
+    async def list_jobs(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        before: Annotated[float | None, Query(ge=0, description="the last page's next_before")] = None,
+    ) -> JobList:
+        """The caller's jobs, newest first, a page at a time (jobs are kept for the retention period)."""
+        jobs = await request.app.state.runtime.store.list_jobs(tenant(request), limit + 1, before)
+        page = jobs[:limit]
+        return JobList(
+            data=[summary(job) for job in page],
+            next_before=page[-1].created_at if len(jobs) > limit else None,
+        )
 
     @app.get("/v1/jobs/{job_id}", response_model=ReasonResponse)
     async def get_job(job_id: str, request: Request) -> ReasonResponse:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
-from api.models import ReasonResponse
+from api.models import JobSummary, ReasonResponse
 from api.tenancy import caller, owned_job, tenant
 from orchestrator.core.budget import Budget
 from orchestrator.core.chat import ChatOptions
@@ -101,6 +101,21 @@ async def job_updates(request: Request, job_id: str, after: str = "0-0") -> Asyn
         elif time.monotonic() - quiet_since >= KEEPALIVE_S:
             quiet_since = time.monotonic()
             yield None
+
+
+def summary(job: JobRecord) -> JobSummary:
+    """A job as one line of the jobs list."""
+    return JobSummary(
+        job_id=job.id,
+        status=job.status,
+        kind=job.kind,
+        strategy=job.strategy,
+        question=job.question[:200],
+        answer=job.answer,
+        compute_tokens=job.usage.compute_tokens,
+        created_at=job.created_at,
+        updated_at=job.updated_at,
+    )
 
 
 def to_response(job: JobRecord) -> ReasonResponse:

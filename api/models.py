@@ -115,6 +115,27 @@ class ReasonResponse(BaseModel):
     error: dict[str, str] | None = None
 
 
+class JobSummary(BaseModel):
+    """One line of the jobs list: what was asked, how it went, what it cost."""
+
+    job_id: str
+    status: str
+    kind: str
+    strategy: str
+    question: str = Field(description="the question's first 200 characters")
+    answer: str | None
+    compute_tokens: int
+    created_at: float
+    updated_at: float
+
+
+class JobList(BaseModel):
+    """A page of the caller's jobs, newest first; ``next_before`` asks for the page after it."""
+
+    data: list[JobSummary]
+    next_before: float | None = Field(description="pass as ?before= for the next page; null on the last page")
+
+
 class ErrorEnvelope(BaseModel):
     """Every error response: ``{"error": {"type", "code", "message"}}``."""
 

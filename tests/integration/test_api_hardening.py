@@ -84,6 +84,19 @@ async def test_every_route_needs_a_key_and_shows_only_the_tenants_own_data(api) 
         assert first_a != first_b  # tenant B reusing A's key gets its own job
         assert await submit(key_a) == first_a and await submit(key_b) == first_b
 
+        # the jobs list: a tenant's own jobs only, newest first, a page at a time
+        async def listed(key: str, **query) -> dict:
+            return (await client.get("/v1/jobs", params=query, headers=bearer(key))).json()
+
+        assert [j["job_id"] for j in (await listed(key_b))["data"]] == [first_b]
+        first_page = await listed(key_a, limit=1)
+        [newest] = first_page["data"]
+        assert newest["job_id"] == first_a and newest["question"] == "3 + 4?"
+        rest = await listed(key_a, limit=10, before=first_page["next_before"])
+        assert [j["kind"] for j in rest["data"]] == ["precompute", "reason"]  # the context's, then the first
+        assert rest["data"][-1]["job_id"] == job["job_id"] and rest["next_before"] is None
+        assert (await client.get("/v1/jobs", params={"limit": 0}, headers=bearer(key_a))).status_code == 422
+
 
 async def test_concurrent_requests_cannot_overrun_a_quota(api) -> None:
     base, store = api

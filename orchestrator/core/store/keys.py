@@ -25,6 +25,10 @@ class Keys:
         """Sorted set of job ids scored by creation time (newest last)."""
         return f"{self.namespace}:jobs:by-time"
 
+    def jobs_of(self, tenant: str) -> str:
+        """Sorted set of one tenant's job ids (API key id, or ``open`` without keys) by creation time."""
+        return f"{self.namespace}:jobs:of:{_checked(tenant)}"
+
     def idempotency(self, scope: str, tenant: str, key: str) -> str:
         """Maps a tenant's idempotency key to what it created (scope: ``job`` or ``context``).
 

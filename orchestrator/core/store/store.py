@@ -149,7 +149,7 @@ class Store:
                 raise InvalidRequestError("this API key has a token quota: set budget.max_tokens")
             job.quota_reserved = job.budget.max_tokens
         keys = [self.keys.api_key_usage(), self.keys.api_key_reserved(), self.keys.jobs_by_time()]
-        keys += [self.keys.schema_version(), self.keys.job_stream(), *records]
+        keys += [self.keys.schema_version(), self.keys.job_stream(), self._jobs_of(job.api_key_id), *records]
         arguments = [job.api_key_id or "", job.quota_reserved, -1 if quota is None else quota, job.id]
         arguments += [job.created_at, SCHEMA_VERSION, "1" if enqueue else "0"]
         arguments += [record.model_dump_json() for record in records.values()]
@@ -254,7 +254,22 @@ class Store:
         pipe.xadd(self.keys.job_events(job.id), {"event": json.dumps(result)}, maxlen=EVENTS_KEPT, approximate=True)
         for key in (self.keys.job(job.id), self.keys.job_events(job.id), self.keys.job_cancel(job.id)):
             pipe.expire(key, self.retention_s)
-        pipe.zremrangebyscore(self.keys.jobs_by_time(), "-inf", time.time() - self.retention_s)
+        expired = time.time() - self.retention_s
+        pipe.zremrangebyscore(self.keys.jobs_by_time(), "-inf", expired)
+        pipe.zremrangebyscore(self._jobs_of(job.api_key_id), "-inf", expired)
+
+    def _jobs_of(self, tenant: str | None) -> str:
+        return self.keys.jobs_of(tenant or "open")
+
+    async def list_jobs(self, tenant: str | None, limit: int, before: float | None = None) -> list[JobRecord]:
+        """The tenant's newest ``limit`` jobs created before ``before`` (a timestamp; None: now), newest
+        first. Pass the last one's ``created_at`` as ``before`` for the next page."""
+        newest = f"({before!r}" if before is not None else "+inf"
+        ids = await self.redis.zrevrangebyscore(self._jobs_of(tenant), newest, "-inf", start=0, num=limit)
+        if not ids:
+            return []
+        raw = await self.redis.mget([self._job_key(job_id) for job_id in ids])
+        return [JobRecord.model_validate_json(record) for record in raw if record is not None]
 
     async def _end_precompute_of(self, job: JobRecord) -> None:
         """A precompute that ended without its worker settling it (cancelled while queued, crashed):
