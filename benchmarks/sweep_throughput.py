@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 import uuid
@@ -138,7 +139,7 @@ async def main(args: argparse.Namespace) -> dict:
     rates = {name: tokens / seconds for name, (tokens, seconds) in rounds.items()}
     raw = (rates["raw_1"] + rates["raw_2"]) / 2
     report = {
-        "command": "python benchmarks/sweep_throughput.py " + " ".join(f"--{k} {v}" for k, v in vars(args).items()),
+        "command": "python benchmarks/sweep_throughput.py " + " ".join(sys.argv[1:]),
         "items": len(problems),
         "rounds": {
             name: {"completion_tokens": t, "seconds": round(s, 1), "tokens_per_s": round(rates[name], 1)}

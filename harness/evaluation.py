@@ -17,6 +17,7 @@ from typing import Any
 from harness.efficiency import accuracy_difference, baseline_table, compare
 from harness.replay import Point, StoredItem, best_of_n_within, replay
 from harness.report import frontier
+from orchestrator.core.costmodel import ModelShape
 from strategies.allocation import Votes
 from strategies.policy import Policy
 from strategies.selection import Rule
@@ -41,18 +42,23 @@ def difficulty_bin(item: StoredItem) -> str:
 
 
 def evaluate_policy(
-    policy: Policy, dev: Sequence[StoredItem], test: Sequence[StoredItem], budgets: Sequence[int]
+    policy: Policy,
+    dev: Sequence[StoredItem],
+    test: Sequence[StoredItem],
+    budgets: Sequence[int],
+    shape: ModelShape | None = None,
 ) -> dict[str, Any]:
-    """Per budget: ``auto``, majority and the best fixed rule on the test items, with efficiency ratios."""
+    """Per budget: ``auto``, majority and the best fixed rule on the test items, with efficiency ratios
+    (in tokens; with the model's ``shape``, every point carries its mean eFLOPs too)."""
     fixed = best_fixed_rule(dev, budgets)
     majority_curve, fixed_curve = baseline_table(test, "majority", budgets), baseline_table(test, fixed, budgets)
     typical = policy.sampling.typical_tokens
     rows: dict[str, Any] = {}
     for budget in sorted(budgets):
         rule = policy.rule_for(budget)
-        auto = [replay(rule.allocation, item, budget, typical) for item in test]
-        majority = [best_of_n_within(item, budget) for item in test]
-        best = [best_of_n_within(item, budget, fixed) for item in test]
+        auto = [replay(rule.allocation, item, budget, typical, shape) for item in test]
+        majority = [best_of_n_within(item, budget, shape=shape) for item in test]
+        best = [best_of_n_within(item, budget, fixed, shape) for item in test]
         versus_majority = compare(auto, majority_curve)
         rows[str(budget)] = {
             "auto": Point.of(auto).__dict__,
@@ -134,4 +140,10 @@ def markdown(evaluation: dict[str, Any], dataset: str) -> str:
             f"{row['efficiency_ci'][0]:.2f}–{row['efficiency_ci'][1]:.2f} | {fixed['ratio']:.2f}x | "
             f"{fixed['ci95'][0]:.2f}–{fixed['ci95'][1]:.2f} |"
         )
+    rows = evaluation["budgets"]
+    if all(row["auto"].get("eflops") is not None for row in rows.values()):
+        lines += ["", "| budget | auto eFLOPs | majority eFLOPs | auto / majority |", "|---|---|---|---|"]
+        for budget, row in rows.items():
+            auto, majority = row["auto"]["eflops"], row["majority"]["eflops"]
+            lines.append(f"| {budget} | {auto:.3g} | {majority:.3g} | {auto / majority:.2f} |")
     return "\n".join(lines) + "\n"

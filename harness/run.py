@@ -213,7 +213,7 @@ async def fit_router(
     _, test = await _stored_items(test_spec.name, settings, store)
     if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
         test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
-    found = evaluate_policy(policy, dev, test, spec.budgets)
+    found = evaluate_policy(policy, dev, test, spec.budgets, shape)
     evaluation = {"dataset": spec.dataset, "policy": policy.version, **found}
     (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
     plot(policy, test, spec.budgets, out_dir / "auto-vs-majority.png", f"{spec.dataset}: auto vs best-of-N (test)")
