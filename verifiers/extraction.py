@@ -25,6 +25,9 @@ _INTEGER = re.compile(r"-?\d{1,3}(?:,\d{3})+|-?\d+")
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
 _LATEX = re.compile(r"\\[A-Za-z]+|\^|_\{")
 _FRAC_SHORTHAND = re.compile(r"\\[dt]?frac\s*(\d|\{[^{}]*\})\s*(\d|\{[^{}]*\})")
+_MATH_DELIMITERS = re.compile(r"\$|\\\[|\\\]|\\\(|\\\)")
+_TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
+_WORDS = re.compile(r"\b[A-Za-z]{2,}\s+[A-Za-z]{2,}\b")  # two words in a row: prose, not a value
 _EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
 MAX_PARSED_CHARS = 120  # longer "answers" are not parsed: SymPy's time grows fast with size
 
@@ -38,14 +41,26 @@ def extract_answer(text: str) -> str | None:
     if (boxed := last_boxed(text)) is not None:
         return canonical(boxed)
     if stated := _ANSWER_IS.findall(text):
-        phrase = stated[-1].strip().strip("$").strip().rstrip(".")
-        if _LATEX.search(phrase) or _PLAIN_NUMBER.fullmatch(phrase.replace(" ", "")):
-            return canonical(phrase)
-        numbers_in_phrase = _NUMBER.findall(phrase)  # "4 apples" -> "4"; "12 - 2 = 10" -> "10"
-        return canonical(numbers_in_phrase[-1] if numbers_in_phrase else phrase)
+        return _stated_answer(stated[-1])
     if numbers := _NUMBER.findall(text):
         return canonical(numbers[-1])
     return None
+
+
+def _stated_answer(phrase: str) -> str:
+    """What an "answer is" phrase states: the result after its last "=", a number or LaTeX value
+    as such, and the last number of a phrase that goes on in words.
+
+    Examples: ``"$5 \\times 120 = 600$"`` -> ``"600"``; ``"4 apples"`` -> ``"4"``; ``"\\sqrt{51}"`` stays.
+    """
+    phrase = _MATH_DELIMITERS.sub("", phrase).strip().rstrip(".").strip()
+    phrase = phrase.rsplit("=", 1)[-1].strip()  # "12 - 2 = 10" states 10
+    phrase = _TEXT.sub(r"\1", phrase).strip()
+    in_words = _WORDS.search(_LATEX.sub(" ", phrase))
+    if not in_words and (_LATEX.search(phrase) or _PLAIN_NUMBER.fullmatch(phrase.replace(" ", ""))):
+        return canonical(phrase)
+    numbers_in_phrase = _NUMBER.findall(phrase)  # "4 apples" -> "4"
+    return canonical(numbers_in_phrase[-1] if numbers_in_phrase else phrase)
 
 
 def canonical(answer: str) -> str:
@@ -99,15 +114,24 @@ def _latex_value(text: str) -> str | None:
         return None
     if not parsed or not getattr(parsed[0], "is_number", False):
         return None
+    try:
+        return _value_form(parsed[0])
+    except Exception:  # SymPy cannot settle this value: keep what the model wrote
+        return None
+
+
+def _value_form(value) -> str:
+    """A numeric SymPy value's canonical form: rational as ``_number_form``, else SymPy's LaTeX."""
     import sympy
 
-    value = parsed[0]
-    if value.is_rational:  # also what math-verify leaves unevaluated, like 10^{3}
-        exact = sympy.Rational(sympy.nsimplify(value))
-        return _number_form(Fraction(int(exact.p), int(exact.q)))
+    value = value.doit()  # math-verify leaves some operations unevaluated, like 10^{3}
     if value.is_Float:
         return canonical(str(value).rstrip("0").rstrip("."))
-    return sympy.latex(value.doit())  # irrational: SymPy's LaTeX of the evaluated value, one form per value
+    if value.is_rational:
+        exact = sympy.nsimplify(value)
+        if exact.is_Rational:
+            return _number_form(Fraction(int(exact.p), int(exact.q)))
+    return sympy.latex(value)  # irrational: SymPy's LaTeX of the evaluated value, one form per value
 
 
 def last_boxed(text: str) -> str | None:

@@ -31,6 +31,7 @@ OUTPUTS = [
     ("\\boxed{\\dfrac{3}{4}}", "0.75"),
     ("\\boxed{2\\sqrt{2}} and \\boxed{\\sqrt{8}}", "2 \\sqrt{2}"),
     ("\\boxed{10^{3}}", "1000"),
+    ("\\boxed{\\frac{216 \\cdot 37 \\cdot 18}{2 \\cdot 3}}", "23976"),  # SymPy leaves it a product
     ("The final answer is \\boxed{(1, 2)}", "(1, 2)"),
     ("\\boxed{\\text{(C)}}", "\\text{(C)}"),
     ("\\boxed{x^2+1}", "x^2+1"),
