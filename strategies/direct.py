@@ -24,8 +24,9 @@ class DirectParams(BaseModel):
 
 @register("direct", DirectParams)
 async def direct(question: str, session: Session, params: DirectParams) -> StrategyResult:
-    """One sample from the model; the answer is extracted from its text. A chat request that
-    streams gets the tokens as they are decoded (``Session.token_deltas``)."""
+    """One sample from the model; the answer is extracted from its text.
+
+    A chat request that streams gets the tokens as they are decoded (``Session.token_deltas``)."""
     prompt = session.renderer.render_question(question, system=params.system_prompt)
     sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens)
     async with session.token_deltas() as watch:

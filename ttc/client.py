@@ -3,11 +3,15 @@
 Retries: at most ``max_retries`` (default 2) on connection errors, 408, 429 and 5xx, with
 jittered exponential backoff that honours ``Retry-After``. Submitting is made safe to
 retry with an idempotency key generated per call.
+
+Without a ``base_url`` or ``api_key`` the client reads ``TTC_BASE_URL`` (default
+``http://127.0.0.1:8000``) and ``TTC_API_KEY``, as the ``ttc`` command does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 import uuid
@@ -17,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
-from api.models import ContextInfo, ReasonResponse, StrategyInfo
+from api.models import ContextInfo, JobList, ReasonResponse, StrategyInfo
 from orchestrator.core.budget import Budget
 from ttc.errors import APIConnectionError, APITimeoutError, TTCAPIError, error_for
 
@@ -25,6 +29,7 @@ RETRYABLE = {408, 429, 500, 502, 503, 504}
 CONTEXT_DONE = {"ready", "failed"}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 DEFAULT_TIMEOUT = httpx.Timeout(600.0, connect=10.0)
+DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def _budget(budget: Budget | dict | None) -> dict[str, Any] | None:
@@ -34,10 +39,15 @@ def _budget(budget: Budget | dict | None) -> dict[str, Any] | None:
 
 
 class _Base:
-    def __init__(self, base_url: str, api_key: str | None, max_retries: int) -> None:
-        self.base_url = base_url.rstrip("/")
+    def __init__(self, base_url: str | None, api_key: str | None, max_retries: int) -> None:
+        self.base_url = (base_url or os.environ.get("TTC_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        api_key = api_key or os.environ.get("TTC_API_KEY")
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.max_retries = max_retries
+
+    @staticmethod
+    def _page(limit: int, before: float | None) -> dict[str, Any]:
+        return {"limit": limit} | ({"before": before} if before is not None else {})
 
     @staticmethod
     def _reason_body(
@@ -98,7 +108,7 @@ class Client(_Base):
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -182,6 +192,10 @@ class Client(_Base):
         """Every strategy with its params' JSON schema."""
         return [StrategyInfo.model_validate(s) for s in self._request("GET", "/v1/strategies")]
 
+    def jobs(self, limit: int = 20, before: float | None = None) -> JobList:
+        """A page of this key's jobs, newest first (``before=page.next_before`` for the next)."""
+        return JobList.model_validate(self._request("GET", "/v1/jobs", params=self._page(limit, before)))
+
     def close(self) -> None:
         self._http.close()
 
@@ -229,7 +243,7 @@ class AsyncClient(_Base):
 
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8000",
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float | httpx.Timeout = DEFAULT_TIMEOUT,
@@ -307,6 +321,10 @@ class AsyncClient(_Base):
 
     def job(self, job_id: str) -> AsyncJob:
         return AsyncJob(self, job_id)
+
+    async def jobs(self, limit: int = 20, before: float | None = None) -> JobList:
+        """A page of this key's jobs, newest first (``before=page.next_before`` for the next)."""
+        return JobList.model_validate(await self._request("GET", "/v1/jobs", params=self._page(limit, before)))
 
     async def strategies(self) -> list[StrategyInfo]:
         return [StrategyInfo.model_validate(s) for s in await self._request("GET", "/v1/strategies")]

@@ -1,4 +1,5 @@
-"""The service commands: ``serve``, ``reason``, ``worker``, ``keys``, ``model pull``."""
+"""The service commands: ``serve``, ``reason``, ``strategies``, ``worker``, ``keys``, ``model pull``
+(and ``jobs``, from ``client``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,17 @@ from typing import Annotated
 
 import typer
 
+from orchestrator.cli.client import (
+    ApiKeyOption,
+    ServerOption,
+    connected,
+    console,
+    follow,
+    jobs_app,
+    print_job,
+    reason_remotely,
+    strategies_table,
+)
 from orchestrator.cli.common import fail, load_settings, quiet_engine_logs, run
 from orchestrator.core.errors import TTCError
 
@@ -17,61 +29,83 @@ model_app = typer.Typer(help="Manage the model the service runs.", no_args_is_he
 app.add_typer(model_app, name="model")
 keys_app = typer.Typer(help="Manage API keys (required by the API once one exists).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.add_typer(jobs_app, name="jobs")
 
 
 @app.command()
 def reason(
     question: Annotated[str, typer.Argument(help="the question to answer")],
-    strategy: Annotated[str, typer.Option(help="strategy name")] = "direct",
+    strategy: Annotated[str, typer.Option(help="strategy name (ttc strategies lists them)")] = "direct",
     max_tokens: Annotated[int | None, typer.Option(help="compute-token budget")] = None,
     deadline: Annotated[float | None, typer.Option(help="deadline in seconds")] = None,
     params: Annotated[str, typer.Option(help="strategy params as JSON")] = "{}",
     as_json: Annotated[bool, typer.Option("--json", help="print the whole job record as JSON")] = False,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
 ) -> None:
-    """Answer one question in this process (starts the engine) and print the answer and its usage."""
-    from orchestrator.core.budget import Budget
-    from orchestrator.runtime import Runtime
+    """Answer one question with its progress drawn live, then print the answer and its usage.
 
-    quiet_engine_logs()
-    settings = load_settings()
+    On a running service with --server (or TTC_BASE_URL), else in this process (which starts the engine)."""
+    from orchestrator.core.budget import Budget
+
     try:
         parsed = json.loads(params)
     except json.JSONDecodeError as error:
         fail(TTCError(f"--params must be JSON ({error})"))
     budget = Budget(max_tokens=max_tokens, deadline_s=deadline)
+    if server:
+        job = run(lambda: reason_remotely(server, api_key, question, strategy, budget, parsed))
+    else:
+        from strategies import get_strategy
 
-    async def go():
-        async with Runtime.open(settings) as runtime:
-            return await runtime.reason(question, strategy=strategy, budget=budget, params=parsed)
-
-    job = run(go)
-    if as_json:
-        typer.echo(job.model_dump_json(indent=2))
-        return
-    if job.status != "succeeded":
-        fail(TTCError(f"job {job.id} {job.status}: {(job.error or {}).get('message', '')}"))
-    for line in decision_path(job.trace):
-        typer.echo(line)
-    typer.secho(f"answer: {job.answer}", bold=True)
-    typer.echo(f"output: {job.output.strip() if job.output else ''}")
-    typer.echo("usage: " + job.usage.model_dump_json(indent=2))
+        try:  # before the engine's half-minute start: a typo is told at once
+            get_strategy(strategy).parse_params(parsed)
+        except TTCError as error:
+            fail(error)
+        job = run(lambda: _reason_here(question, strategy, budget, parsed))
+    print_job(job, as_json)
 
 
-def decision_path(trace: dict) -> list[str]:
-    """``auto``'s waves, one readable line each (nothing for other strategies).
+async def _reason_here(question: str, strategy: str, budget, params: dict):
+    """Run the question in this process, drawing the job's events as they are stored."""
+    import anyio
 
-    Example: ``wave 1: 4 samples, 2 of 4 say 12 (share 0.50) -> wave: 2 of 4 agree: 4 more``.
-    """
-    route = trace.get("route") or {}
-    lines = []
-    for number, wave in enumerate(route.get("waves", []), start=1):
-        lines.append(
-            f"wave {number}: {wave['size']} samples, {wave['leader_votes']} of {wave['samples']} say "
-            f"{wave['leader']} (share {wave['share']:.2f}) -> {wave['action']}: {wave['reason']}"
-        )
-    if route.get("switched_to"):
-        lines.append(f"switched to {route['switched_to']}")
-    return lines
+    from orchestrator.runtime import Runtime
+
+    quiet_engine_logs()
+    async with Runtime.open(load_settings()) as runtime:
+        job = await runtime.submit(question, strategy=strategy, budget=budget, params=params)
+
+        async def events():
+            after = "0-0"
+            while True:
+                for event_id, event in await runtime.store.read_events(job.id, after, block_ms=500):
+                    after = event_id
+                    yield event
+                    if event["type"] == "result":
+                        return
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(follow, events())
+            finished = await runtime.run_inline(job)
+        return finished
+
+
+@app.command()
+def strategies(server: ServerOption = None, api_key: ApiKeyOption = None) -> None:
+    """Every strategy, what it does and its params: this installation's, or a service's (--server)."""
+    if server:
+
+        async def fetch():
+            async with connected(server, api_key) as client:
+                return await client.strategies()
+
+        listed = [(s.name, s.description, s.params_schema) for s in run(fetch)]
+    else:
+        from strategies import REGISTRY
+
+        listed = [(s.name, s.description, s.params_schema()) for s in REGISTRY.values()]
+    console.print(strategies_table(listed))
 
 
 @app.command()

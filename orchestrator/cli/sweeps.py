@@ -31,17 +31,32 @@ def parse_budgets(text: str) -> list[int]:
 
 
 def progress_bar(description: str):
-    """A tqdm bar (with ETA) driven by ``on_progress(done, total)``; returns (callback, close)."""
-    from tqdm import tqdm
+    """A live rich bar (done/total, time, ETA) driven by ``on_progress(done, total)``; returns
+    (callback, close). Piped into a file, rich prints no bar."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    bar = tqdm(desc=description, unit="run", dynamic_ncols=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    task = bar.add_task(description, total=None)
+    bar.start()
 
     def on_progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        bar.update(task, completed=done, total=total)
 
-    return on_progress, bar.close
+    return on_progress, bar.stop
 
 
 def sweep(

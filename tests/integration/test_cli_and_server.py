@@ -173,6 +173,7 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path, vllm_server: 
 
         check_jobs_events_and_cancel(base)
         check_sdk(base)
+        check_cli_as_a_client(base, tmp_path)
         check_openai_compatible_endpoint(base)
         context = precompute_a_context(base)
     finally:
@@ -341,3 +342,62 @@ def check_litellm_gateway(base: str, question: list[dict]) -> None:
     assert reply.choices[0].message.content and reply.usage.completion_tokens <= 64
     streamed = "".join(chunk.choices[0].delta.content or "" for chunk in litellm.completion(**through, stream=True))
     assert streamed.strip()
+
+
+def check_cli_as_a_client(base: str, tmp_path: Path) -> None:
+    """`ttc reason --server`, `ttc jobs ...` and `ttc strategies` against the running service;
+    usage errors exit 2, failures 1; on a terminal the progress is drawn live."""
+
+    def ttc(*args: str, **env: str) -> subprocess.CompletedProcess:
+        environment = {k: v for k, v in os.environ.items() if k not in ("TTC_BASE_URL", "TTC_API_KEY")} | env
+        return subprocess.run([*TTC, *args], env=environment, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    asked = ttc("reason", "What is 7 + 5?", "--strategy", "auto", "--max-tokens", "600", TTC_BASE_URL=base)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert "auto, wave 1:" in asked.stderr and "answer:" in asked.stdout and "wave 1:" in asked.stdout
+    listed = ttc("jobs", "list", "--server", base, "--limit", "100")
+    assert listed.returncode == 0 and "What is 7 + 5?" in listed.stdout and "succeeded" in listed.stdout
+    job_id = json.loads(ttc("reason", "3 + 4?", "--server", base, "--json").stdout)["job_id"]
+    assert job_id in ttc("jobs", "list", "--server", base).stdout
+    shown = ttc("jobs", "show", job_id, "--server", base)
+    assert shown.returncode == 0 and "answer:" in shown.stdout
+    watched = ttc("jobs", "watch", job_id, "--server", base)  # a finished job: its events, then the job
+    assert watched.returncode == 0 and "direct: started" in watched.stderr and "answer:" in watched.stdout
+    cancelled = ttc("jobs", "cancel", job_id, "--server", base)
+    assert cancelled.returncode == 0 and f"{job_id}: succeeded" in cancelled.stdout  # over already
+    assert "beam_search" in ttc("strategies", "--server", base).stdout
+    unknown = ttc("reason", "q", "--server", base, "--strategy", "nope")
+    assert unknown.returncode == 2 and "choose one of" in unknown.stderr and "beam_search" in unknown.stderr
+    assert ttc("jobs", "show", "job-" + "0" * 32, "--server", base).returncode == 2  # no such job: fix the id
+    assert ttc("jobs", "list", "--server", "http://127.0.0.1:9").returncode == 1  # nothing there: it failed
+    drawn = run_in_a_terminal([*TTC, "reason", "What is 2 + 9?", "--strategy", "auto", "--server", base], tmp_path)
+    assert "running:" in drawn and "\x1b[" in drawn and "answer:" in drawn  # a live status line, redrawn
+
+
+def run_in_a_terminal(command: list[str], cwd: Path, timeout: float = 300) -> str:
+    """Everything ``command`` writes to a pseudo-terminal (as a person at a shell would see it)."""
+    import pty
+    import select
+
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, stdin=follower, stdout=follower, stderr=follower, cwd=cwd, close_fds=True)
+    os.close(follower)
+    output, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(leader, 65536)
+                except OSError:  # the terminal closed: the command is done
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            elif process.poll() is not None:
+                break
+    finally:
+        process.wait(timeout=30)
+        os.close(leader)
+    assert process.returncode == 0, output.decode(errors="replace")[-2000:]
+    return output.decode(errors="replace")
