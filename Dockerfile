@@ -9,8 +9,11 @@ COPY verifiers ./verifiers
 COPY api ./api
 COPY harness ./harness
 COPY ttc ./ttc
-RUN pip install --no-cache-dir . && useradd --create-home ttc
+# the service's packages (the base install is the SDK alone); no engine: vLLM runs as its own servers
+RUN pip install --no-cache-dir '.[server]' && useradd --create-home ttc
+# a non-root user whose home holds every cache and data directory it writes (models' tokenizers, Redis)
 USER ttc
-ENV TTC_HOST=0.0.0.0 TTC_PORT=8000
+WORKDIR /home/ttc
+ENV TTC_HOST=0.0.0.0 TTC_PORT=8000 HF_HOME=/home/ttc/.cache/huggingface XDG_CACHE_HOME=/home/ttc/.cache
 EXPOSE 8000
 CMD ["ttc", "serve"]

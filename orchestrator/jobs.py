@@ -21,6 +21,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import anyio
 from redis.exceptions import ResponseError
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 GROUP = "workers"
 MAX_BACKOFF_S = 5.0
 OUTCOME_PATIENCE_S = 300.0
+HEARTBEAT_S = 5.0  # a worker touches its heartbeat file this often (health checks allow a few missed)
 
 
 def backoff_s(failures: int) -> float:
@@ -118,6 +120,7 @@ class Worker:
         stale_after_s: float = 30.0,
         max_attempts: int = 3,
         poll_ms: int = 1000,
+        heartbeat_file: Path | None = None,
     ) -> None:
         self.store = store
         self.queue = JobQueue(store)
@@ -129,6 +132,7 @@ class Worker:
         self.stale_after_s = stale_after_s
         self.max_attempts = max_attempts
         self.poll_ms = poll_ms
+        self.heartbeat_file = heartbeat_file
         self.finished = 0
         self._failures = 0  # store errors in a row: the backoff grows with them
 
@@ -143,6 +147,8 @@ class Worker:
         self._failures = 0
         log.info("worker %s ready", self.name)
         async with anyio.create_task_group() as group:
+            if self.heartbeat_file is not None:
+                group.start_soon(self._beat, self.heartbeat_file)
             while True:
                 await self.slots.acquire()
                 try:
@@ -159,6 +165,19 @@ class Worker:
                     self.slots.release()
                     continue
                 group.start_soon(self._handle, *claimed)
+
+    async def _beat(self, path: Path) -> None:
+        """Touch ``path`` every ``HEARTBEAT_S`` while Redis answers: a health check that finds it
+        fresh knows this worker's event loop runs and its store is reachable (not just that the
+        process exists)."""
+        while True:
+            try:
+                await self.store.ping()
+            except STORE_ERRORS:
+                pass  # stale heartbeat: the health check reports it
+            else:
+                await anyio.Path(path).touch()
+            await anyio.sleep(HEARTBEAT_S)
 
     async def _back_off(self, error: BaseException) -> None:
         self._failures += 1

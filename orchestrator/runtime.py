@@ -82,6 +82,7 @@ class Runtime:
             weigh=job_streams,
             stale_after_s=self.settings.job_stale_after_s,
             max_attempts=self.settings.job_max_attempts,
+            heartbeat_file=self.settings.worker_heartbeat_file,
         )
 
     def session(self, meter: BudgetMeter, emit: EventSink | None = None, chat: ChatOptions | None = None) -> Session:

@@ -1,21 +1,28 @@
 """The ``ttc`` command line: the top layer, on top of the service, the API, the SDK and the harness.
 
-``commands`` holds the service commands (``serve``, ``reason``, ``worker``, ``keys``,
-``model pull``), ``sweeps`` the harness's (``sweep``, ``fit-router``). Every command reads
-the same settings (``TTC_*`` environment, optional ``ttc.toml``) and reports errors as one
-line naming what to fix, with exit status 2.
+``commands`` holds the service commands (``serve``, ``reason``, ``strategies``, ``worker``,
+``keys``, ``model pull``), ``client`` the commands against a running service (``reason
+--server``, ``jobs``), ``sweeps`` the harness's (``sweep``, ``fit-router``). Every command
+reads the same settings (``TTC_*`` environment, optional ``ttc.toml``) and reports errors as
+one line: exit status 2 for a mistake in the command, 1 for a failure.
 """
 
 from __future__ import annotations
 
-from orchestrator.cli.commands import app
-from orchestrator.cli.sweeps import fit_router, sweep, train_verifier
+import sys
 
-app.command("sweep")(sweep)
-app.command("fit-router")(fit_router)
-app.command("train-verifier")(train_verifier)
+SERVER_EXTRA = "pip install 'ttc-orchestrator[server]'"
 
 
 def main() -> None:
-    """Console entry point (guarded: vLLM starts worker processes with spawn)."""
+    """Console entry point (guarded: vLLM starts worker processes with spawn). The base install is
+    the SDK alone; without the service's packages the command says what to install."""
+    try:
+        from orchestrator.cli.commands import app
+        from orchestrator.cli.sweeps import fit_router, sweep, train_verifier
+    except ModuleNotFoundError as missing:
+        sys.exit(f"error: the ttc command needs the service's packages ({missing.name} is missing): {SERVER_EXTRA}")
+    app.command("sweep")(sweep)
+    app.command("fit-router")(fit_router)
+    app.command("train-verifier")(train_verifier)
     app(prog_name="ttc")

@@ -152,6 +152,9 @@ class Settings(BaseSettings):
     worker_streams: int = Field(
         128, ge=1, le=4096, description="sequences one worker's running jobs decode at once: fills the engine's batch"
     )
+    worker_heartbeat_file: Path | None = Field(
+        None, description="a worker touches this file while it can reach Redis (a container's health check reads it)"
+    )
     job_stale_after_s: float = Field(30.0, gt=0, description="a job unclaimed this long is taken over")
     job_max_attempts: int = Field(3, ge=1, description="a job whose workers died this many times is failed")
     job_retention_s: float = Field(7 * 24 * 3600, gt=0, description="an ended job's record and events are kept")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import anyio
 import pytest
 
@@ -69,6 +71,18 @@ async def test_a_dead_workers_job_is_taken_over_and_finished_exactly_once(store:
     assert not await store.finish_job(ghost_copy, "ghost")
     assert (await store.get_job(job.id)).answer == "42"
     assert await store.redis.xlen(store.keys.job_stream()) == 0
+
+
+async def test_a_worker_beats_while_redis_answers(store: Store, tmp_path) -> None:
+    heartbeat = tmp_path / "worker.alive"
+    worker = Worker(store, runner(0.1, []), poll_ms=100, heartbeat_file=heartbeat)
+    async with anyio.create_task_group() as group:
+        group.start_soon(worker.serve)
+        with anyio.fail_after(10):
+            while not heartbeat.exists():  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        group.cancel_scope.cancel()
+    assert time.time() - heartbeat.stat().st_mtime < 10
 
 
 async def test_a_busy_worker_keeps_its_claim(store: Store) -> None:

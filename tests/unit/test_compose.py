@@ -72,6 +72,23 @@ def test_workers_share_the_fleet_and_redis_and_the_api_leaves_jobs_to_them(compo
     assert api["environment"]["TTC_EMBEDDED_WORKER"] == "false"
 
 
+def test_the_worker_health_check_reads_the_heartbeat_the_worker_writes(compose: dict) -> None:
+    worker = compose["services"]["worker"]
+    heartbeat, check = worker["environment"]["TTC_WORKER_HEARTBEAT_FILE"], " ".join(worker["healthcheck"]["test"])
+    assert heartbeat in check and "getmtime" in check
+
+
+def test_the_image_installs_the_service_with_every_package_and_runs_as_a_user() -> None:
+    import tomllib
+
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    for package in packages:
+        assert f"COPY {package.rstrip('*')} " in dockerfile, f"the image leaves out {package}"
+    assert "'.[server]'" in dockerfile  # the base install is the SDK alone
+    assert "\nUSER ttc" in dockerfile and "useradd" in dockerfile
+
+
 def test_no_service_sets_a_renamed_variable(compose: dict) -> None:
     for service in compose["services"].values():
         assert not set(service.get("environment") or {}) & set(RENAMED_VARIABLES)
