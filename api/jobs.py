@@ -88,7 +88,7 @@ async def job_updates(request: Request, job_id: str, after: str = "0-0") -> Asyn
     store = request.app.state.runtime.store
     quiet_since = time.monotonic()
     while not await request.is_disconnected():
-        events = await store.read_events(job_id, after, block_ms=1000)
+        events = await store.read_events(job_id, after, block_ms=int(min(1.0, KEEPALIVE_S) * 1000))
         for event_id, event in events:
             after = event_id
             yield event_id, event

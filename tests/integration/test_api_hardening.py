@@ -98,6 +98,26 @@ async def test_every_route_needs_a_key_and_shows_only_the_tenants_own_data(api) 
         assert (await client.get("/v1/jobs", params={"limit": 0}, headers=bearer(key_a))).status_code == 422
 
 
+async def test_quiet_streams_send_keep_alive_comments(api, monkeypatch) -> None:
+    monkeypatch.setattr("api.jobs.KEEPALIVE_S", 0.3)  # 10 s in service: proxies drop idle streams after 30-60 s
+    base, _ = api
+    slow = {"question": "slow please", "wait": False, "budget": {"max_tokens": 1000, "deadline_s": 60}}
+    chat = {"model": "ttc/direct", "stream": True, "messages": [{"role": "user", "content": "slow please"}]}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        job = (await client.post("/v1/reason", json=slow)).json()
+        for method, path, body in (
+            ("GET", f"/v1/jobs/{job['job_id']}/events", None),
+            ("POST", "/v1/chat/completions", chat),
+        ):
+            lines: list[str] = []
+            with anyio.move_on_after(1.5):
+                async with client.stream(method, path, json=body) as response:
+                    async for line in response.aiter_lines():
+                        lines.append(line)
+            assert lines.count(": keep-alive") >= 2, (path, lines)
+        await client.delete(f"/v1/jobs/{job['job_id']}")
+
+
 async def test_the_page_is_served_without_a_key_and_may_run_only_its_own_scripts(api) -> None:
     base, store = api
     await store.create_api_key("someone")  # keys exist: the API needs one, the page's files do not
