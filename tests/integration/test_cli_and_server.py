@@ -448,5 +448,20 @@ def check_the_page_in_a_browser(base: str, tmp_path: Path) -> None:
             page.wait_for_selector("#job[data-done=true]", state="attached", timeout=60_000)
             waves = auto.json()["trace"]["route"]["waves"]
             assert page.locator("#waves tbody tr").count() == len(waves) and not problems, problems
+            # a spawn/join job's thread tree, one row per thread
+            countdown = "Use the numbers 25, 5, 4, each at most once, with +, -, * and / to make 80."
+            params = {"decomposition": "countdown", "max_children": 4, "thread_max_tokens": 64}
+            body = {"question": countdown, "strategy": "spawn_join", "params": params}
+            joined = httpx.post(f"{base}/v1/reason", json=body, timeout=300).json()
+            page.click("#refresh")
+            page.click(f"#jobs li[data-job-id={joined['job_id']}] button")
+            page.wait_for_selector("#job[data-done=true]", state="attached", timeout=60_000)
+            assert page.locator("#threads .thread").count() == count_threads(joined["trace"]["threads"]) > 1
+            assert not problems, problems
         finally:
             browser.close()
+
+
+def count_threads(thread: dict) -> int:
+    """A spawn/join trace's threads: this one and every child of every round, recursively."""
+    return 1 + sum(count_threads(child) for round_ in thread["rounds"] for child in round_)
