@@ -39,14 +39,14 @@ from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from openai.types.completion_usage import CompletionUsage, PromptTokensDetails
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.jobs import job_updates, submit_job, wait_for_job
 from api.models import RequestBody
 from api.progress import describe
 from orchestrator.core.budget import Budget
-from orchestrator.core.chat import MAX_STOPS, MAX_TURNS, ChatOptions, Turn
-from orchestrator.core.errors import InvalidRequestError, NotFoundError, http_status_for_code
+from orchestrator.core.chat import MAX_STOPS, MAX_TURN_CHARS, MAX_TURNS, ChatOptions, Turn
+from orchestrator.core.errors import InvalidRequestError, NotFoundError, describe_problems, http_status_for_code
 from orchestrator.core.store import JobRecord
 from strategies import REGISTRY
 
@@ -115,7 +115,7 @@ class ChatCompletionRequest(RequestBody):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     response_format: dict[str, Any] | None = None
     user: str | None = Field(None, max_length=256, description="the end user, for the caller's own records")
@@ -180,6 +180,9 @@ def unsupported(body: ChatCompletionRequest) -> list[str]:
 def conversation(body: ChatCompletionRequest) -> tuple[str, list[Turn]]:
     """The question (the last user message) and the turns before it."""
     texts = [(message.role, message.text(index)) for index, message in enumerate(body.messages)]
+    for index, (_, text) in enumerate(texts):
+        if len(text) > MAX_TURN_CHARS:
+            raise InvalidRequestError(f"messages[{index}] has {len(text)} characters; at most {MAX_TURN_CHARS}")
     last_user = max((i for i, (role, text) in enumerate(texts) if role == "user" and text.strip()), default=None)
     if last_user is None:
         raise InvalidRequestError("messages must contain a user message with text content")
@@ -235,13 +238,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     stops = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
     if len(stops) > MAX_STOPS:
         raise InvalidRequestError(f"stop takes at most {MAX_STOPS} strings")
-    chat = ChatOptions(
-        history=history,
-        answer_max_tokens=body.max_completion_tokens or body.max_tokens,
-        stop=stops,
-        seed=body.seed,
-        stream_tokens=body.stream and strategy == "direct",
-    )
+    try:
+        chat = ChatOptions(
+            history=history,
+            answer_max_tokens=body.max_completion_tokens or body.max_tokens,
+            stop=stops,
+            seed=body.seed,
+            stream_tokens=body.stream and strategy == "direct",
+        )
+    except ValidationError as error:  # a turn too long, too many turns: the client's to fix
+        raise InvalidRequestError(f"invalid messages: {describe_problems(error.errors(), 'messages')}") from None
     params = strategy_params(body, strategy)
     job = await submit_job(request, question, budget_for(body, request), strategy, params, None, chat=chat)
     created = int(time.time())
@@ -334,9 +340,10 @@ async def _stream(
         return f"data: {body.model_dump_json(exclude_none=True)}\n\n"
 
     store = request.app.state.runtime.store
-    yield chunk(ChoiceDelta(role="assistant", content=""))
-    scanner, streamed = StopScanner(chat.stop), ""
-    try:
+    answered = False
+    try:  # however the stream ends before the answer (client gone, generator closed), the job is cancelled
+        yield chunk(ChoiceDelta(role="assistant", content=""))
+        scanner, streamed = StopScanner(chat.stop), ""
         async for update in job_updates(request, job.id):
             if update is None:
                 yield ": keep-alive\n\n"
@@ -348,14 +355,14 @@ async def _stream(
                     yield chunk(ChoiceDelta(content=sendable))
             elif line := describe(event):
                 yield chunk(ChoiceDelta(reasoning_content=line))  # type: ignore[call-arg]
-    except anyio.get_cancelled_exc_class():  # the client went away mid-stream: nobody wants the answer
-        with anyio.CancelScope(shield=True):
-            await store.request_cancel(job.id)
-        raise
-    if await request.is_disconnected():  # noticed between events: the same
-        await store.request_cancel(job.id)
-        return
-    job = await store.get_job(job.id)
+        if await request.is_disconnected():
+            return
+        job = await store.get_job(job.id)
+        answered = True
+    finally:
+        if not answered:
+            with anyio.CancelScope(shield=True):
+                await store.request_cancel(job.id)
     if job.status == "failed" and job.error:
         yield f"data: {ErrorChunk(error={**job.error, 'job_id': job.id}).model_dump_json()}\n\n"
     else:

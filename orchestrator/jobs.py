@@ -173,10 +173,9 @@ class Worker:
         while True:
             try:
                 await self.store.ping()
-            except STORE_ERRORS:
-                pass  # stale heartbeat: the health check reports it
-            else:
                 await anyio.Path(path).touch()
+            except STORE_ERRORS as error:  # Redis away (or the file unwritable): stale, and reported
+                log.warning("worker %s: no heartbeat (%s)", self.name, error)
             await anyio.sleep(HEARTBEAT_S)
 
     async def _back_off(self, error: BaseException) -> None:

@@ -28,7 +28,9 @@ async def direct(question: str, session: Session, params: DirectParams) -> Strat
 
     A chat request that streams gets the tokens as they are decoded (``Session.token_deltas``)."""
     prompt = session.renderer.render_question(question, system=params.system_prompt)
-    sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens)
+    # a chat request's stop strings end the sample in the engine (nothing is decoded past them)
+    stop = tuple(session.chat.stop)
+    sampling = SamplingSettings(n=1, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)
     async with session.token_deltas() as watch:
         if watch is not None:  # streaming reads each token as it comes, with its logprob
             sampling = sampling.model_copy(update={"logprobs": 1})

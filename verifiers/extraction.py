@@ -19,7 +19,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 _BOX_OPEN = re.compile(r"\\(?:boxed|fbox)\s*\{")
-_ANSWER_IS = re.compile(r"answer is[:\s]*(.+?)\s*(?:\.\s|\.$|$|\n)", re.IGNORECASE)
+_ANSWER_IS = re.compile(r"answer is[: \t]*([^\n]{1,300})", re.IGNORECASE)  # the rest of the line, bounded
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+(?![\d.]))?")
 _INTEGER = re.compile(r"-?\d{1,3}(?:,\d{3})+|-?\d+")
 _PLAIN_NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:/\d+)?")
@@ -30,6 +31,8 @@ _TEXT = re.compile(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}")
 _WORDS = re.compile(r"\b[A-Za-z]{2,}\s+[A-Za-z]{2,}\b")  # two words in a row: prose, not a value
 _EXPRESSION = re.compile(r"[\d(][\d\s+\-*/()x×÷]*[\d)]")
 MAX_PARSED_CHARS = 120  # longer "answers" are not parsed: SymPy's time grows fast with size
+READ_TAIL_CHARS = 8_000  # the answer is at the end: a longer text is read from its last 8k characters
+MAX_DIGITS = 100  # a longer "number" is kept as written (int() refuses past 4,300 digits anyway)
 
 
 def extract_answer(text: str) -> str | None:
@@ -38,10 +41,11 @@ def extract_answer(text: str) -> str | None:
     Examples: ``extract_answer("7 + 5 = 12. The answer is 12.")`` is ``"12"``;
     ``extract_answer("so \\\\boxed{\\\\frac{1}{2}}")`` is ``"0.5"``.
     """
+    text = text[-READ_TAIL_CHARS:]  # every pass below is linear, and bounded by this
     if (boxed := last_boxed(text)) is not None:
         return canonical(boxed)
     if stated := _ANSWER_IS.findall(text):
-        return _stated_answer(stated[-1])
+        return _stated_answer(_SENTENCE_END.split(stated[-1], 1)[0])
     if numbers := _NUMBER.findall(text):
         return canonical(numbers[-1])
     return None
@@ -70,6 +74,8 @@ def canonical(answer: str) -> str:
     ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``; ``"(1, 2)"`` -> ``"(1, 2)"``.
     """
     text = answer.strip().strip("$").strip()
+    if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
+        return text
     if _INTEGER.fullmatch(text):  # the common case, without a parser
         return str(int(text.replace(",", "")))
     plain = text.replace(",", "").replace(" ", "")
@@ -84,19 +90,21 @@ def canonical(answer: str) -> str:
 
 
 def _number_form(value: Fraction) -> str:
-    """``value`` as an integer, a finite decimal, or ``p/q`` when it has no finite decimal."""
+    """``value`` as an integer, a finite decimal (exactly, without floats), or ``p/q`` when it has none."""
     if value.denominator == 1:
         return str(value.numerator)
+    twos = fives = 0
     denominator = value.denominator
-    for prime in (2, 5):
-        while denominator % prime == 0:
-            denominator //= prime
+    while denominator % 2 == 0:
+        denominator, twos = denominator // 2, twos + 1
+    while denominator % 5 == 0:
+        denominator, fives = denominator // 5, fives + 1
     if denominator != 1:
         return f"{value.numerator}/{value.denominator}"
-    places = 0
-    while (value * 10**places).denominator != 1:
-        places += 1
-    return f"{float(value):.{places}f}"
+    places = max(twos, fives)
+    digits = str(abs(value.numerator) * 10**places // value.denominator).rjust(places + 1, "0")
+    sign = "-" if value < 0 else ""
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
 
 
 @lru_cache(maxsize=4096)
@@ -138,17 +146,21 @@ def last_boxed(text: str) -> str | None:
     """The content of the last complete ``\\boxed{...}`` (or ``\\fbox``), nested braces included.
 
     Example: ``last_boxed("so \\\\boxed{\\\\frac{1}{2}}.")`` is ``"\\\\frac{1}{2}"``; a box cut off
-    before its closing brace is skipped for the one before it.
+    before its closing brace is skipped for the one before it. One pass over the text.
     """
-    content = None
-    for opening in _BOX_OPEN.finditer(text):
-        depth, start = 1, opening.end()
-        for index in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[index], 0)
-            if depth == 0:
-                content = text[start:index].strip()
-                break
-    return content
+    box_braces = {opening.end() - 1 for opening in _BOX_OPEN.finditer(text)}
+    if not box_braces:
+        return None
+    open_braces: list[int] = []
+    found = None
+    for index, char in enumerate(text):
+        if char == "{":
+            open_braces.append(index)
+        elif char == "}" and open_braces:
+            start = open_braces.pop()
+            if start in box_braces:
+                found = (start, index)
+    return None if found is None else text[found[0] + 1 : found[1]].strip()
 
 
 def last_expression(text: str) -> str | None:

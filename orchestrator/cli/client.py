@@ -18,6 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from api.progress import describe
 
@@ -97,13 +98,14 @@ def jobs_list(
         table = Table(*header)
         table.columns[0].no_wrap = True
         for row in rows:
-            table.add_row(*row[:-1], row[-1] if len(row[-1]) <= 40 else row[-1][:39] + "…")
+            cells = [*row[:-1], row[-1] if len(row[-1]) <= 40 else row[-1][:39] + "…"]
+            table.add_row(*(Text(cell) for cell in cells))  # as text: a question's "[...]" is not markup
         console.print(table)
     else:  # piped: one tab-separated line per job, for scripts
         for row in (header, *rows):
             typer.echo("\t".join(row))
-    if page.next_before is not None:
-        console.print(f"more: ttc jobs list --before {page.next_before!r}", markup=False)
+    if page.next_before is not None:  # a hint for a person, not a row for a script
+        progress.print(f"more: ttc jobs list --before {page.next_before!r}", markup=False)
 
 
 @jobs_app.command("show")
@@ -115,7 +117,7 @@ def jobs_show(
 ) -> None:
     """One job: status, answer, usage (and how auto decided)."""
     job = _run_on_job(server, api_key, job_id, lambda job: job.status())
-    print_job(job, as_json)
+    print_job(job, as_json, require_success=False)
 
 
 @jobs_app.command("watch")
@@ -162,9 +164,10 @@ def strategies_table(strategies: Iterable[tuple[str, str, dict[str, Any]]]) -> T
     return table
 
 
-def print_job(job: Any, as_json: bool) -> None:
-    """A finished job (a ``JobRecord`` here, a ``ReasonResponse`` from a service): the decision
-    path of ``auto``, the answer, the output and the usage; a job that did not succeed fails."""
+def print_job(job: Any, as_json: bool, require_success: bool = True) -> None:
+    """A job (a ``JobRecord`` here, a ``ReasonResponse`` from a service): the decision path of
+    ``auto``, the answer, the output and the usage. With ``require_success`` (a command that
+    waited for the answer) a job that did not succeed fails the command; else its status shows."""
     from orchestrator.cli.common import exit_with
     from orchestrator.core.errors import TTCError
 
@@ -173,7 +176,10 @@ def print_job(job: Any, as_json: bool) -> None:
         return
     job_id = getattr(job, "job_id", None) or getattr(job, "id", "")
     if job.status != "succeeded":
-        exit_with(TTCError(f"job {job_id} {job.status}: {(job.error or {}).get('message', '')}"), code=1)
+        message = f"job {job_id} {job.status}" + (f": {job.error['message']}" if job.error else "")
+        if require_success:
+            exit_with(TTCError(message), code=1)
+        typer.echo(message)
     for line in decision_path(job.trace):
         typer.echo(line)
     typer.secho(f"answer: {job.answer}", bold=True)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from orchestrator.core.rendering import ChatRenderer, Message
 
 MAX_TURNS = 256
+MAX_TURN_CHARS = 32_000  # as a question's
 MAX_STOPS = 4  # OpenAI's limit
 
 
@@ -33,7 +34,7 @@ class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "user", "assistant"]
-    content: str = Field(max_length=32_000)
+    content: str = Field(max_length=MAX_TURN_CHARS)
 
 
 class ChatOptions(BaseModel):

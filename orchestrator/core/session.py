@@ -79,11 +79,17 @@ class Session:
     async def token_deltas(self) -> AsyncIterator[Callable[[Sequence[Any]], bool] | None]:
         """For a request that asked for its tokens: a ``stop_when`` for ``generate`` that never
         stops a sample but publishes its new text as ``delta`` events (every ``DELTA_EVERY_S``,
-        flushed at the end). Otherwise None. Needs one sample and ``sampling.logprobs``."""
+        flushed at the end). Otherwise None. Needs one sample and ``sampling.logprobs``.
+
+        Tokens are decoded one by one, so a character split over several tokens comes out as
+        U+FFFD: streaming stops before the first one, and the finished text brings the rest.
+        An error from the block comes out as itself, not wrapped in an exception group.
+        """
         if not self.chat.stream_tokens:
             yield None
             return
-        published, seen = 0, []
+        seen: Sequence[Any] = ()
+        published, whole = 0, True
 
         def watch(tokens: Sequence[Any]) -> bool:  # every decoded token (``TokenLogprob``) so far
             nonlocal seen
@@ -91,10 +97,14 @@ class Session:
             return False
 
         async def publish() -> None:
-            nonlocal published
-            if len(seen) > published:
-                text = "".join(token.token for token in seen[published:])
-                published = len(seen)
+            nonlocal published, whole
+            if not whole or len(seen) <= published:
+                return
+            text = "".join(token.token for token in seen[published:])
+            published = len(seen)
+            if "\ufffd" in text:  # part of a character: the rest arrives with the finished text
+                text, whole = text[: text.index("\ufffd")], False
+            if text:
                 await self.emit({"type": "delta", "text": text})
 
         async def publish_every_tick() -> None:
@@ -102,12 +112,17 @@ class Session:
                 await anyio.sleep(DELTA_EVERY_S)
                 await publish()
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(publish_every_tick)
-            try:
-                yield watch
-            finally:
-                group.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(publish_every_tick)
+                try:
+                    yield watch
+                finally:
+                    group.cancel_scope.cancel()
+        except BaseExceptionGroup as raised:  # the block's own error, as the block raised it
+            if len(raised.exceptions) == 1:
+                raise raised.exceptions[0] from None
+            raise
         with anyio.CancelScope(shield=True):
             await publish()
 

@@ -10,7 +10,7 @@ from api.progress import describe
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.chat import ChatOptions, ConversationRenderer, Turn, shape_answer
-from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.errors import BudgetExceededError, InvalidRequestError
 from orchestrator.core.session import Session
 from strategies import get_strategy
 
@@ -63,6 +63,19 @@ async def test_direct_publishes_its_tokens_when_the_chat_streams() -> None:
     quiet: list[dict] = []
     await strategy.run("3 + 4?", chat_session(backend, ChatOptions(), quiet), strategy.parse_params({}))
     assert quiet == [] and backend.calls[-1][1].logprobs is None  # no stream: no logprobs, no events
+
+
+async def test_a_streamed_failure_is_raised_as_itself_and_split_characters_are_not_streamed() -> None:
+    strategy = get_strategy("direct")
+    backend = ScriptedBackend(lambda p, s: ["ab\ufffdcd"])
+    events: list[dict] = []
+    session = chat_session(backend, ChatOptions(stream_tokens=True, stop=["zz"]), events)
+    result = await strategy.run("q", session, strategy.parse_params({}))
+    assert [e["text"] for e in events] == ["ab"] and result.output == "ab\ufffdcd"
+    assert backend.calls[-1][1].stop == ("zz",)  # the chat's stop strings reach the engine
+    broke = Session(backend, BudgetMeter(Budget(max_tokens=5)), chat=ChatOptions(stream_tokens=True))
+    with pytest.raises(BudgetExceededError):  # not an exception group: retries and error codes see it
+        await strategy.run("a question longer than the budget", broke, strategy.parse_params({}))
 
 
 def request(**fields) -> ChatCompletionRequest:

@@ -86,3 +86,11 @@ def test_latex_answers_are_read_off_the_main_thread_too() -> None:
 def test_an_overlong_answer_is_not_parsed() -> None:
     long = "\\frac{1}{2}" + " + \\frac{1}{2}" * 40
     assert canonical(long) == long
+
+
+def test_degenerate_output_is_read_in_one_pass_without_crashing() -> None:
+    # a model stuck in a loop writes such things; each once took minutes or raised
+    assert extract_answer("\\boxed{" * 20_000) is None
+    assert extract_answer("The answer is" + " " * 30_000 + "7.") == "7"  # the tail is what is read
+    assert extract_answer("9" * 5_000) == "9" * 5_000  # kept as written: int() refuses 4,300+ digits
+    assert extract_answer("The answer is 0.12345678901234567891.") == "0.12345678901234567891"  # no float rounding
