@@ -126,6 +126,12 @@ class ChatCompletionRequest(RequestBody):
     strategy: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     budget: Budget | None = None
+
+    @property
+    def answer_length(self) -> int | None:
+        """The answer's length in tokens, by either of OpenAI's names for it."""
+        return self.max_completion_tokens or self.max_tokens
+
     # OpenAI fields ttc cannot honour: declared, so a stock client's explicit defaults pass
     n: int | None = None
     tools: list[Any] | None = None
@@ -198,10 +204,9 @@ def strategy_params(body: ChatCompletionRequest, strategy: str) -> dict[str, Any
     """``params`` with the OpenAI sampling fields the strategy takes; one it does not take is a 400."""
     params = dict(body.params)
     fields = REGISTRY[strategy].params_model.model_fields
-    answer_length = body.max_completion_tokens or body.max_tokens
     wanted = {"temperature": body.temperature, "top_p": body.top_p}
-    if answer_length is not None and "max_tokens" in fields:
-        wanted["max_tokens"] = answer_length
+    if body.answer_length is not None and "max_tokens" in fields:
+        wanted["max_tokens"] = body.answer_length
     for name, value in wanted.items():
         if value is None or (name == "top_p" and value == 1.0 and name not in fields):
             continue
@@ -241,13 +246,13 @@ async def chat_completions(body: ChatCompletionRequest, request: Request):
     try:
         chat = ChatOptions(
             history=history,
-            answer_max_tokens=body.max_completion_tokens or body.max_tokens,
+            answer_max_tokens=body.answer_length,
             stop=stops,
             seed=body.seed,
             stream_tokens=body.stream and strategy == "direct",
         )
-    except ValidationError as error:  # a turn too long, too many turns: the client's to fix
-        raise InvalidRequestError(f"invalid messages: {describe_problems(error.errors(), 'messages')}") from None
+    except ValidationError as error:  # too many turns, a seed out of range: the client's to fix
+        raise InvalidRequestError(f"invalid chat request: {describe_problems(error.errors(), 'request')}") from None
     params = strategy_params(body, strategy)
     job = await submit_job(request, question, budget_for(body, request), strategy, params, None, chat=chat)
     created = int(time.time())

@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
-import numpy as np
 from embedded import Engine, append_each, embedded_engine, stored_ids  # benchmarks/ is the script's directory
 
 from harness.catalog import load_dataset
 from harness.datasets import Problem
+from harness.efficiency import paired_difference
 from harness.grading import is_correct
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget
@@ -82,17 +82,9 @@ def read_item(problem: Problem, texts: list[str], extract) -> dict[str, float]:
     }
 
 
-def paired(old: list[float], new: list[float], seed: int = 0) -> dict:
-    before, after = np.array(old), np.array(new)
-    rng = np.random.default_rng(seed)
-    resampled = [(after - before)[rng.integers(0, len(old), len(old))].mean() for _ in range(2000)]
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return {
-        "previous": float(before.mean()),
-        "now": float(after.mean()),
-        "difference": float((after - before).mean()),
-        "ci95": [float(low), float(high)],
-    }
+def paired(old: list[float], new: list[float]) -> dict:
+    """Both means and new − old with its 95% paired bootstrap interval."""
+    return {"previous": statistics.fmean(old), "now": statistics.fmean(new), **paired_difference(old, new)}
 
 
 async def main(args: argparse.Namespace) -> dict:

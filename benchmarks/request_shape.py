@@ -20,11 +20,11 @@ from collections import Counter
 from pathlib import Path
 
 import anyio
-import numpy as np
 from embedded import Engine, embedded_engine  # benchmarks/ is the script's directory
 
 from harness.catalog import load_dataset
 from harness.datasets import Problem
+from harness.efficiency import paired_difference
 from harness.grading import is_correct
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget
@@ -53,18 +53,14 @@ async def draw(engine: Engine, problem: Problem, sizes: list[int]) -> dict[str, 
     }
 
 
-def paired(rows: list[dict], measure: str, seed: int = 0) -> dict:
+def paired(rows: list[dict], measure: str) -> dict:
     """Both shapes' means of ``measure`` and the mean of (small requests - one request) with a 95% interval."""
-    one = np.array([row["one_request_of_16"][measure] for row in rows])
-    four = np.array([row["four_requests_of_4"][measure] for row in rows])
-    rng = np.random.default_rng(seed)
-    resampled = [(four - one)[rng.integers(0, len(rows), len(rows))].mean() for _ in range(2000)]
-    low, high = np.percentile(resampled, [2.5, 97.5])
+    one = [row["one_request_of_16"][measure] for row in rows]
+    four = [row["four_requests_of_4"][measure] for row in rows]
     return {
-        "one_request_of_16": float(one.mean()),
-        "four_requests_of_4": float(four.mean()),
-        "difference": float((four - one).mean()),
-        "ci95": [float(low), float(high)],
+        "one_request_of_16": statistics.fmean(one),
+        "four_requests_of_4": statistics.fmean(four),
+        **paired_difference(one, four),
     }
 
 

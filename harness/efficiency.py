@@ -79,7 +79,13 @@ def compare(auto: Sequence[Outcome], baseline: tuple[np.ndarray, np.ndarray], se
 
 def accuracy_difference(auto: Sequence[Outcome], baseline: Sequence[Outcome], seed: int = 0) -> dict:
     """``auto``'s accuracy less the baseline's on the same items, with a 95% paired bootstrap interval."""
-    differences = np.array([a.correct - b.correct for a, b in zip(auto, baseline, strict=True)], dtype=float)
+    return paired_difference([b.correct for b in baseline], [a.correct for a in auto], seed)
+
+
+def paired_difference(first: Sequence[float], second: Sequence[float], seed: int = 0) -> dict:
+    """The mean of ``second - first`` over the same items, with a 95% bootstrap interval that
+    resamples items (both values of an item together)."""
+    differences = np.array(second, dtype=float) - np.array(first, dtype=float)
     rng = np.random.default_rng(seed)
     means = [differences[rng.integers(0, len(differences), len(differences))].mean() for _ in range(BOOTSTRAP)]
     low, high = np.percentile(means, [2.5, 97.5])

@@ -155,7 +155,7 @@ def fit_budget(
         tried = [rule.model_copy(update={"switch": switch}) for switch in seeded]
         scored += [(bound(switching), switching) for switching in tried]
     best = max(scored, key=lambda pair: pair[0])[1]  # max keeps the first of equals
-    return best, replayer.auto_point(best, items, budget), replayer.majority_point(items, budget)
+    return best, replayer.auto_point(best, items, budget), Point.of(baseline)
 
 
 def held_out(

@@ -135,10 +135,10 @@ def joined_vote(answers: Sequence[str | None], searched: str | None) -> str | No
     Example: samples 4, 4, 5 and a search answering 5 give 5 (two votes each); a search answering
     7 gives 4 (two votes against one).
     """
-    leader = Votes.of(answers).leader
+    tally = Counter(answer for answer in answers if answer is not None)
+    leader = tally.most_common(1)[0][0] if tally else None  # as ``Votes.of``: the first drawn wins a tie
     if searched is None or leader is None:
         return searched if searched is not None else leader
-    tally = Counter(answer for answer in answers if answer is not None)
     return searched if tally[searched] + 1 >= tally[leader] else leader
 
 

@@ -21,6 +21,8 @@ from rich.table import Table
 from rich.text import Text
 
 from api.progress import describe
+from orchestrator.cli.common import exit_with, run
+from orchestrator.core.errors import TTCError
 
 ServerOption = Annotated[
     str | None,
@@ -74,7 +76,6 @@ def jobs_list(
     before: Annotated[float | None, typer.Option(help="the previous page's next_before")] = None,
 ) -> None:
     """This key's jobs, newest first."""
-    from orchestrator.cli.common import run
 
     async def go():
         async with connected(server, api_key) as client:
@@ -143,8 +144,6 @@ def jobs_cancel(
 
 
 def _run_on_job(server: str, api_key: str | None, job_id: str, action: Callable) -> Any:
-    from orchestrator.cli.common import run
-
     async def go():
         async with connected(server, api_key) as client:
             return await action(client.job(job_id))
@@ -168,9 +167,6 @@ def print_job(job: Any, as_json: bool, require_success: bool = True) -> None:
     """A job (a ``JobRecord`` here, a ``ReasonResponse`` from a service): the decision path of
     ``auto``, the answer, the output and the usage. With ``require_success`` (a command that
     waited for the answer) a job that did not succeed fails the command; else its status shows."""
-    from orchestrator.cli.common import exit_with
-    from orchestrator.core.errors import TTCError
-
     if as_json:
         typer.echo(job.model_dump_json(indent=2))
         return
