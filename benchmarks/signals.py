@@ -275,11 +275,13 @@ def online_vs_majority(items: list[dict]) -> dict:
 def score_learned(items: list[dict], path: Path) -> None:
     """Add the learned verifier's probability to every sample (refusing items it was trained on)."""
     sys.path.insert(0, str(ROOT))
+    from harness.datasets import Problem
     from harness.learned import refuse_trained_items, signal_sample_facts
     from verifiers.learned import feature_rows, load_artifact
 
     artifact = load_artifact(path)
-    refuse_trained_items([item["id"] for item in items], frozenset(artifact["meta"]["items"]), "signals benchmark")
+    problems = [Problem(item["question"], "", id=item["id"]) for item in items]
+    refuse_trained_items(problems, frozenset(artifact["meta"]["item_hashes"]), "signals benchmark")
     owners = [(item["question"], sample) for item in items for sample in item["samples"]]
     facts = [signal_sample_facts(question, sample) for question, sample in owners]
     probabilities = artifact["model"].predict_proba(feature_rows(facts))[:, 1]

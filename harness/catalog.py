@@ -3,14 +3,16 @@
 Names: ``arithmetic``, ``countdown``, ``multi_query`` (generated), ``gsm8k``, ``math500``,
 ``aime`` (public), ``gym:<family>`` (reasoning-gym), or a path to a ``.jsonl`` file.
 
-Generated and reasoning-gym sets draw each split from its own seeded stream, so dev and
-test never share an item. Fixed sets are split by a hash of each item's id: stable
-across runs and machines, about half each.
+Every set is split by what its items say (``Problem.content_hash``: the normalised question,
+or the context for multi-question contexts), not by id: generated and public sets repeat
+questions word for word under different ids, and a split by id would put the same question
+in both. Generated and reasoning-gym sets draw one seeded stream and keep the items whose hash
+falls in the split; fixed sets keep theirs. Stable across runs and machines, about half each.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
 from typing import Literal
 
 from harness import public_data
@@ -33,9 +35,10 @@ def load_dataset(name: str, split: Split = "dev", limit: int = 20, seed: int = 0
     if split not in ("dev", "test", "all"):
         raise InvalidRequestError(f"split must be dev, test or all, got {split!r}")
     if name in GENERATED:
-        return GENERATED[name](limit, f"{seed}-{split}")[:limit]  # multi_query makes 4 per context
+        return _drawn_until(lambda count: GENERATED[name](count, seed), split, limit)
     if name.startswith("gym:"):
-        return public_data.reasoning_gym(name.removeprefix("gym:"), limit, f"{seed}-{split}")
+        family = name.removeprefix("gym:")
+        return _drawn_until(lambda count: public_data.reasoning_gym(family, count, seed), split, limit)
     if name in FIXED:
         return in_split(FIXED[name](), split)[:limit]
     if name.endswith(".jsonl"):
@@ -44,8 +47,23 @@ def load_dataset(name: str, split: Split = "dev", limit: int = 20, seed: int = 0
 
 
 def in_split(problems: list[Problem], split: Split) -> list[Problem]:
-    """The items of a fixed set that belong to ``split`` (by a hash of the id)."""
+    """The items that belong to ``split``, by the first byte of their content hash (even: dev)."""
     if split == "all":
         return problems
     wanted = 0 if split == "dev" else 1
-    return [p for p in problems if hashlib.sha256(p.id.encode()).digest()[0] % 2 == wanted]
+    return [p for p in problems if int(p.content_hash[:2], 16) % 2 == wanted]
+
+
+def _drawn_until(draw: Callable[[int], list[Problem]], split: Split, limit: int) -> list[Problem]:
+    """The first ``limit`` items of ``split`` in one seeded stream, drawing more until there are enough.
+
+    The generators are prefix-stable (the first k items of a longer draw are the k of a shorter
+    one), so the items of a split do not change with ``limit``.
+    """
+    count = 2 * limit + 8
+    while True:
+        drawn = draw(count)
+        chosen = in_split(drawn, split)
+        if len(chosen) >= limit or len(drawn) < count or count > 64 * limit:  # enough, or no more to draw
+            return chosen[:limit]
+        count *= 2

@@ -9,7 +9,9 @@ and searching well pays off.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import random
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +33,23 @@ class Problem:
     grade: int = 0
     checker: Checker = "math"
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def content_hash(self) -> str:
+        """What the item says, hashed: its context where it has one (all questions over one
+        context are one item for splitting), else its question; see ``content_hash``."""
+        return content_hash(self.meta.get("context") or self.question)
+
+
+def content_hash(text: str) -> str:
+    """sha256 of ``text`` lower-cased with whitespace collapsed: equal questions hash equal.
+
+    Splits and trained-item refusals compare these, not ids, because generated and public
+    sets repeat questions word for word under different ids.
+    Example: ``content_hash("What is  2 + 3?") == content_hash("what is 2 + 3?")``.
+    """
+    normalised = re.sub(r"\s+", " ", text).strip().lower()
+    return hashlib.sha256(normalised.encode()).hexdigest()
 
 
 def _boxes(rng: random.Random) -> Problem:

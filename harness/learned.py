@@ -7,7 +7,8 @@ logistic regression over standardised features, and gradient-boosted trees. The 
 higher mean validation AUROC is refitted on every sample and saved with its metadata.
 
 Only dev items are ever used: a sweep over the test split is refused, and the artifact records
-every item id it saw, so the harness can refuse to evaluate it on one of them.
+the content hash of every item it saw (``Problem.content_hash``), so the harness can refuse to
+evaluate it on one of them, or on the same question under another id.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from harness.catalog import load_dataset
+from harness.datasets import Problem, content_hash
 from harness.grading import is_correct
 from orchestrator.core.errors import InvalidRequestError
 from verifiers.learned import FORMAT, SampleFacts, feature_rows
@@ -33,6 +35,7 @@ class Labelled:
     """One sample, what it is made of, and whether it was right."""
 
     item_id: str
+    item_hash: str
     facts: SampleFacts
     correct: bool
 
@@ -45,10 +48,10 @@ def from_signal_samples(paths: list[Path]) -> list[Labelled]:
             raise InvalidRequestError(f"{path} is not a dev-split file: a verifier never trains on test items")
         for line in path.read_text().splitlines():
             item = json.loads(line)
+            item_hash = content_hash(item.get("context") or item["question"])
             for sample in item["samples"]:
-                rows.append(
-                    Labelled(item["id"], signal_sample_facts(item["question"], sample), bool(sample["correct"]))
-                )
+                facts = signal_sample_facts(item["question"], sample)
+                rows.append(Labelled(item["id"], item_hash, facts, bool(sample["correct"])))
     return rows
 
 
@@ -83,7 +86,8 @@ def from_sweep_passes(spec: dict[str, Any], passes: dict[str, str]) -> list[Labe
                 tokens=sample.get("tokens") or 0,
                 cut_off=bool(sample.get("cut_off")),
             )
-            rows.append(Labelled(problem.id, facts, is_correct(problem, sample.get("answer"), sample["text"])))
+            right = is_correct(problem, sample.get("answer"), sample["text"])
+            rows.append(Labelled(problem.id, problem.content_hash, facts, right))
     return rows
 
 
@@ -123,6 +127,7 @@ def train(rows: list[Labelled], source: str) -> dict[str, Any]:
         "samples": len(rows),
         "correct_share": float(labels.mean()),
         "items": sorted(set(groups)),
+        "item_hashes": sorted({row.item_hash for row in rows}),
         "trained_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return {"model": candidates[chosen]().fit(features, labels), "meta": meta}
@@ -138,11 +143,14 @@ def save(artifact: dict[str, Any], path: Path) -> Path:
     return path
 
 
-def refuse_trained_items(item_ids: list[str], trained: frozenset[str], where: str) -> None:
-    """A learned verifier is never evaluated on an item it was trained on."""
-    overlap = sorted(set(item_ids) & trained)
+def refuse_trained_items(problems: list[Problem], trained_hashes: frozenset[str], where: str) -> None:
+    """A learned verifier is never evaluated on an item it was trained on, under any id.
+
+    Example: ``refuse_trained_items(test_items, frozenset(meta["item_hashes"]), "sweep x")``.
+    """
+    overlap = [p.id for p in problems if p.content_hash in trained_hashes]
     if overlap:
         raise InvalidRequestError(
-            f"{where}: the learned verifier was trained on {len(overlap)} of these items (e.g. {overlap[0]}); "
-            "evaluate it on the test split"
+            f"{where}: the learned verifier was trained on {len(overlap)} of these items (e.g. {overlap[0]}, "
+            "matched by content); evaluate it on the test split"
         )

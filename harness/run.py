@@ -93,8 +93,8 @@ async def run_sweep(
     if any(config.params.get("verifier") == "learned" for config in spec.strategies):
         if settings.learned_verifier is None:
             raise InvalidRequestError("the sweep uses the learned verifier: set TTC_LEARNED_VERIFIER")
-        trained = frozenset(load_artifact(settings.learned_verifier)["meta"]["items"])
-        refuse_trained_items([p.id for p in problems], trained, f"sweep {spec.name}")
+        trained = frozenset(load_artifact(settings.learned_verifier)["meta"]["item_hashes"])
+        refuse_trained_items(problems, trained, f"sweep {spec.name}")
     async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
         results_store = SweepStore(store, spec.name)
         sweep = Sweep(spec, solver, results_store)

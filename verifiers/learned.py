@@ -32,7 +32,7 @@ from verifiers.base import BaseVerifier
 from verifiers.confidence import MEASURES, trace_confidence
 from verifiers.semantic import embed_sync
 
-FORMAT = "ttc-learned-verifier/1"
+FORMAT = "ttc-learned-verifier/2"  # 2: trained items recorded by content hash
 TOP_K = 5
 MISSING = -10.0  # a measure a sample lacks (no answer span, no logprobs): below any real value
 
@@ -102,7 +102,8 @@ class LearnedVerifier(BaseVerifier):
 
     @property
     def trained_items(self) -> frozenset[str]:
-        return frozenset(self.meta["items"])
+        """Content hashes of the items it was trained on (``harness.datasets.content_hash``)."""
+        return frozenset(self.meta["item_hashes"])
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         if any(not request.logprobs for request in batch):

@@ -9,6 +9,7 @@ from pathlib import Path
 import joblib
 import pytest
 
+from harness.datasets import Problem
 from harness.learned import from_signal_samples, refuse_trained_items, save, train
 from orchestrator.core.backends.base import TokenLogprob
 from orchestrator.core.backends.scripted import ScriptedBackend
@@ -51,7 +52,7 @@ async def test_trained_validated_saved_and_served_by_name(tmp_path: Path) -> Non
     artifact = train(from_signal_samples([signal_file(tmp_path)]), "test data")
     meta = artifact["meta"]
     assert max(meta["validation_auroc"].values()) > 0.9 and meta["model"] in meta["validation_auroc"]
-    assert len(meta["items"]) == 30 and meta["samples"] == 120
+    assert len(meta["items"]) == len(meta["item_hashes"]) == 30 and meta["samples"] == 120
     path = save(artifact, tmp_path / "learned.joblib")
     assert json.loads(path.with_suffix(".json").read_text())["items"] == meta["items"]
 
@@ -69,8 +70,12 @@ async def test_trained_validated_saved_and_served_by_name(tmp_path: Path) -> Non
 def test_it_never_trains_or_evaluates_on_test_items(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequestError, match="dev-split"):
         from_signal_samples([signal_file(tmp_path, split="test")])
-    with pytest.raises(InvalidRequestError, match="trained on 1 of these items"):
-        refuse_trained_items(["item-3", "other"], frozenset({"item-3"}), "sweep x")
+    trained = Problem("What is 4 + 5?", "9", id="dev-3")
+    again = Problem("what is 4 +  5?", "9", id="test-17")  # the same question under another id
+    other = Problem("What is 4 + 6?", "10", id="test-18")
+    with pytest.raises(InvalidRequestError, match="trained on 1 of these items .e.g. test-17"):
+        refuse_trained_items([again, other], frozenset({trained.content_hash}), "sweep x")
+    refuse_trained_items([other], frozenset({trained.content_hash}), "sweep x")
 
 
 def test_a_missing_or_foreign_file_is_a_configuration_error(tmp_path: Path) -> None:
