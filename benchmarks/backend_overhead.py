@@ -52,10 +52,10 @@ async def through_interface(backend, prompts: list[list[int]], max_tokens: int) 
 
 async def main(args: argparse.Namespace) -> dict:
     from orchestrator.core.backends.inprocess import InProcessBackend
-    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.model_catalog import ensure_model
     from orchestrator.core.settings import EngineOptions, Settings
 
-    model = ensure_embedded_model(Settings().model_cache_dir)
+    model = ensure_model(Settings().model_cache_dir, Settings().model)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=1))
     try:
         questions = [f"What is {3 * i + 2} + {5 * i + 7}? Explain step by step." for i in range(args.prompts)]

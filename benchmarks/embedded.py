@@ -14,7 +14,7 @@ import anyio
 
 from orchestrator.core.backends.inprocess import InProcessBackend
 from orchestrator.core.budget import Budget, BudgetMeter
-from orchestrator.core.embedded_model import ensure_embedded_model
+from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, Settings
 from verifiers.registry import VerifierSet
@@ -36,7 +36,7 @@ class Engine:
 async def embedded_engine(**options: Any) -> AsyncIterator[Engine]:
     """Start SmolLM2-135M in process (``options`` are ``EngineOptions`` fields; 2 GiB of KV cache by default)."""
     settings = Settings()
-    model = ensure_embedded_model(settings.model_cache_dir)
+    model = ensure_model(settings.model_cache_dir, settings.model)
     backend = await InProcessBackend.start(str(model), EngineOptions(**{"cpu_kv_cache_space_gib": 2, **options}))
     verifiers = VerifierSet.build(settings)
     try:

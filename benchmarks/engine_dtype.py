@@ -33,10 +33,10 @@ async def decode(backend, prompts: list[list[int]], max_tokens: int) -> int:
 
 async def main(args: argparse.Namespace) -> dict:
     from orchestrator.core.backends.inprocess import InProcessBackend, cpu_has_bf16, engine_dtype
-    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.model_catalog import ensure_model
     from orchestrator.core.settings import EngineOptions, Settings
 
-    model = str(ensure_embedded_model(Settings().model_cache_dir))
+    model = str(ensure_model(Settings().model_cache_dir, Settings().model))
     backends = {}
     try:
         for dtype in DTYPES:

@@ -39,14 +39,14 @@ async def main(args: argparse.Namespace) -> dict:
     from harness.grading import is_correct
     from orchestrator.core.backends.inprocess import InProcessBackend
     from orchestrator.core.budget import Budget
-    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.model_catalog import ensure_model
     from orchestrator.core.settings import EngineOptions, Settings
     from orchestrator.core.store import Store, open_redis
     from orchestrator.runtime import Runtime
     from verifiers.registry import VerifierSet
 
     settings = Settings()
-    model = ensure_embedded_model(settings.model_cache_dir)
+    model = ensure_model(settings.model_cache_dir, settings.model)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-bench-")))
     runtime = Runtime(settings, backend, Store(connection, "bench"), VerifierSet.build(settings))

@@ -106,7 +106,7 @@ async def service_round(runtime, settings, problems, streams: int) -> tuple[int,
 async def main(args: argparse.Namespace) -> dict:
     from harness.catalog import load_dataset
     from orchestrator.core.backends.inprocess import InProcessBackend
-    from orchestrator.core.embedded_model import ensure_embedded_model
+    from orchestrator.core.model_catalog import ensure_model
     from orchestrator.core.settings import EngineOptions, Settings
     from orchestrator.core.store import Store, open_redis
     from orchestrator.runtime import Runtime
@@ -116,7 +116,7 @@ async def main(args: argparse.Namespace) -> dict:
     settings = Settings()
     problems = load_dataset(args.dataset, "dev", args.items, 0)
     backend = await InProcessBackend.start(
-        str(ensure_embedded_model(settings.model_cache_dir)), EngineOptions(cpu_kv_cache_space_gib=4)
+        str(ensure_model(settings.model_cache_dir, settings.model)), EngineOptions(cpu_kv_cache_space_gib=4)
     )
     verifiers = VerifierSet.build(settings)
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-throughput-")))

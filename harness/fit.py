@@ -190,13 +190,15 @@ def fit_policy(
     items: Sequence[StoredItem],
     budgets: Sequence[int],
     sampling: Sampling,
+    model: str,
     source: str,
     version: str | None = None,
     switches: Sequence[Switch] = (),
     cost: Cost = "tokens",
     shape: ModelShape | None = None,
 ) -> Policy:
-    """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``.
+    """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``;
+    ``model`` is the catalogue name of the model whose samples these are (the policy records it).
     ``switches``: the step searches the dev sweep ran (their points must be on ``items``); ``cost``:
     the axis a rule's saving is counted on (``"eflops"`` needs the model's ``shape``)."""
     max_samples = min(item.size for item in items)
@@ -217,7 +219,8 @@ def fit_policy(
         }
     return Policy(
         version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
-        description=f"Fitted by ttc fit-router by replaying the stored samples of dev sweep {source!r} "
+        model=model,
+        description=f"Fitted by ttc fit-router by replaying {model}'s stored samples of dev sweep {source!r} "
         f"({len(items)} items, {len(candidates)} candidate rules per budget).",
         sampling=sampling,
         rules=rules,

@@ -25,6 +25,7 @@ from harness.solvers import InProcessSolver, ServiceSolver, Solver
 from harness.sweep import StrategySpec, Sweep, SweepSpec
 from orchestrator.core.costmodel import ModelShape, load_model_shape
 from orchestrator.core.errors import InvalidRequestError
+from orchestrator.core.model_catalog import local_reference, model_identity
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
 from orchestrator.runtime import Runtime
@@ -90,6 +91,7 @@ async def run_sweep(
     """
     started = time.monotonic()
     problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)  # bad data fails before the engine
+    spec = spec.model_copy(update={"model": spec.model or (runtime.model_name if runtime else served_name(settings))})
     if any(config.params.get("verifier") == "learned" for config in spec.strategies):
         if settings.learned_verifier is None:
             raise InvalidRequestError("the sweep uses the learned verifier: set TTC_LEARNED_VERIFIER")
@@ -97,6 +99,11 @@ async def run_sweep(
         refuse_trained_items(problems, trained, f"sweep {spec.name}")
     async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
         results_store = SweepStore(store, spec.name)
+        stored = await results_store.spec()
+        if stored and stored.get("model") and stored["model"] != spec.model:
+            raise InvalidRequestError(
+                f"sweep {spec.name!r} was run on {stored['model']!r}, not {spec.model!r}: give this one another name"
+            )
         sweep = Sweep(spec, solver, results_store)
         results = await sweep.run(problems, on_progress)
         probes = await results_store.probes()
@@ -184,8 +191,16 @@ async def fit_router(
     if searches:
         dev = attach_searches(dev, (await load_sweep(sweep_name, settings, store))[1])
     shape = _model_shape(settings) if cost == "eflops" else None
+    model = spec.model or (runtime.model_name if runtime else served_name(settings))
     policy = fit_policy(
-        dev, spec.budgets, _sampling_of(pass_config), source=sweep_name, switches=switches, cost=cost, shape=shape
+        dev,
+        spec.budgets,
+        _sampling_of(pass_config),
+        model,
+        source=sweep_name,
+        switches=switches,
+        cost=cost,
+        shape=shape,
     )
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
@@ -222,12 +237,18 @@ async def fit_router(
     return FitOutcome(policy_path, policy, evaluation, report)
 
 
+def served_name(settings: Settings) -> str:
+    """The catalogue name of the model the settings serve (a sweep and its policy record it)."""
+    return model_identity(settings.model)
+
+
 def _model_shape(settings: Settings) -> ModelShape:
     """The served model's shape, for pricing replays in eFLOPs (the engine is not started)."""
     from orchestrator.core.backends.inprocess import resolve_model
 
     if settings.backend == "remote":
-        return load_model_shape(settings.tokenizer or settings.model, setting="TTC_TOKENIZER")
+        reference = settings.tokenizer or local_reference(settings.model, settings.model_cache_dir)
+        return load_model_shape(reference, setting="TTC_TOKENIZER")
     return load_model_shape(resolve_model(settings))
 
 

@@ -95,6 +95,7 @@ class SweepSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
+    model: str = Field("", description="the served model's catalogue name; set when the sweep runs")
     dataset: str = "arithmetic"
     split: Split = "dev"
     limit: int = Field(20, ge=1)

@@ -8,6 +8,7 @@ outcome — including a best-so-far answer when the budget ran out.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.chat import ChatOptions, shape_answer
 from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, TTCError
+from orchestrator.core.model_catalog import model_identity
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
@@ -29,16 +31,25 @@ from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait
 from orchestrator.jobs import Worker
 from orchestrator.sleep import ContextKeeper
 from strategies import get_strategy
+from strategies.auto import AutoParams
 from strategies.base import StrategyResult, parallel_streams
+from strategies.policy import Policy, served_policy
 from verifiers.registry import VerifierSet
 
 log = logging.getLogger(__name__)
 
 
-def job_streams(job: JobRecord) -> int:
+def params_streams(params: BaseModel, served: Policy | None = None) -> int:
+    """Sequences these params decode at once; ``auto`` without a policy of its own follows ``served``."""
+    if isinstance(params, AutoParams) and params.policy is None and served is not None:
+        return served.widest_wave()
+    return parallel_streams(params)
+
+
+def job_streams(job: JobRecord, served: Policy | None = None) -> int:
     """The sequences a stored job decodes at once (1 for params that no longer parse: it fails alone)."""
     try:
-        return parallel_streams(get_strategy(job.strategy).parse_params(job.params))
+        return params_streams(get_strategy(job.strategy).parse_params(job.params), served)
     except TTCError:
         return 1
 
@@ -52,6 +63,8 @@ class Runtime:
         self.store = store
         self.verifiers = verifiers
         self.contexts = ContextKeeper(store, backend.renderer, backend.model.max_model_len)
+        self.model_name = model_identity(backend.model.name)  # the catalogue name, however it was loaded
+        self.policy = served_policy(self.model_name, settings.routing_policy)
 
     @classmethod
     @asynccontextmanager
@@ -79,7 +92,7 @@ class Runtime:
             self.execute,
             concurrency=concurrency or self.settings.worker_concurrency,
             streams=self.settings.worker_streams,
-            weigh=job_streams,
+            weigh=functools.partial(job_streams, served=self.policy),
             stale_after_s=self.settings.job_stale_after_s,
             max_attempts=self.settings.job_max_attempts,
             heartbeat_file=self.settings.worker_heartbeat_file,
@@ -88,7 +101,15 @@ class Runtime:
     def session(self, meter: BudgetMeter, emit: EventSink | None = None, chat: ChatOptions | None = None) -> Session:
         """A session for one request: this runtime's backend and verifiers, the request's meter
         (and a chat request's conversation and seed)."""
-        return Session(self.backend, meter, verifiers=self.verifiers, emit=emit, chat=chat)
+        return Session(
+            self.backend,
+            meter,
+            verifiers=self.verifiers,
+            emit=emit,
+            chat=chat,
+            served_model=self.model_name,
+            routing_policy=self.policy,
+        )
 
     def effective_budget(self, requested: Budget | None) -> Budget:
         """The request's limits, with the configured defaults for any it leaves unset, each at most
@@ -110,7 +131,7 @@ class Runtime:
 
     def check_parallel(self, strategy: str, params: BaseModel) -> None:
         """Refuse params that would decode more sequences at once than the operator allows."""
-        streams, ceiling = parallel_streams(params), self.settings.limits.max_parallel
+        streams, ceiling = params_streams(params, self.policy), self.settings.limits.max_parallel
         if streams > ceiling:
             raise InvalidRequestError(
                 f"{strategy} with these params decodes up to {streams} sequences at once; this service's "

@@ -7,27 +7,29 @@ Easy questions settle after one wave; questions whose votes keep scattering stop
 too, unless the policy has a search worth switching to; the rest get more samples.
 
 The rule per budget and the way samples are drawn come from a versioned policy
-(``strategies.policy``): the shipped one is fitted by replaying a dev sweep's stored
-samples (``ttc fit-router``). Every decision and its features go into the trace and into
-a ``route`` event.
+(``strategies.policy``) fitted by replaying one model's dev sweep (``ttc fit-router``). It is
+the request's own (checked to name the served model), else the one the runtime chose for the
+served model and hands over through the session. Every decision and its features go into the
+trace and into a ``route`` event.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator.core.errors import BudgetExceededError, ConfigurationError
+from orchestrator.core.errors import BudgetExceededError, ConfigurationError, InvalidRequestError
 from orchestrator.core.session import Session
 from strategies.allocation import Decision, Switch, Votes, decide, first_wave_size, joined_vote, mean_length
 from strategies.base import REGISTRY, StrategyResult, register
 from strategies.best_of_n import BestOfNParams, draw_wave, result_of
-from strategies.policy import DEFAULT_POLICY, BudgetRule, Policy, load_policy
+from strategies.policy import BudgetRule, Policy
 from strategies.selection import Sample
 
-POLICY_ENV = "TTC_ROUTING_POLICY"  # a fitted policy file (``ttc fit-router`` writes one)
+# Without a policy of its own, admission outside a runtime (which knows the served policy's
+# widest wave) counts ``auto`` at this many sequences: the widest wave a fitted grid draws.
+SERVED_POLICY_STREAMS = 8
 
 
 class AutoParams(BaseModel):
@@ -37,13 +39,14 @@ class AutoParams(BaseModel):
 
     policy: Policy | None = Field(
         None,
-        description=f"a policy given inline (what `ttc fit-router` writes); default: the server's "
-        f"(${POLICY_ENV}, a file the operator chose), else the shipped one. A request never names a file.",
+        description="a policy given inline (what `ttc fit-router` writes), fitted on the served model; default: "
+        "the server's (TTC_ROUTING_POLICY, a file the operator chose), else the one shipped for the served model. "
+        "A request never names a file.",
     )
 
     def parallel_streams(self) -> int:
-        """The widest wave (or switched-to search) of the policy; the shipped one's without an inline policy."""
-        return (self.policy or load_policy(os.environ.get(POLICY_ENV) or DEFAULT_POLICY)).widest_wave()
+        """The widest wave (or switched-to search) of the inline policy (see ``SERVED_POLICY_STREAMS``)."""
+        return self.policy.widest_wave() if self.policy is not None else SERVED_POLICY_STREAMS
 
     @field_validator("policy")
     @classmethod
@@ -71,7 +74,7 @@ def wave_params(policy: Policy, rule: BudgetRule) -> BestOfNParams:
 @register("auto", AutoParams)
 async def auto(question: str, session: Session, params: AutoParams) -> StrategyResult:
     """Waves of samples until the policy's rule says the vote is settled, hopeless or paid for."""
-    policy = params.policy or load_policy(os.environ.get(POLICY_ENV) or DEFAULT_POLICY)
+    policy = policy_for(session, params)
     rule = policy.rule_for(session.meter.remaining_tokens())
     allocation, sampling = rule.allocation, wave_params(policy, rule)
     prompt = session.renderer.render_question(question, system=sampling.system_prompt)
@@ -100,6 +103,23 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
         exhausted = True
     result = result_of(samples, "majority", exhausted, [wave["size"] for wave in route["waves"]])
     return result.model_copy(update={"trace": {**result.trace, "route": route}})
+
+
+def policy_for(session: Session, params: AutoParams) -> Policy:
+    """The request's policy if it has one (it must be fitted on the served model), else the served one."""
+    if params.policy is not None:
+        if params.policy.model != session.served_model:
+            raise InvalidRequestError(
+                f"params.policy was fitted on {params.policy.model!r}, but this service runs {session.served_model!r}: "
+                "its rules say nothing about this model's samples; fit one on a dev sweep of this model"
+            )
+        return params.policy
+    if not isinstance(session.routing_policy, Policy):
+        raise ConfigurationError(
+            f"no routing policy is fitted for the served model {session.served_model!r}: fit one "
+            "(`ttc sweep` on dev items, then `ttc fit-router`) and set TTC_ROUTING_POLICY, or pass params.policy"
+        )
+    return session.routing_policy
 
 
 def _tokens_left(session: Session, prompt_tokens: int) -> int | None:

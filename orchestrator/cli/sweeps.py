@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -32,7 +34,9 @@ def parse_budgets(text: str) -> list[int]:
 
 def progress_bar(description: str):
     """A live rich bar (done/total, time, ETA) driven by ``on_progress(done, total)``; returns
-    (callback, close). Piped into a file, rich prints no bar."""
+    (callback, close). Piped into a file, where rich draws no bar, a line every ``LOG_EVERY_S``."""
+    if not sys.stderr.isatty():
+        return progress_lines(description)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -57,6 +61,24 @@ def progress_bar(description: str):
         bar.update(task, completed=done, total=total)
 
     return on_progress, bar.stop
+
+
+LOG_EVERY_S = 60.0
+
+
+def progress_lines(description: str):
+    """For a log file: ``description: done/total (elapsed, ETA)`` at most once a ``LOG_EVERY_S``, and at the end."""
+    started, last = time.monotonic(), [0.0]
+
+    def on_progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < LOG_EVERY_S and done < total:
+            return
+        last[0], elapsed = now, now - started
+        eta = f", ETA {elapsed / done * (total - done):.0f} s" if 0 < done < total else ""
+        print(f"{description}: {done}/{total} ({elapsed:.0f} s{eta})", file=sys.stderr, flush=True)
+
+    return on_progress, lambda: None
 
 
 def sweep(

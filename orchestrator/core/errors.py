@@ -96,6 +96,12 @@ class ModelNotFoundError(ConfigurationError):
     code = "model_not_found"
 
 
+class ModelIntegrityError(ConfigurationError):
+    """A downloaded model file is not the one the catalogue pins (size or sha256): it is not used."""
+
+    code = "model_integrity"
+
+
 # --- budget ----------------------------------------------------------------------------------
 
 

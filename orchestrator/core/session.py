@@ -49,9 +49,15 @@ class Session:
         verifiers: VerifierSource | None = None,
         emit: EventSink | None = None,
         chat: ChatOptions | None = None,
+        served_model: str | None = None,
+        routing_policy: object | None = None,
     ) -> None:
         self.backend = backend
         self.meter = meter
+        # the model's catalogue name (what policies and trained verifiers record), and the routing
+        # policy the runtime chose for it once (a ``strategies.policy.Policy``; None: none fits it)
+        self.served_model = served_model or backend.model.name
+        self.routing_policy = routing_policy
         self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
         self.chat = chat or ChatOptions()
         self._verifiers = verifiers

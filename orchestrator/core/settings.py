@@ -26,6 +26,7 @@ from pydantic_settings import (
 )
 
 from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.model_catalog import DEFAULT_MODEL
 
 # Flat names of earlier versions, and what replaced them: refused with the new name, never ignored.
 RENAMED_VARIABLES = {
@@ -131,7 +132,9 @@ class Settings(BaseSettings):
         "inprocess", description="inprocess: vLLM in this process (CPU or one GPU); remote: vLLM servers"
     )
     model: str = Field(
-        "", description="local HF model directory or hub name; empty means the embedded SmolLM2-135M-Instruct"
+        DEFAULT_MODEL,
+        description="a catalogue name (`ttc model list`: pulled offline on CPU, its hub id on a GPU), "
+        "a local HF model directory, or a hub name",
     )
     tokenizer: str = Field("", description="tokenizer directory or hub name; empty means the model's")
     engine: EngineOptions = Field(default_factory=EngineOptions)
@@ -144,6 +147,11 @@ class Settings(BaseSettings):
     learned_verifier: Path | None = Field(
         None,
         description="the file `ttc train-verifier` writes; unset: the `learned` verifier is unavailable",
+    )
+    routing_policy: Path | None = Field(
+        None,
+        description="the policy file `auto` follows (what `ttc fit-router` writes), whatever model it was fitted "
+        "on; unset: the shipped policy of the served model",
     )
     budget: BudgetDefaults = Field(default_factory=BudgetDefaults)
     limits: RequestLimits = Field(default_factory=RequestLimits)
@@ -188,6 +196,7 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
-    @property
-    def uses_embedded_model(self) -> bool:
-        return not self.model
+    @field_validator("model")
+    @classmethod
+    def _empty_is_default(cls, value: str) -> str:
+        return value.strip() or DEFAULT_MODEL

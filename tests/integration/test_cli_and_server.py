@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_port, wait_for_http
+from tests.conftest import TEST_MODEL, free_port, wait_for_http
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.subprocess]
 
@@ -23,7 +23,9 @@ TTC = [sys.executable, "-m", "orchestrator.cli"]
 
 def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTC_") and k != "REDIS_URL"}
-    env.update(TTC_DATA_DIR=str(tmp_path / "data"), TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB="1", **extra)
+    env.update(
+        TTC_DATA_DIR=str(tmp_path / "data"), TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB="1", TTC_MODEL=TEST_MODEL, **extra
+    )
     return env
 
 

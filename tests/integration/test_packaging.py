@@ -82,7 +82,7 @@ def test_the_sdk_installs_light_and_talks_to_a_live_server(wheel: Path, tmp_path
 
 def test_the_wheel_ships_the_policy_and_auto_runs_from_a_non_editable_install(wheel: Path, tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
-    assert {"strategies/policies/default.json", "strategies/policies/README.md", "ttc/client.py"} <= set(names)
+    assert {"strategies/policies/smollm2-135m.json", "strategies/policies/README.md", "ttc/client.py"} <= set(names)
     python = scratch_venv(tmp_path / "scratch")
     installed = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], capture_output=True, text=True
@@ -99,11 +99,14 @@ def test_the_wheel_ships_the_policy_and_auto_runs_from_a_non_editable_install(wh
         from orchestrator.core.budget import Budget, BudgetMeter
         from orchestrator.core.session import Session
         from strategies import get_strategy
+        from strategies.policy import served_policy
 
         async def main():
             backend = ScriptedBackend(lambda prompt, sampling: ["The answer is 4."] * sampling.n)
             auto = get_strategy("auto")
-            session = Session(backend, BudgetMeter(Budget(max_tokens=2000)))
+            shipped = served_policy("smollm2-135m")  # package data, as the runtime reads it
+            session = Session(backend, BudgetMeter(Budget(max_tokens=2000)), served_model="smollm2-135m",
+                              routing_policy=shipped)
             result = await auto.run("2 + 2?", session, auto.parse_params({}))
             print(strategies.__file__, result.answer, result.trace["route"]["policy"])
 

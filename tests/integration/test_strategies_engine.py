@@ -11,7 +11,7 @@ import pytest
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import BudgetExceededError
 from strategies import get_strategy
-from strategies.policy import DEFAULT_POLICY
+from strategies.policy import shipped_policy_path
 from tests.sessions import new_session
 
 pytestmark = [pytest.mark.engine]
@@ -85,7 +85,7 @@ async def test_early_stop_saves_samples_on_a_question_answered_the_same_way(inpr
 async def test_auto_samples_in_waves_and_charges_everything(inprocess_backend) -> None:
     result, usage = await run(inprocess_backend, "auto", {}, Budget(max_tokens=2500, deadline_s=300))
     route = result.trace["route"]
-    policy = json.loads(DEFAULT_POLICY.read_text())  # read here, not through the code under test
+    policy = json.loads(shipped_policy_path("smollm2-135m").read_text())  # read here, not through the code under test
     rule = max((r for r in policy["rules"] if r["min_tokens"] <= 2500), key=lambda r: r["min_tokens"])
     waves = route["waves"]
     assert route["policy"] == policy["version"] and waves[0]["size"] <= rule["allocation"]["first_wave"]

@@ -12,13 +12,14 @@ from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError, InvalidRequestError
 from strategies import get_strategy
 from strategies.allocation import Allocation, Votes, decide, first_wave_size, joined_vote
-from strategies.policy import load_policy
+from strategies.policy import load_policy, served_policy
 from tests.sessions import new_session
 
 
 def policy(*rules: dict, max_tokens: int = 64) -> dict:
     return {
         "version": "test-2",
+        "model": "scripted",  # the scripted backend's name: a policy must be fitted on the served model
         "sampling": {"max_tokens": max_tokens, "system_prompt": None, "typical_tokens": 30},
         "rules": list(rules),
     }
@@ -142,7 +143,8 @@ def test_decide_reads_only_the_votes_and_the_budget() -> None:
 
 
 def test_the_rule_follows_the_budget_and_the_shipped_policy_loads() -> None:
-    shipped = load_policy()
+    shipped = served_policy("smollm2-135m")
+    assert shipped is not None and shipped.model == "smollm2-135m"
     small, large = shipped.rule_for(100), shipped.rule_for(50_000)
     assert small.min_tokens <= 100 < large.min_tokens and shipped.rule_for(None) == large
 

@@ -30,6 +30,7 @@ PARAMS = {  # small widths so an example stays fast; the budget, not the params,
     "auto": {
         "policy": {
             "version": "t",
+            "model": "scripted",
             "sampling": {"max_tokens": 32, "typical_tokens": 20},
             "rules": [{"min_tokens": 0, "allocation": {"first_wave": 2, "wave": 2, "max_samples": 6}}],
         }

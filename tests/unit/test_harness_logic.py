@@ -176,7 +176,7 @@ def test_the_ratio_is_paired_over_items_and_a_settling_rule_beats_majority() -> 
 
 def test_the_fit_keeps_majority_unless_a_rule_surely_gains(tmp_path) -> None:
     easy = [stored(f"e{i}", ["4"] * 8) for i in range(30)]
-    policy = fit_policy(easy, [512, 1024], Sampling(), source="dev", version="t1")
+    policy = fit_policy(easy, [512, 1024], Sampling(), "scripted", source="dev", version="t1")
     rule = policy.rule_for(1024).allocation
     assert replay(rule, easy[0], 1024, 100).samples < 8  # unanimous items: stopping early is a sure gain
     assert [r.min_tokens for r in policy.rules] == [0, 1024] and policy.fitted["items"] == 30
@@ -240,7 +240,7 @@ def test_replays_price_each_wave_in_eflops_as_one_request() -> None:
     with pytest.raises(InvalidRequestError):
         Replayer(100, "eflops")
     easy = [replace(stored(f"e{i}", ["4"] * 8), prompt_length=40) for i in range(30)]
-    policy = fit_policy(easy, [1024], Sampling(), source="dev", version="t1", cost="eflops", shape=shape)
+    policy = fit_policy(easy, [1024], Sampling(), "scripted", source="dev", version="t1", cost="eflops", shape=shape)
     assert policy.fitted["cost"] == "eflops" and policy.fitted["budgets"]["1024"]["dev_auto"]["eflops"] > 0
     assert replay(policy.rule_for(1024).allocation, easy[0], 1024, 100).samples < 8
 

@@ -73,7 +73,7 @@ def test_it_never_trains_or_evaluates_on_test_items(tmp_path: Path) -> None:
     trained = Problem("What is 4 + 5?", "9", id="dev-3")
     again = Problem("what is 4 +  5?", "9", id="test-17")  # the same question under another id
     other = Problem("What is 4 + 6?", "10", id="test-18")
-    with pytest.raises(InvalidRequestError, match="trained on 1 of these items .e.g. test-17"):
+    with pytest.raises(InvalidRequestError, match=r"trained on 1 of these items .e.g. test-17"):
         refuse_trained_items([again, other], frozenset({trained.content_hash}), "sweep x")
     refuse_trained_items([other], frozenset({trained.content_hash}), "sweep x")
 

@@ -20,7 +20,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 def test_defaults_run_the_embedded_stack() -> None:
     settings = Settings()
-    assert settings.backend == "inprocess" and settings.uses_embedded_model
+    assert settings.backend == "inprocess" and settings.model == "qwen2.5-coder-0.5b"
+    assert Settings(model=" ").model == "qwen2.5-coder-0.5b"  # empty is the default, not a path
     assert settings.redis_url is None
     assert settings.engine.block_size == 32
 

@@ -33,15 +33,14 @@ from orchestrator.core.backends.base import (
     TokenLogprob,
 )
 from orchestrator.core.costmodel import load_model_shape
-from orchestrator.core.embedded_model import ensure_embedded_model
 from orchestrator.core.errors import (
     BackendError,
     BackendUnavailableError,
     EngineDiedError,
     InvalidRequestError,
-    ModelNotFoundError,
     RequestAbortedError,
 )
+from orchestrator.core.model_catalog import model_source
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import EngineOptions, Settings
 
@@ -308,20 +307,9 @@ class InProcessBackend(GenerationBackend):
 
 
 def resolve_model(settings: Settings) -> str:
-    """The model to load: the embedded default (pulled on first use), a local directory or a hub name."""
-    if settings.uses_embedded_model:
-        return str(ensure_embedded_model(settings.model_cache_dir))
-    path = Path(settings.model).expanduser()
-    if path.exists():
-        if not (path / "config.json").exists():
-            raise ModelNotFoundError(f"TTC_MODEL={settings.model} is a path without config.json; point it at a model")
-        return str(path)
-    if settings.model.startswith(("/", ".", "~")) or settings.model.count("/") != 1:
-        raise ModelNotFoundError(
-            f"TTC_MODEL={settings.model!r} is neither an existing model directory nor a hub name like 'org/model'; "
-            "fix TTC_MODEL or leave it empty for the embedded SmolLM2-135M-Instruct"
-        )
-    return settings.model
+    """The model to load for ``TTC_MODEL``: a catalogue model (pulled on first use on a CPU), a directory
+    or a hub name."""
+    return model_source(settings.model, settings.model_cache_dir, on_cpu=_on_cpu())
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -30,6 +31,7 @@ from orchestrator.core.backends.base import (
 from orchestrator.core.backends.vllm_http import choose_model, error_message, replica_order, served_models
 from orchestrator.core.costmodel import load_model_shape
 from orchestrator.core.errors import BackendError, BackendUnavailableError, InvalidRequestError, RequestAbortedError
+from orchestrator.core.model_catalog import local_reference
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import RemoteOptions, Settings
 
@@ -56,11 +58,17 @@ class RemoteBackend(GenerationBackend):
     @classmethod
     async def open(cls, settings: Settings) -> RemoteBackend:
         """Connect to the servers ``settings.remote`` names."""
-        return await cls.connect(settings.remote, tokenizer=settings.tokenizer or settings.model)
+        return await cls.connect(settings.remote, tokenizer=settings.tokenizer, cache_dir=settings.model_cache_dir)
 
     @classmethod
-    async def connect(cls, options: RemoteOptions, *, tokenizer: str = "") -> RemoteBackend:
-        """Check every replica answers, learn the served model and its context length."""
+    async def connect(
+        cls, options: RemoteOptions, *, tokenizer: str = "", cache_dir: Path | None = None
+    ) -> RemoteBackend:
+        """Check every replica answers, learn the served model and its context length.
+
+        The tokenizer is ``tokenizer`` if given, else the served model's: its pulled catalogue
+        directory in ``cache_dir`` when there is one (no hub needed), else its name on the hub.
+        """
         headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         limits = httpx.Limits(max_connections=512, max_keepalive_connections=64)
         timeout = httpx.Timeout(options.timeout_s, connect=5.0)
@@ -69,8 +77,9 @@ class RemoteBackend(GenerationBackend):
             listings = [await served_models(client, url, setting="TTC_REMOTE__URLS") for url in options.urls]
             entry = choose_model(listings[0], options.model_name, options.urls[0], setting="TTC_REMOTE__MODEL_NAME")
             served = entry["id"]
-            renderer = ChatRenderer.from_pretrained(tokenizer or served)
-            shape = load_model_shape(tokenizer or served, setting="TTC_TOKENIZER")
+            tokenizer = tokenizer or (local_reference(served, cache_dir) if cache_dir else served)
+            renderer = ChatRenderer.from_pretrained(tokenizer)
+            shape = load_model_shape(tokenizer, setting="TTC_TOKENIZER")
             info = ModelInfo(served, int(entry.get("max_model_len") or 2048), shape)
         except BaseException:
             await client.aclose()
