@@ -1,9 +1,10 @@
 """How much compute ``auto`` saves: the efficiency ratio against best-of-N, with a paired bootstrap interval.
 
-The ratio at a budget is the compute tokens best-of-N needs to reach ``auto``'s accuracy
-(on best-of-N's accuracy-vs-tokens frontier over N = 1..16 and the sweep's budgets, linearly
-interpolated) divided
-by the tokens ``auto`` spent. Both are measured on the same items, so the interval
+The ratio at a budget is the compute tokens best-of-N needs to reach ``auto``'s accuracy divided
+by the tokens ``auto`` spent. Best-of-N's tokens are read off the upper concave hull of its
+accuracy-vs-tokens points over N = 1..16 and the sweep's budgets (``harness.report.concave_hull``):
+a user can mix any two of its configurations over questions, so every point on the chord
+between them is the baseline's too, and the hull is the strictest baseline that mixing allows. Both are measured on the same items, so the interval
 resamples items once for both (paired). Where best-of-N never reaches ``auto``'s accuracy
 the tokens it needs are unknown: its largest N's tokens are used, so the ratio is a lower bound.
 Below N = 1's accuracy the frontier runs to (0 tokens, 0 accuracy): answering a share of the
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness.replay import Outcome, StoredItem, best_of_n, best_of_n_within
-from harness.report import frontier
+from harness.report import concave_hull
 from strategies.selection import Rule
 
 BOOTSTRAP = 2000
@@ -57,7 +58,7 @@ def baseline_table(
 def ratio(auto_correct: np.ndarray, auto_tokens: np.ndarray, correct: np.ndarray, tokens: np.ndarray) -> tuple:
     """(ratio, note) on these items: the baseline's tokens to match ``auto``'s accuracy over ``auto``'s tokens."""
     # (0, 0): answering nothing; a mix of it and N = 1 reaches any accuracy below N = 1's
-    curve = frontier([(0.0, 0.0), *zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True)])
+    curve = concave_hull([(0.0, 0.0), *zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True)])
     needed, note = tokens_to_reach(curve, float(auto_correct.mean()))
     return needed / float(auto_tokens.mean()), note
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.efficiency import accuracy_difference, baseline_table, compare
 from harness.replay import Point, StoredItem, best_of_n_within, replay
-from harness.report import frontier
+from harness.report import concave_hull
 from orchestrator.core.costmodel import ModelShape
 from strategies.allocation import Votes
 from strategies.policy import Policy
@@ -90,7 +90,7 @@ def _stop_reasons(outcomes: Sequence) -> dict[str, int]:
 
 
 def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], path: Path, title: str) -> Path:
-    """Accuracy vs tokens per difficulty bin: best-of-N majority over N (frontier dashed), ``auto`` per budget."""
+    """Accuracy vs tokens per difficulty bin: best-of-N majority over N (its concave hull dashed), ``auto`` per budget."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,7 +103,8 @@ def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], pat
         correct, tokens = baseline_table(items, "majority", budgets)
         curve = sorted(zip(tokens.mean(axis=0), correct.mean(axis=0), strict=True))
         axis.plot(*zip(*curve, strict=True), marker=".", label="best-of-N majority (each N, each budget)")
-        axis.plot(*zip(*frontier(curve), strict=True), linestyle="--", color="grey", label="its frontier")
+        hull = concave_hull([(0.0, 0.0), *curve])
+        axis.plot(*zip(*hull, strict=True), linestyle="--", color="grey", label="its concave hull (the baseline)")
         auto = [
             Point.of([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
             for b in sorted(budgets)
@@ -122,8 +123,9 @@ def markdown(evaluation: dict[str, Any], dataset: str) -> str:
     lines = [
         f"## `auto` on the {dataset} test split ({evaluation['items']} items, replayed)",
         "",
-        "Efficiency ratio = compute tokens best-of-N needs to reach `auto`'s accuracy (its frontier over every N "
-        "and every budget, interpolated) / tokens `auto` spent; 95% paired bootstrap intervals over items. "
+        "Efficiency ratio = compute tokens best-of-N needs to reach `auto`'s accuracy (on the upper concave hull "
+        "of its points over every N and every budget: any mix of them) / tokens `auto` spent; 95% paired "
+        "bootstrap intervals over items. "
         f"Best fixed rule (chosen on dev): `{evaluation['best_fixed_rule']}`.",
         "",
         "| budget | auto acc | auto tokens | majority acc | majority tokens | auto − majority (95%) "

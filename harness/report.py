@@ -98,8 +98,31 @@ def frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return kept
 
 
+def concave_hull(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The upper concave hull of the frontier: what mixing any two points buys.
+
+    Answering a share of the questions with one configuration and the rest with another reaches
+    every point on the straight line between them, so this is the fairest baseline a mix of
+    configurations gives; where the frontier dips below it, a staircase or chord between
+    neighbouring points would overstate the tokens the baseline needs.
+    Example: ``concave_hull([(0, 0), (1, .5), (2, .55), (4, .9)])`` is ``[(0, 0), (1, .5), (4, .9)]``.
+    """
+    hull: list[tuple[float, float]] = []
+    for point in frontier(points):
+        while len(hull) >= 2 and _turns_up(hull[-2], hull[-1], point):
+            hull.pop()  # hull[-1] lies on or below the chord from hull[-2] to this point
+        hull.append(point)
+    return hull
+
+
+def _turns_up(a: tuple[float, float], b: tuple[float, float], c: tuple[float, float]) -> bool:
+    """Whether ``b`` is on or below the line from ``a`` to ``c`` (a non-concave bend at ``b``)."""
+    return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0]) >= 0
+
+
 def plot_accuracy(rows: list[SummaryRow], x: str, path: Path, title: str) -> Path:
-    """Accuracy vs mean tokens (``x="mean_tokens"``) or FLOPs, a line per strategy, frontier dashed."""
+    """Accuracy vs mean tokens (``x="mean_tokens"``) or FLOPs, a line per strategy, the concave hull of
+    all points dashed (what mixing configurations reaches)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -116,12 +139,10 @@ def plot_accuracy(rows: list[SummaryRow], x: str, path: Path, title: str) -> Pat
         ys = [row.accuracy for row in points]
         errors = [[row.accuracy - row.ci_low for row in points], [row.ci_high - row.accuracy for row in points]]
         axes.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, alpha=0.85, label=_short(strategy))
-    edge = frontier([(getattr(row, x), row.accuracy) for row in overall])
-    if edge:  # a step up at each frontier point, held to the most expensive point measured
+    edge = concave_hull([(getattr(row, x), row.accuracy) for row in overall])
+    if edge:  # held level to the most expensive point measured
         edge.append((max(getattr(row, x) for row in overall), edge[-1][1]))
-        axes.step(
-            *zip(*edge, strict=True), where="post", color="black", linestyle="--", label="compute-optimal frontier"
-        )
+        axes.plot(*zip(*edge, strict=True), color="black", linestyle="--", label="concave hull (mixing points)")
     axes.set_xscale("log", base=2)
     axes.set_xlabel("mean compute tokens per question" if x == "mean_tokens" else "mean FLOPs per question")
     axes.set_ylabel("accuracy (95% CI)")

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
 from harness.datasets import Problem
-from harness.efficiency import baseline_table, compare, tokens_to_reach
+from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
 from harness.fit import Replayer, fit_budget, fit_policy, spend_it_all
 from harness.replay import Outcome, SearchPoint, StoredItem, best_of_n, best_of_n_within, replay, switch_label
-from harness.report import frontier, summarise, wilson_interval
+from harness.report import concave_hull, frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
 from orchestrator.core.costmodel import ModelShape, generation_cost
@@ -151,6 +152,25 @@ def test_best_of_n_baselines_follow_the_sweeps_derived_points() -> None:
     assert best_of_n(item, 3).correct and best_of_n(item, 3, "argmax").correct is False
     assert best_of_n(item, 3, "weighted").correct is False  # 0.9 for "5" beats 0.2 for "4"
     assert best_of_n_within(item, 200).samples == 2 and best_of_n_within(item, 200).tokens == 190
+
+
+def test_the_baseline_is_the_concave_hull_not_a_staircase() -> None:
+    # a dip at (400, 0.42): the chord from (200, 0.4) to (800, 0.8) passes above it at 0.533, so
+    # mixing N=1 and N=4 over questions beats N=2; chords between neighbours would charge 18% more
+    points = [(0.0, 0.0), (200.0, 0.4), (400.0, 0.42), (800.0, 0.8), (1600.0, 0.8), (1200.0, 0.7)]
+    hull = concave_hull(points)
+    assert hull == [(0.0, 0.0), (200.0, 0.4), (800.0, 0.8)]
+    assert tokens_to_reach(hull, 0.6) == (pytest.approx(500.0), "interpolated")
+    assert tokens_to_reach(frontier(points), 0.6) == (pytest.approx(400 + 400 * 0.18 / 0.38), "interpolated")
+    assert concave_hull([(0.0, 0.0), (1.0, 0.5), (2.0, 0.75)]) == [(0.0, 0.0), (1.0, 0.5), (2.0, 0.75)]  # concave
+    assert concave_hull([(0.0, 0.0), (1.0, 0.5), (2.0, 1.0)]) == [(0.0, 0.0), (2.0, 1.0)]  # collinear: ends kept
+    # the efficiency ratio reads the hull: 50 items, baseline columns at 200/400/800 tokens with
+    # 20/21/40 right; auto gets 30 right at 250 tokens: 500 / 250, not 589 / 250
+    correct = np.zeros((50, 3))
+    correct[:20, 0], correct[:21, 1], correct[:40, 2] = 1, 1, 1
+    tokens = np.tile([200.0, 400.0, 800.0], (50, 1))
+    auto_correct, auto_tokens = (np.arange(50) < 30).astype(float), np.full(50, 250.0)
+    assert ratio(auto_correct, auto_tokens, correct, tokens) == (pytest.approx(2.0), "interpolated")
 
 
 def test_efficiency_interpolates_the_baseline_frontier() -> None:
