@@ -4,11 +4,11 @@ The ratio at a budget is the compute tokens best-of-N needs to reach ``auto``'s 
 by the tokens ``auto`` spent. Best-of-N's tokens are read off the upper concave hull of its
 accuracy-vs-tokens points over N = 1..16 and the sweep's budgets (``harness.report.concave_hull``):
 a user can mix any two of its configurations over questions, so every point on the chord
-between them is the baseline's too, and the hull is the strictest baseline that mixing allows. Both are measured on the same items, so the interval
-resamples items once for both (paired). Where best-of-N never reaches ``auto``'s accuracy
-the tokens it needs are unknown: its largest N's tokens are used, so the ratio is a lower bound.
-Below N = 1's accuracy the frontier runs to (0 tokens, 0 accuracy): answering a share of the
-items with one sample and the rest not at all.
+between them is the baseline's too, and the hull is the strictest baseline that mixing allows.
+Both are measured on the same items, so the interval resamples items once for both (paired).
+Where best-of-N never reaches ``auto``'s accuracy the tokens it needs are unknown: its largest
+N's tokens are used, so the ratio is a lower bound. Below N = 1's accuracy the hull runs to
+(0 tokens, 0 accuracy): answering a share of the items with one sample and the rest not at all.
 """
 
 from __future__ import annotations

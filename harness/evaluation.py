@@ -90,7 +90,8 @@ def _stop_reasons(outcomes: Sequence) -> dict[str, int]:
 
 
 def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], path: Path, title: str) -> Path:
-    """Accuracy vs tokens per difficulty bin: best-of-N majority over N (its concave hull dashed), ``auto`` per budget."""
+    """Accuracy vs tokens per difficulty bin: best-of-N majority over N (its concave hull dashed), and
+    ``auto`` per budget."""
     import matplotlib
 
     matplotlib.use("Agg")
