@@ -35,7 +35,6 @@ VOTES = [2, 4, 8]
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.datasets import multi_query_contexts
-    from harness.fit import efficiency
     from harness.grading import is_correct
     from orchestrator.core.backends.inprocess import InProcessBackend
     from orchestrator.core.budget import Budget
@@ -111,16 +110,14 @@ async def main(args: argparse.Namespace) -> dict:
     # is direct vs direct) and the votes (keyed apart, negative, as they have no budget of their own).
     baseline = {b: _point(summary[f"none/direct@{b}"]) for b in BUDGETS}
     baseline |= {-n: _point(summary[f"none/best_of_{n}@128"]) for n in VOTES}
-    matched = efficiency(memory_points, baseline)
     rows = []
-    for row in matched:
-        memory_cost = row.auto_tokens + sleep_per_query
+    for row in matched(memory_points, baseline):
+        memory_cost = row["memory_tokens"] + sleep_per_query
         rows.append(
-            row.model_dump()
+            row
             | {
-                "test_time_ratio": row.ratio,
                 "cost_per_query_with_sleep": memory_cost,
-                "cost_ratio_at_4_queries": (row.baseline_tokens_to_match or 0) / memory_cost,
+                "cost_ratio_at_4_queries": row["baseline_tokens_to_match"] / memory_cost,
             }
         )
     return {
@@ -144,6 +141,29 @@ async def oracle_context(runtime, questions: list):
     notes = "\n".join(f"Q: {p.meta['query']} A: {p.answer}" for p in questions)
     context, job = await runtime.create_context(questions[0].meta["context"])
     return await runtime.store.end_precompute(context.id, job.id, notes, Usage(), None)
+
+
+def matched(memory: dict[int, tuple[float, float]], baseline: dict[int, tuple[float, float]]) -> list[dict]:
+    """Per budget: the memory point, and the test-time tokens the no-memory baseline needs to match
+    its accuracy on the concave hull of the baseline's points (any mix of them)."""
+    from harness.efficiency import tokens_to_reach
+    from harness.report import concave_hull
+
+    curve = concave_hull([(0.0, 0.0), *((tokens, accuracy) for accuracy, tokens in baseline.values())])
+    rows = []
+    for budget, (accuracy, tokens) in sorted(memory.items()):
+        needed, note = tokens_to_reach(curve, accuracy)
+        rows.append(
+            {
+                "budget": budget,
+                "memory_accuracy": accuracy,
+                "memory_tokens": tokens,
+                "baseline_tokens_to_match": needed,
+                "test_time_ratio": needed / tokens if tokens > 0 else None,
+                "note": note,
+            }
+        )
+    return rows
 
 
 def _point(row: dict) -> tuple[float, float]:
