@@ -45,6 +45,7 @@ from strategies.selection import (
     vote_is_decided,
     window_agrees,
 )
+from strategies.streamed import StreamSampling, draw_streamed
 from verifiers.confidence import Measure
 from verifiers.registry import CONFIDENCE_VERIFIERS, VerifierName
 
@@ -98,9 +99,35 @@ class BestOfNParams(BaseModel):
         le=1.0,
         description="DeepConf online: stop once the leader holds this confidence-weighted share",
     )
+    streamed: bool = Field(
+        False,
+        description="decide as each sample finishes instead of after each wave, aborting the rest in the engine "
+        "(strategies.streamed)",
+    )
+    in_flight: int | None = Field(
+        None, ge=1, le=256, description="streamed: samples decoding at once (default n: fire all, cancel the rest)"
+    )
+    accept_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="streamed: answer with the first finished sample the verifier scores at least this "
+        "('sample until one checks')",
+    )
+    give_up_after: int | None = Field(
+        None, ge=1, description="streamed with accept_score: after this many finished samples none accepted, vote"
+    )
 
     def parallel_streams(self) -> int:
-        return self.n
+        return min(self.in_flight or self.n, self.n) if self.streamed else self.n
+
+    @model_validator(mode="after")
+    def _streamed_options(self) -> BestOfNParams:
+        if not self.streamed and (self.in_flight or self.accept_score is not None or self.give_up_after):
+            raise ValueError("in_flight, accept_score and give_up_after need streamed: true")
+        if self.streamed and self.online_keep is not None:
+            raise ValueError("streamed and online_keep are two different stops: choose one")
+        return self
 
     @model_validator(mode="after")
     def _confidence_needs_logprobs(self) -> BestOfNParams:
@@ -124,6 +151,8 @@ async def best_of_n(question: str, session: Session, params: BestOfNParams) -> S
     prompt = session.renderer.render_question(question, system=params.system_prompt)
     if params.online_keep is not None:
         return await deepconf_online(question, prompt, session, params)
+    if params.streamed:
+        return await streamed_best_of_n(question, prompt, session, params)
     samples: list[Sample] = []
     waves: list[int] = []
     exhausted = False
@@ -168,6 +197,53 @@ async def deepconf_online(question: str, prompt: str, session: Session, params: 
         voters = most_confident(voters, params.keep_top, params.confidence_measure)
     result = result_of(samples, params.selection, exhausted, waves, voters=voters)
     return result.model_copy(update={"trace": {**result.trace, "online_threshold": threshold}})
+
+
+async def streamed_best_of_n(question: str, prompt: str, session: Session, params: BestOfNParams) -> StrategyResult:
+    """Each sample judged as it finishes (``strategies.streamed``): accepted by the verifier, settled
+    by ``stop_rule``, or given up on; the samples still decoding are then aborted."""
+    scored = params.accept_score is not None or params.selection != "majority"
+    how = StreamSampling(
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_tokens=params.max_tokens,
+        logprobs=params.logprobs,
+        verifier=params.verifier if scored else None,
+        step_delimiter=params.step_delimiter,
+        vote_by=params.vote_by,
+    )
+
+    def judge(finished: Sequence[Sample]) -> bool:
+        if params.accept_score is not None:
+            if accepted(finished, params.accept_score) is not None:
+                return True
+            if params.give_up_after is not None and len(finished) >= params.give_up_after:
+                return True
+        if params.stop_rule == "esc" and len(finished) < params.wave_size:
+            return False  # esc judges a whole window of agreeing samples
+        return params.adaptive and is_settled(
+            params, list(finished), params.wave_size, tally(finished, params.selection)
+        )
+
+    in_flight = min(params.in_flight or params.n, params.n)
+    drawn = await draw_streamed(question, prompt, session, how, limit=params.n, in_flight=in_flight, judge=judge)
+    chosen = accepted(drawn.finished, params.accept_score) if params.accept_score is not None else None
+    voters = [chosen] if chosen is not None else drawn.finished
+    result = result_of(drawn.every, "majority" if chosen else params.selection, drawn.exhausted, [], voters=voters)
+    streamed = {
+        "in_flight": in_flight,
+        "finished": len(drawn.finished),
+        "aborted": len(drawn.aborted),
+        "accepted": chosen is not None,
+    }
+    return result.model_copy(update={"trace": {**result.trace, "streamed": streamed}})
+
+
+def accepted(finished: Sequence[Sample], threshold: float | None) -> Sample | None:
+    """The first finished sample with an answer that the verifier scores at least ``threshold``."""
+    if threshold is None:
+        return None
+    return next((s for s in finished if s.answer is not None and s.score is not None and s.score >= threshold), None)
 
 
 def is_settled(params: BestOfNParams, samples: list[Sample], last_wave: int, votes: dict[str, float]) -> bool:

@@ -224,3 +224,35 @@ async def test_step_search_can_rank_partial_paths_by_their_own_token_confidence(
     assert all(n["status"] == "pruned" for n in unsure) and result.answer == "10"
     with pytest.raises(InvalidRequestError, match="logprobs"):
         strategy.parse_params({"verifier": "confidence_mean"})
+
+
+async def test_streamed_stop_accepts_the_first_checked_sample_and_aborts_the_rest_in_the_engine() -> None:
+    # shortest first: a wrong calculation (scored 0.05), then a checked one (0.95), then long ones
+    texts = iter(["2 + 2 = 5. The answer is 5.", "2 + 2 = 4, so the answer is 4.", *["Let me think. " * 30] * 6])
+    backend = ScriptedBackend(lambda prompt, sampling: [next(texts)], token_delay_s=0.002)
+    strategy = get_strategy("best_of_n")
+    params = strategy.parse_params({"n": 8, "streamed": True, "accept_score": 0.9, "verifier": "arith_steps"})
+    session = new_session(backend)
+    result = await strategy.run("2 + 2?", session, params)
+    assert result.answer == "4" and result.trace["streamed"] == {
+        "in_flight": 8,
+        "finished": 2,
+        "aborted": 6,
+        "accepted": True,
+    }
+    assert len(backend.aborted) == 6 and len(backend.calls) == 8  # fired at once, the long ones cut
+    long_text = len("Let me think. " * 30)
+    assert 2 * 27 < session.meter.usage.completion_tokens < 2 * 27 + 6 * long_text  # their heads are charged
+
+
+async def test_streamed_stop_refills_its_window_and_stops_once_the_vote_is_decided() -> None:
+    backend = ScriptedBackend(lambda prompt, sampling: ["2 + 2 = 4. The answer is 4."], token_delay_s=0.001)
+    strategy = get_strategy("best_of_n")
+    params = strategy.parse_params({"n": 8, "streamed": True, "in_flight": 2})
+    result = await strategy.run("2 + 2?", new_session(backend), params)
+    # margin: 5 votes to 0 with 3 left cannot be caught; two in flight, so at most one more started
+    # (it may finish at the same token as the fifth: equal lengths)
+    assert result.answer == "4" and result.trace["streamed"]["finished"] in (5, 6)
+    assert len(backend.calls) <= 7 and params.parallel_streams() == 2
+    with pytest.raises(InvalidRequestError, match="need streamed"):
+        strategy.parse_params({"n": 8, "accept_score": 0.9})

@@ -60,14 +60,17 @@ class ScriptedBackend(GenerationBackend):
         max_model_len: int = 4096,
         delay_s: float | Callable[[str], float] = 0.0,
         token_logprobs: Callable[[str], tuple[float, float]] = lambda text: (-0.1, -8.0),
+        token_delay_s: float = 0.0,
     ) -> None:
         """``token_logprobs(text)``: (the sampled token's, each top alternative's) log-probability at
         every position of a completion, for tests that read confidence: (-0.1, -8) is a confident
-        trace, (-1.6, -1.6) an unsure one."""
+        trace, (-1.6, -1.6) an unsure one. ``token_delay_s``: a streamed sample (``stop_when``) takes
+        this long per token, so concurrent samples finish in order of length, as in an engine."""
         super().__init__(ChatRenderer(CharTokenizer()), ModelInfo("scripted", max_model_len, TINY_SHAPE))
         self.script = script
         self.delay_s = delay_s
         self.token_logprobs = token_logprobs
+        self.token_delay_s = token_delay_s
         self.calls: list[tuple[str, SamplingSettings, str | None]] = []
         self.aborted: list[str] = []
         self._seen_prompts: set[str] = set()
@@ -107,6 +110,8 @@ class ScriptedBackend(GenerationBackend):
         [whole] = (await self._generate_one(token_ids, sampling, request_id, tree_id)).completions
         logprobs = whole.logprobs or ()
         for length in range(1, len(logprobs)):
+            if self.token_delay_s:
+                await anyio.sleep(self.token_delay_s)
             if stop(logprobs[:length]):
                 self.aborted.append(request_id)
                 cut = Completion(whole.text[:length], whole.token_ids[:length], "abort", logprobs[:length])
