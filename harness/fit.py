@@ -39,6 +39,9 @@ MIN_SLOPE = 1e-6  # accuracy per token: one right answer is never worth more tha
 GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 6, 8, 12), (0.26, 0.34, 0.5))]
 
 
+ACCEPT_SCORES = (0.75, 0.9)  # the calculator: 0.8 checked arithmetic, 0.95 checked with a stated answer
+
+
 def grid(max_samples: int) -> list[Allocation]:
     """The rules the fit chooses among (first and later wave sizes, settle and give-up thresholds)."""
     rules = []
@@ -56,6 +59,30 @@ def grid(max_samples: int) -> list[Allocation]:
                 stop_votes=votes,
                 give_up_after=after,
                 give_up_share=below,
+            )
+        )
+    return rules + accepting_grid(max_samples)
+
+
+def accepting_grid(max_samples: int) -> list[Allocation]:
+    """Rules that sample until the verifier accepts one (from a single sample on), settle on agreeing
+    votes, and stop after a give-up count with none accepted."""
+    rules = []
+    for first, wave, accept, (share, votes), after in itertools.product(
+        (1, 2, 4), (1, 2), ACCEPT_SCORES, ((1.0, 2), (0.75, 3), (1.0, max_samples)), (2, 4, 8, None)
+    ):
+        if first > max_samples or (after is not None and after < first):
+            continue
+        rules.append(
+            Allocation(
+                first_wave=first,
+                wave=wave,
+                max_samples=max_samples,
+                stop_share=share,
+                stop_votes=votes,
+                give_up_after=after,
+                give_up_share=1.0,  # after the count, give up unless every sample agrees
+                accept_score=accept,
             )
         )
     return rules

@@ -30,7 +30,17 @@ from harness.grading import is_correct
 from harness.results import SweepResult
 from harness.sweep import StrategySpec
 from orchestrator.core.costmodel import ModelShape, generation_cost
-from strategies.allocation import Allocation, Switch, Votes, decide, first_wave_size, joined_vote, mean_length
+from strategies.allocation import (
+    Allocation,
+    Switch,
+    Votes,
+    decide,
+    final_answer,
+    first_accepted,
+    first_wave_size,
+    joined_vote,
+    mean_length,
+)
 from strategies.selection import Rule, Sample, choose
 
 NOT_SEARCHES = ("best_of_n", "probe", "auto")  # a sweep's configurations that are not step searches
@@ -143,7 +153,7 @@ def replay(
     longer than that is cut there, charged what it decoded, and states no answer. With ``shape``,
     each wave's eFLOPs are added up too.
     """
-    spent, eflops, answers, reasons = 0, 0.0, [], []
+    spent, eflops, answers, scores, reasons = 0, 0.0, [], [], []
     limit = min(rule.max_samples, item.size)
     rule = rule.model_copy(update={"max_samples": limit})  # the replay cannot draw past what is stored
 
@@ -163,9 +173,12 @@ def replay(
             fits = cap is None or item.tokens[index] <= cap
             lengths.append(item.tokens[index] if fits else cap)
             answers.append(item.answers[index] if fits else None)
+            scores.append(item.scores[index] if fits else None)
         spent += sum(lengths)
         eflops += wave_eflops(shape, item, lengths, first)
-        decision = decide(rule, Votes.of(answers), left(), mean_length(item.tokens[: len(answers)], typical_tokens))
+        expected = mean_length(item.tokens[: len(answers)], typical_tokens)
+        accepted = first_accepted(answers, scores, rule.accept_score)
+        decision = decide(rule, Votes.of(answers), left(), expected, accepted)
         reasons.append(decision.reason)
         if decision.action == "switch" and rule.switch is not None:
             searched = _search_within(item, switch_label(rule.switch), left())
@@ -179,7 +192,7 @@ def replay(
         size = decision.size if decision.action == "wave" else 0
     if not answers:
         return Outcome(False, item.prompt_tokens, 0, ("the budget cannot fit one sample",), _plus(0.0, 0.0, shape))
-    correct = Votes.of(answers).leader in item.right
+    correct = final_answer(answers, scores, rule) in item.right
     return Outcome(correct, spent, len(answers), tuple(reasons), _plus(eflops, 0.0, shape))
 
 

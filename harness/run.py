@@ -294,6 +294,7 @@ def _sampling_of(config: StrategySpec) -> Sampling:
         max_tokens=params.max_tokens,
         logprobs=params.logprobs,
         system_prompt=params.system_prompt,
+        verifier=params.verifier,
     )
 
 

@@ -5,6 +5,8 @@ call the same ``decide``. The rule reads only what the samples drawn so far show
 many there are, how many state the leading answer and what share of the votes that is —
 and the tokens left:
 
+0. **accepted** (with ``accept_score``): a sample the verifier scores at least that high (the
+   calculator checks its arithmetic) answers at once: sample until one checks.
 1. **settled**: the leader holds at least ``stop_share`` of the votes with at least
    ``stop_votes`` votes. More samples would rarely overturn it.
 2. **unsettled**: after ``give_up_after`` samples the leader still holds less than
@@ -57,6 +59,12 @@ class Allocation(BaseModel):
     stop_votes: int = Field(3, ge=1, description="settled: ...with at least this many votes")
     give_up_after: int | None = Field(8, ge=1, description="unsettled: judged after this many samples (None: never)")
     give_up_share: float = Field(0.3, ge=0.0, le=1.0, description="unsettled: the leader's share is below this")
+    accept_score: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="answer with the first sample the verifier scores at least this (None: votes only)",
+    )
     switch: Switch | None = None
 
     @model_validator(mode="after")
@@ -101,9 +109,12 @@ class Decision:
     features: dict[str, Any] = field(default_factory=dict)
 
 
-def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_sample: float) -> Decision:
-    """The next move after a wave: ``tokens_left`` is the budget left (None: unlimited) and
-    ``tokens_per_sample`` what one more sample is expected to cost."""
+def decide(
+    rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_sample: float, accepted: str | None = None
+) -> Decision:
+    """The next move after a wave: ``tokens_left`` is the budget left (None: unlimited),
+    ``tokens_per_sample`` what one more sample is expected to cost, ``accepted`` the answer of the
+    first sample the verifier accepts (``first_accepted``), if any."""
     features = {
         "samples": votes.samples,
         "leader": votes.leader,
@@ -112,6 +123,8 @@ def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_s
         "margin": votes.leader_votes - votes.runner_up_votes,
         "tokens_left": tokens_left,
     }
+    if rule.accept_score is not None and accepted is not None:
+        return Decision("answer", f"accepted: a sample answering {accepted} checks", features=features)
     if votes.share >= rule.stop_share and votes.leader_votes >= rule.stop_votes:
         return Decision("answer", f"settled: {votes.leader_votes} of {votes.samples} agree", features=features)
     if rule.give_up_after is not None and votes.samples >= rule.give_up_after and votes.share < rule.give_up_share:
@@ -126,6 +139,26 @@ def decide(rule: Allocation, votes: Votes, tokens_left: int | None, tokens_per_s
         return Decision("answer", why, features=features)
     size = min(rule.wave, affordable)
     return Decision("wave", f"{votes.leader_votes} of {votes.samples} agree: {size} more", size, features)
+
+
+def first_accepted(
+    answers: Sequence[str | None], scores: Sequence[float | None], threshold: float | None
+) -> str | None:
+    """The answer of the first sample with an answer whose score reaches ``threshold`` (None: none, or no threshold).
+
+    Example: answers 5, 4 scored 0.05, 0.95 with threshold 0.9 give "4".
+    """
+    if threshold is None:
+        return None
+    for answer, score in zip(answers, scores, strict=True):
+        if answer is not None and score is not None and score >= threshold:
+            return answer
+    return None
+
+
+def final_answer(answers: Sequence[str | None], scores: Sequence[float | None], rule: Allocation) -> str | None:
+    """What a rule answers with: the accepted sample's answer if one checks, else the vote's leader."""
+    return first_accepted(answers, scores, rule.accept_score) or Votes.of(answers).leader
 
 
 def joined_vote(answers: Sequence[str | None], searched: str | None) -> str | None:

@@ -21,7 +21,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError, InvalidRequestError
 from orchestrator.core.session import Session
-from strategies.allocation import Decision, Switch, Votes, decide, first_wave_size, joined_vote, mean_length
+from strategies.allocation import (
+    Decision,
+    Switch,
+    Votes,
+    decide,
+    first_accepted,
+    first_wave_size,
+    joined_vote,
+    mean_length,
+)
 from strategies.base import REGISTRY, StrategyResult, register
 from strategies.best_of_n import BestOfNParams, draw_wave, result_of
 from strategies.policy import BudgetRule, Policy
@@ -64,6 +73,9 @@ def wave_params(policy: Policy, rule: BudgetRule) -> BestOfNParams:
     sampling = policy.sampling
     return BestOfNParams(
         n=rule.allocation.max_samples,
+        # a rule that accepts a checked sample needs every sample scored, as the dev pass scored them
+        selection="weighted" if rule.allocation.accept_score is not None else "majority",
+        verifier=sampling.verifier,
         temperature=sampling.temperature,
         max_tokens=sampling.max_tokens,
         logprobs=sampling.logprobs,
@@ -89,8 +101,9 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
         while True:
             samples += await draw_wave(question, prompt, session, sampling, size)
             expected = mean_length([s.tokens for s in samples if s.tokens is not None], policy.sampling.typical_tokens)
-            votes = Votes.of([sample.answer for sample in samples])
-            decision = decide(allocation, votes, _tokens_left(session, prompt_tokens), expected)
+            answers = [sample.answer for sample in samples]
+            accepted = first_accepted(answers, [sample.score for sample in samples], allocation.accept_score)
+            decision = decide(allocation, Votes.of(answers), _tokens_left(session, prompt_tokens), expected, accepted)
             await _record(session, route, size, decision)
             if decision.action == "switch" and allocation.switch is not None:
                 return await _switch(question, session, allocation.switch, samples, route)
@@ -101,7 +114,9 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
         if not samples:
             raise
         exhausted = True
-    result = result_of(samples, "majority", exhausted, [wave["size"] for wave in route["waves"]])
+    accepted = first_accepted([s.answer for s in samples], [s.score for s in samples], allocation.accept_score)
+    voters = [next(s for s in samples if s.answer == accepted)] if accepted is not None else None
+    result = result_of(samples, "majority", exhausted, [wave["size"] for wave in route["waves"]], voters=voters)
     return result.model_copy(update={"trace": {**result.trace, "route": route}})
 
 

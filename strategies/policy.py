@@ -25,6 +25,7 @@ from orchestrator.core.errors import ConfigurationError, InvalidRequestError
 from strategies.allocation import Allocation
 from strategies.base import REGISTRY, parallel_streams
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
+from verifiers.registry import VerifierName
 
 SHIPPED_POLICIES = Path(__file__).parent / "policies"
 FORMAT = "ttc-policy/3"  # 3: the policy names the model it was fitted on
@@ -40,6 +41,7 @@ class Sampling(BaseModel):
     max_tokens: int = Field(256, ge=16, le=8192)
     logprobs: int = Field(5, ge=0, le=20, description="top-k logprobs: every sample's confidence measures")
     system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    verifier: VerifierName = Field("arith_steps", description="scores every sample, as the dev pass scored them")
     typical_tokens: int = Field(128, ge=1, description="a sample's usual length: sizes the first wave to the budget")
 
 

@@ -173,3 +173,15 @@ def test_bad_policy_files_are_refused_with_the_reason(tmp_path, content: str, pr
     path.write_text(content)
     with pytest.raises(ConfigurationError, match=problem):
         load_policy(str(path))
+
+
+async def test_auto_accepts_the_first_sample_the_calculator_checks() -> None:
+    answers = cycle(["2 + 2 = 5. The answer is 5.", "2 + 2 = 4. The answer is 4."])
+    accepting = {
+        "min_tokens": 0,
+        "allocation": {"first_wave": 2, "wave": 2, "max_samples": 8, "stop_votes": 3, "accept_score": 0.9},
+    }
+    coro, backend, _ = run_auto(lambda p, s: [next(answers) for _ in range(s.n)], policy=policy(accepting))
+    result = await coro
+    assert result.answer == "4" and [call[1].n for call in backend.calls] == [2]  # a 1-1 tie, but one checks
+    assert result.trace["route"]["waves"][0]["reason"] == "accepted: a sample answering 4 checks"

@@ -10,14 +10,14 @@ from pydantic import ValidationError
 
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
-from harness.fit import Replayer, fit_budget, fit_policy, spend_it_all
+from harness.fit import Replayer, fit_budget, fit_policy, grid, spend_it_all
 from harness.replay import Outcome, SearchPoint, StoredItem, best_of_n, best_of_n_within, replay, switch_label
 from harness.report import concave_hull, frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
 from orchestrator.core.costmodel import ModelShape, generation_cost
 from orchestrator.core.errors import InvalidRequestError
-from strategies.allocation import Allocation, Switch
+from strategies.allocation import Allocation, Switch, first_accepted
 from strategies.policy import Sampling, load_policy
 
 
@@ -267,3 +267,16 @@ def test_replays_price_each_wave_in_eflops_as_one_request() -> None:
 
 def point(answer: str, tokens: int = 300) -> SearchPoint:
     return SearchPoint(correct=answer == "4", tokens=tokens, answer=answer)
+
+
+def test_a_rule_that_accepts_a_checked_sample_answers_with_it_online_and_in_replay() -> None:
+    # the first sample's arithmetic is wrong (0.05), the second checks (0.95): the votes tie 1-1,
+    # so only the verifier's acceptance can answer after the first wave
+    accepting = Allocation(first_wave=2, wave=2, stop_share=1.0, stop_votes=3, give_up_after=None, accept_score=0.9)
+    item = replace(stored("a", ["5", "4", "5", "5", "5"]), scores=(0.05, 0.95, 0.05, 0.05, 0.05))
+    outcome = replay(accepting, item, None, typical_tokens=100)
+    assert (outcome.correct, outcome.samples, outcome.reasons[-1]) == (True, 2, "accepted: a sample answering 4 checks")
+    voting = accepting.model_copy(update={"accept_score": None})
+    assert replay(voting, item, None, typical_tokens=100).correct is False  # "5" wins the vote 4-1
+    assert first_accepted(["5", None, "4"], [0.05, 0.99, 0.95], 0.9) == "4"  # a sample with no answer is not accepted
+    assert any(rule.accept_score is not None and rule.first_wave == 1 for rule in grid(16))
