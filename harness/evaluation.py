@@ -18,7 +18,7 @@ from harness.efficiency import accuracy_difference, baseline_table, compare
 from harness.replay import Point, StoredItem, best_of_n_within, replay
 from harness.report import concave_hull
 from orchestrator.core.costmodel import ModelShape
-from strategies.allocation import Votes
+from strategies.allocation import Allocation, Votes
 from strategies.policy import Policy
 from strategies.selection import Rule
 
@@ -55,8 +55,7 @@ def evaluate_policy(
     typical = policy.sampling.typical_tokens
     rows: dict[str, Any] = {}
     for budget in sorted(budgets):
-        rule = policy.rule_for(budget)
-        auto = [replay(rule.allocation, item, budget, typical, shape) for item in test]
+        auto = [replay(rule_of(policy, item, budget), item, budget, typical, shape) for item in test]
         majority = [best_of_n_within(item, budget, shape=shape) for item in test]
         best = [best_of_n_within(item, budget, fixed, shape) for item in test]
         versus_majority = compare(auto, majority_curve)
@@ -78,6 +77,11 @@ def evaluate_policy(
         f"majority_at_{size}": statistics.fmean(majority_curve[0][:, size - 1]),
         "budgets": rows,
     }
+
+
+def rule_of(policy: Policy, item: StoredItem, budget: int) -> Allocation:
+    """The allocation ``auto`` would follow on this item at this budget (its class by prompt length)."""
+    return policy.rule_for(budget, item.prompt_length).allocation
 
 
 def _stop_reasons(outcomes: Sequence) -> dict[str, int]:
@@ -107,7 +111,7 @@ def plot(policy: Policy, test: Sequence[StoredItem], budgets: Sequence[int], pat
         hull = concave_hull([(0.0, 0.0), *curve])
         axis.plot(*zip(*hull, strict=True), linestyle="--", color="grey", label="its concave hull (the baseline)")
         auto = [
-            Point.of([replay(policy.rule_for(b).allocation, item, b, policy.sampling.typical_tokens) for item in items])
+            Point.of([replay(rule_of(policy, item, b), item, b, policy.sampling.typical_tokens) for item in items])
             for b in sorted(budgets)
         ]
         axis.plot([p.tokens for p in auto], [p.accuracy for p in auto], marker="o", label="auto, per budget")

@@ -23,13 +23,13 @@ import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from harness.replay import Outcome, Point, StoredItem, best_of_n_within, replay
 from orchestrator.core.costmodel import ModelShape
 from orchestrator.core.errors import InvalidRequestError
 from strategies.allocation import Allocation, Switch
-from strategies.policy import BudgetRule, Policy, Sampling
+from strategies.policy import BudgetRule, Policy, QuestionClass, Sampling
 
 Cost = Literal["tokens", "eflops"]
 
@@ -39,6 +39,8 @@ MIN_SLOPE = 1e-6  # accuracy per token: one right answer is never worth more tha
 GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 6, 8, 12), (0.26, 0.34, 0.5))]
 
 
+MIN_CLASS_ITEMS = 40  # a question class is fitted on at least this many dev items
+MIN_CLASS_GAIN = 0.02  # and its split must separate easy from hard items at least this much (Gini)
 ACCEPT_SCORES = (0.75, 0.9)  # the calculator: 0.8 checked arithmetic, 0.95 checked with a stated answer
 
 
@@ -223,19 +225,59 @@ def fit_policy(
     switches: Sequence[Switch] = (),
     cost: Cost = "tokens",
     shape: ModelShape | None = None,
+    classes: bool = False,
 ) -> Policy:
     """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``;
     ``model`` is the catalogue name of the model whose samples these are (the policy records it).
     ``switches``: the step searches the dev sweep ran (their points must be on ``items``); ``cost``:
-    the axis a rule's saving is counted on (``"eflops"`` needs the model's ``shape``)."""
+    the axis a rule's saving is counted on (``"eflops"`` needs the model's ``shape``). With
+    ``classes``, short and long questions get rules of their own where their prompt length
+    separates easy from hard items (``class_threshold``)."""
     max_samples = min(item.size for item in items)
     typical = round(statistics.median(tokens for item in items for tokens in item.tokens))
     sampling = sampling.model_copy(update={"typical_tokens": typical})
     replayer = Replayer(typical, cost, shape)
     if cost == "eflops" and _lack_eflops(items, switches):
         switches = ()  # a search's points stored without eFLOPs cannot be priced on that axis
-    rules, report = [], {}
     candidates = grid(max_samples)
+    threshold = class_threshold(items) if classes else None
+    short = [item for item in items if threshold is not None and item.prompt_length <= threshold]
+    long = [item for item in items if threshold is None or item.prompt_length > threshold]
+    rules, report = fit_rules(long, budgets, replayer, candidates, switches)
+    question_classes, class_report = [], {}
+    if threshold is not None:
+        short_rules, short_report = fit_rules(short, budgets, replayer, candidates, switches)
+        question_classes = [QuestionClass(max_prompt_tokens=threshold, rules=short_rules)]
+        class_report = {"max_prompt_tokens": threshold, "short_items": len(short), "short_budgets": short_report}
+    return Policy(
+        version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
+        model=model,
+        description=f"Fitted by ttc fit-router by replaying {model}'s stored samples of dev sweep {source!r} "
+        f"({len(items)} items, {len(candidates)} candidate rules per budget).",
+        sampling=sampling,
+        rules=rules,
+        classes=question_classes,
+        fitted={
+            "sweep": source,
+            "items": len(items),
+            "candidates": len(candidates),
+            "cost": cost,
+            "switches_tried": [switch.strategy for switch in switches],
+            "budgets": report,
+            **({"classes": class_report} if classes else {}),
+        },
+    )
+
+
+def fit_rules(
+    items: Sequence[StoredItem],
+    budgets: Sequence[int],
+    replayer: Replayer,
+    candidates: Sequence[Allocation],
+    switches: Sequence[Switch],
+) -> tuple[list[BudgetRule], dict[str, Any]]:
+    """A rule per budget fitted on ``items``, and per budget its dev point, majority's and the held-out folds."""
+    rules, report = [], {}
     for index, budget in enumerate(sorted(budgets)):
         rule, point, baseline = fit_budget(items, budget, replayer, candidates, switches)
         rules.append(BudgetRule(min_tokens=0 if index == 0 else budget, allocation=rule, budget=budget))
@@ -244,22 +286,32 @@ def fit_policy(
             "dev_majority": baseline.__dict__,
             "held_out_folds": held_out(items, budget, replayer, candidates, switches),
         }
-    return Policy(
-        version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
-        model=model,
-        description=f"Fitted by ttc fit-router by replaying {model}'s stored samples of dev sweep {source!r} "
-        f"({len(items)} items, {len(candidates)} candidate rules per budget).",
-        sampling=sampling,
-        rules=rules,
-        fitted={
-            "sweep": source,
-            "items": len(items),
-            "candidates": len(candidates),
-            "cost": cost,
-            "switches_tried": [switch.strategy for switch in switches],
-            "budgets": report,
-        },
-    )
+    return rules, report
+
+
+def class_threshold(items: Sequence[StoredItem]) -> int | None:
+    """The prompt length that best splits items the first sample gets right from those it does not
+    (a decision stump: the largest drop in Gini impurity), or None where no split leaves both sides
+    ``MIN_CLASS_ITEMS`` items and drops the impurity by ``MIN_CLASS_GAIN``.
+
+    Example: one-line sums the model gets right and long word problems it does not split between them.
+    """
+    labelled = sorted((item.prompt_length, item.answers[0] in item.right) for item in items)
+    total = _gini([right for _, right in labelled])
+    best, best_gain = None, MIN_CLASS_GAIN
+    for cut in range(MIN_CLASS_ITEMS, len(labelled) - MIN_CLASS_ITEMS + 1):
+        if labelled[cut - 1][0] == labelled[cut][0]:
+            continue  # a threshold cannot split equal lengths
+        short, long = [r for _, r in labelled[:cut]], [r for _, r in labelled[cut:]]
+        gain = total - (len(short) * _gini(short) + len(long) * _gini(long)) / len(labelled)
+        if gain > best_gain:
+            best, best_gain = labelled[cut - 1][0], gain
+    return best
+
+
+def _gini(labels: Sequence[bool]) -> float:
+    share = statistics.fmean(labels) if labels else 0.0
+    return 2 * share * (1 - share)
 
 
 def _lack_eflops(items: Sequence[StoredItem], switches: Sequence[Switch]) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,65 +176,96 @@ async def fit_router(
     runtime: Runtime | None = None,
     on_progress: Progress | None = None,
     cost: Cost = "tokens",
+    pooled_with: Sequence[str] = (),
+    classes: bool = False,
 ) -> FitOutcome:
     """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples, counting
     what a rule saves in ``cost`` (tokens or eFLOPs); then (``evaluate``) draw the same kind of
     samples on the test split (a resumable sweep named ``<sweep>-test``) and replay the policy and
-    the baselines on them."""
+    the baselines on them.
+
+    ``pooled_with`` names more dev sweeps (other datasets, the same budgets) whose items join the
+    fit and whose test sweeps join the evaluation: a mixed stream of questions, as a router sees
+    them. The policy samples as the sweep with the longest samples did. ``classes`` lets short and
+    long questions get rules of their own (``harness.fit.class_threshold``).
+    """
     store = runtime.store if runtime else None
-    spec, dev = await _stored_items(sweep_name, settings, store)
-    if spec.split != "dev":
-        raise InvalidRequestError(f"sweep {sweep_name!r} is on the {spec.split} split: fit on a dev sweep")
-    pass_config = _pass_config(spec)
+    sources = [await _stored_items(name, settings, store) for name in (sweep_name, *pooled_with)]
+    specs = [spec for spec, _ in sources]
+    for spec in specs:
+        if spec.split != "dev":
+            raise InvalidRequestError(f"sweep {spec.name!r} is on the {spec.split} split: fit on a dev sweep")
+        if spec.budgets != specs[0].budgets:
+            raise InvalidRequestError(f"sweep {spec.name!r} has other budgets than {specs[0].name!r}: pool like sweeps")
+    spec = specs[0]
+    dev = [item for _, items in sources for item in items]
+    pass_config = max((_pass_config(s) for s in specs), key=lambda c: _sampling_of(c).max_tokens)
     searches = [config for config in spec.strategies if config.strategy not in NOT_SEARCHES]
     switches = [Switch(strategy=c.strategy, params=c.params, min_tokens=min(spec.budgets)) for c in searches]
     if searches:
         dev = attach_searches(dev, (await load_sweep(sweep_name, settings, store))[1])
     shape = _model_shape(settings) if cost == "eflops" else None
     model = spec.model or (runtime.model_name if runtime else served_name(settings))
+    source = "+".join(s.name for s in specs)
     policy = fit_policy(
-        dev,
-        spec.budgets,
-        _sampling_of(pass_config),
-        model,
-        source=sweep_name,
-        switches=switches,
-        cost=cost,
-        shape=shape,
-    )
+        dev, spec.budgets, _sampling_of(pass_config), model, source, switches=switches, cost=cost, shape=shape,
+        classes=classes,
+    )  # fmt: skip
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
     _write_checked_policy(policy, policy_path)
     if not evaluate:
         return FitOutcome(policy_path, policy, None, None)
-    test_spec = spec.model_copy(
+    out_dir = out_dir or Path("runs") / f"{source}-test"
+    test: list[StoredItem] = []
+    for index, dev_spec in enumerate(specs):
+        test += await _test_items(
+            dev_spec,
+            policy,
+            searches if index == 0 else [],
+            _pass_config(dev_spec),
+            eval_limit,
+            out_dir if len(specs) == 1 else out_dir / f"{dev_spec.name}-test",
+            settings,
+            server=server,
+            api_key=api_key,
+            runtime=runtime,
+            on_progress=on_progress,
+        )
+    dataset = "+".join(s.dataset for s in specs)
+    found = evaluate_policy(policy, dev, test, spec.budgets, shape)
+    evaluation = {"dataset": dataset, "model": model, "policy": policy.version, **found}
+    (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
+    plot(policy, test, spec.budgets, out_dir / "auto-vs-majority.png", f"{dataset}: auto vs best-of-N (test)")
+    report = out_dir / "evaluation.md"
+    report.write_text(markdown(evaluation, dataset) + "\n![auto vs majority](auto-vs-majority.png)\n")
+    return FitOutcome(policy_path, policy, evaluation, report)
+
+
+async def _test_items(
+    dev_spec: SweepSpec,
+    policy: Policy,
+    searches: list[StrategySpec],
+    pass_config: StrategySpec,
+    eval_limit: int | None,
+    out_dir: Path,
+    settings: Settings,
+    **how: Any,
+) -> list[StoredItem]:
+    """The test-split twin of a dev sweep (``<name>-test``, resumable), drawn and read back."""
+    test_spec = dev_spec.model_copy(
         update={
-            "name": f"{sweep_name}-test",
+            "name": f"{dev_spec.name}-test",
             "split": "test",
-            "limit": eval_limit or spec.limit,
+            "limit": eval_limit or dev_spec.limit,
             "strategies": [pass_config, *_switched_to(policy, searches)],
         }
     )
-    out_dir = out_dir or Path("runs") / test_spec.name
-    await run_sweep(
-        test_spec,
-        out_dir,
-        settings,
-        server=server,
-        api_key=api_key,
-        runtime=runtime,
-        on_progress=on_progress,
-        title=f"Test samples for the policy fitted on {sweep_name}",
-    )
+    await run_sweep(test_spec, out_dir, settings, title=f"Test samples for {dev_spec.name}", **how)
+    store = how["runtime"].store if how.get("runtime") else None
     _, test = await _stored_items(test_spec.name, settings, store)
     if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
         test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
-    found = evaluate_policy(policy, dev, test, spec.budgets, shape)
-    evaluation = {"dataset": spec.dataset, "policy": policy.version, **found}
-    (out_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2) + "\n")
-    plot(policy, test, spec.budgets, out_dir / "auto-vs-majority.png", f"{spec.dataset}: auto vs best-of-N (test)")
-    report = out_dir / "evaluation.md"
-    report.write_text(markdown(evaluation, spec.dataset) + "\n![auto vs majority](auto-vs-majority.png)\n")
-    return FitOutcome(policy_path, policy, evaluation, report)
+    return test
 
 
 def served_name(settings: Settings) -> str:
@@ -274,7 +305,7 @@ async def _stored_items(name: str, settings: Settings, store: Store | None) -> t
 
 def _switched_to(policy: Policy, searches: list[StrategySpec]) -> list[StrategySpec]:
     """The dev sweep's search configurations that some rule of the policy switches to."""
-    used = {switch_label(rule.allocation.switch) for rule in policy.rules if rule.allocation.switch is not None}
+    used = {switch_label(r.allocation.switch) for r in policy.every_rule() if r.allocation.switch is not None}
     return [config for config in searches if config.label in used]
 
 

@@ -87,13 +87,13 @@ def wave_params(policy: Policy, rule: BudgetRule) -> BestOfNParams:
 async def auto(question: str, session: Session, params: AutoParams) -> StrategyResult:
     """Waves of samples until the policy's rule says the vote is settled, hopeless or paid for."""
     policy = policy_for(session, params)
-    rule = policy.rule_for(session.meter.remaining_tokens())
+    prompt = session.renderer.render_question(question, system=policy.sampling.system_prompt)
+    prompt_tokens = session.renderer.count_tokens(prompt)  # every wave's request pays for it (as if uncached)
+    rule = policy.rule_for(session.meter.remaining_tokens(), prompt_tokens)
     allocation, sampling = rule.allocation, wave_params(policy, rule)
-    prompt = session.renderer.render_question(question, system=sampling.system_prompt)
     route: dict[str, Any] = {"policy": policy.version, "rule_budget": rule.budget, "waves": []}
     samples: list[Sample] = []
     exhausted = False
-    prompt_tokens = session.renderer.count_tokens(prompt)  # every wave's request pays for it (as if uncached)
     size = first_wave_size(allocation, _tokens_left(session, prompt_tokens), policy.sampling.typical_tokens)
     try:
         if size < 1:

@@ -55,8 +55,22 @@ class BudgetRule(BaseModel):
     budget: int | None = Field(None, description="the sweep budget this rule was fitted at")
 
 
+class QuestionClass(BaseModel):
+    """Rules for the questions whose rendered prompt has at most ``max_prompt_tokens`` tokens.
+
+    How long a question is says something about how hard it is before any sample is drawn
+    (a one-line sum against a paragraph-long word problem), so a policy may route them apart.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_prompt_tokens: int = Field(ge=1)
+    rules: list[BudgetRule] = Field(min_length=1)
+
+
 class Policy(BaseModel):
-    """How ``auto`` samples, and its allocation rules ordered by the budget they need."""
+    """How ``auto`` samples, and its allocation rules ordered by the budget they need: per question
+    class (shortest first) if it has classes, ``rules`` for the questions longer than all of them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -66,21 +80,34 @@ class Policy(BaseModel):
     description: str = ""
     sampling: Sampling = Field(default_factory=Sampling)
     rules: list[BudgetRule] = Field(min_length=1)
+    classes: list[QuestionClass] = Field(default_factory=list, description="rules for shorter questions")
     fitted: dict[str, Any] | None = Field(None, description="how a fitted policy was chosen (its dev report)")
 
-    def rule_for(self, tokens_left: int | None) -> BudgetRule:
-        """The rule of the largest ``min_tokens`` the budget left affords (the smallest if none does).
+    def rule_for(self, tokens_left: int | None, prompt_tokens: int | None = None) -> BudgetRule:
+        """The rule of the largest ``min_tokens`` the budget left affords (the smallest if none does),
+        among the rules of the question's class (by its prompt's length).
 
         Example: with rules at 0 and 1000 tokens, 1500 tokens left use the second.
         """
-        ordered = sorted(self.rules, key=lambda rule: rule.min_tokens)
+        ordered = sorted(self.rules_for_prompt(prompt_tokens), key=lambda rule: rule.min_tokens)
         affordable = [rule for rule in ordered if tokens_left is None or rule.min_tokens <= tokens_left]
         return (affordable or ordered[:1])[-1]
 
+    def rules_for_prompt(self, prompt_tokens: int | None) -> list[BudgetRule]:
+        """The rules of the first class whose ``max_prompt_tokens`` the prompt fits, else ``rules``."""
+        if prompt_tokens is not None:
+            for question_class in sorted(self.classes, key=lambda c: c.max_prompt_tokens):
+                if prompt_tokens <= question_class.max_prompt_tokens:
+                    return question_class.rules
+        return self.rules
+
+    def every_rule(self) -> list[BudgetRule]:
+        return [*self.rules, *(rule for question_class in self.classes for rule in question_class.rules)]
+
     def widest_wave(self) -> int:
         """The most samples any rule draws at once, or its switch decodes at once."""
-        widths = [rule.allocation.widest_wave() for rule in self.rules]
-        for rule in self.rules:
+        widths = [rule.allocation.widest_wave() for rule in self.every_rule()]
+        for rule in self.every_rule():
             if rule.allocation.switch is not None:
                 switch = rule.allocation.switch
                 widths.append(parallel_streams(REGISTRY[switch.strategy].parse_params(switch.params)))
@@ -90,7 +117,7 @@ class Policy(BaseModel):
         """The format is this one; every switch names a routable strategy with valid params."""
         if self.format != FORMAT:
             raise ConfigurationError(f"routing policy {where} has format {self.format!r}; this ttc reads {FORMAT!r}")
-        for rule in self.rules:
+        for rule in self.every_rule():
             switch = rule.allocation.switch
             if switch is None:
                 continue

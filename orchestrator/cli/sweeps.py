@@ -154,6 +154,11 @@ def fit_router(
     cost: Annotated[
         str, typer.Option(help="what a rule saves is counted in: tokens, or eflops (Kinetics: KV reads count)")
     ] = "tokens",
+    pool: Annotated[
+        list[str] | None,
+        typer.Option(help="another dev sweep to pool with (repeatable): a mixed stream of its questions and these"),
+    ] = None,
+    classes: Annotated[bool, typer.Option(help="short and long questions may get rules of their own")] = False,
 ) -> None:
     """Fit auto's policy by replaying a dev sweep's best-of-N samples; evaluate it on the test split."""
     if cost not in ("tokens", "eflops"):
@@ -174,6 +179,8 @@ def fit_router(
                 api_key=api_key,
                 on_progress=on_progress,
                 cost=cost,
+                pooled_with=pool or [],
+                classes=classes,
             )
         finally:
             close()

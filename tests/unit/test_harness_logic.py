@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
-from harness.fit import Replayer, fit_budget, fit_policy, grid, spend_it_all
+from harness.fit import Replayer, class_threshold, fit_budget, fit_policy, grid, spend_it_all
 from harness.replay import Outcome, SearchPoint, StoredItem, best_of_n, best_of_n_within, replay, switch_label
 from harness.report import concave_hull, frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
@@ -280,3 +280,15 @@ def test_a_rule_that_accepts_a_checked_sample_answers_with_it_online_and_in_repl
     assert replay(voting, item, None, typical_tokens=100).correct is False  # "5" wins the vote 4-1
     assert first_accepted(["5", None, "4"], [0.05, 0.99, 0.95], 0.9) == "4"  # a sample with no answer is not accepted
     assert any(rule.accept_score is not None and rule.first_wave == 1 for rule in grid(16))
+
+
+def test_question_classes_split_by_prompt_length_where_it_separates_easy_from_hard() -> None:
+    easy = [replace(stored(f"e{i}", ["4"] * 8), prompt_length=30 + i % 5) for i in range(60)]
+    hard = [replace(stored(f"h{i}", ["5", *["4"] * 7]), prompt_length=90 + i % 7) for i in range(60)]
+    assert class_threshold(easy + hard) == 34  # the longest easy prompt
+    assert class_threshold(easy) is None  # nothing to separate
+    policy = fit_policy(easy + hard, [1024], Sampling(), "scripted", source="dev", version="t", classes=True)
+    [short] = policy.classes
+    assert short.max_prompt_tokens == 34 and policy.fitted["classes"]["short_items"] == 60
+    assert policy.rule_for(1024, 30) == short.rules[0] and policy.rule_for(1024, 95) == policy.rules[0]
+    assert policy.rule_for(1024) == policy.rules[0]  # no prompt length: the longest class's rules
