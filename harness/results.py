@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.store import Store
 
 
@@ -55,6 +56,9 @@ def unit_key(item_id: str, label: str, budget: int, seed: int) -> str:
     return f"{item_id}|{label}|{budget}|{seed}"
 
 
+DUMP_FORMAT = "ttc-sweep-dump/1"
+
+
 class SweepStore:
     """One sweep's spec, results, probes and best-of-N passes in Redis (keys from ``Keys``)."""
 
@@ -100,6 +104,36 @@ class SweepStore:
     async def passes(self) -> dict[str, str]:
         """Every stored best-of-N pass: ``item|params digest|seed`` to its JSON."""
         return await self.redis.hgetall(self.keys.sweep_passes(self.sweep))
+
+    async def dump(self) -> dict[str, Any]:
+        """Everything stored under the sweep's name, as one JSON-able record (``restore`` reads it back)."""
+        return {
+            "format": DUMP_FORMAT,
+            "sweep": self.sweep,
+            "spec": await self.spec(),
+            "results": await self.redis.hgetall(self.keys.sweep_results(self.sweep)),
+            "probes": await self.redis.hgetall(self.keys.sweep_probes(self.sweep)),
+            "passes": await self.passes(),
+        }
+
+    async def restore(self, dumped: dict[str, Any]) -> int:
+        """Store a ``dump`` under this name (points already here are kept as they are); the points added.
+
+        A sweep moved to another machine this way resumes where it stopped.
+        """
+        if dumped.get("format") != DUMP_FORMAT or not isinstance(dumped.get("spec"), dict):
+            raise InvalidRequestError(f"not a sweep dump of this ttc (format {dumped.get('format')!r})")
+        added = 0
+        for part, key in (
+            ("results", self.keys.sweep_results(self.sweep)),
+            ("probes", self.keys.sweep_probes(self.sweep)),
+            ("passes", self.keys.sweep_passes(self.sweep)),
+        ):
+            for field, value in dumped[part].items():
+                added += await self.redis.hsetnx(key, field, value)
+        if await self.spec() is None:
+            await self.save_spec(dumped["spec"])
+        return added
 
 
 def export_jsonl(results: list[SweepResult], probes: dict[str, ProbeFeatures], path: Path) -> Path:

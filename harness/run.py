@@ -6,6 +6,7 @@ tests call these directly.
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -13,6 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import anyio
 
 from harness.catalog import load_dataset
 from harness.evaluation import evaluate_policy, markdown, plot
@@ -266,6 +269,38 @@ async def _test_items(
     if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
         test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
     return test
+
+
+async def dump_sweep(name: str, path: Path, settings: Settings) -> int:
+    """Write everything stored under sweep ``name`` to ``path`` (gzipped JSON); the points written.
+
+    Long sweeps outlive a machine this way: commit the file, ``load_sweep_dump`` it elsewhere, and
+    the same ``ttc sweep`` command resumes where this one stopped.
+    """
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        dumped = await SweepStore(Store(connection, settings.redis_namespace), name).dump()
+    finally:
+        await connection.aclose()
+    if dumped["spec"] is None:
+        raise InvalidRequestError(f"no sweep named {name!r} in this Redis")
+    await anyio.Path(path.parent).mkdir(parents=True, exist_ok=True)
+    await anyio.Path(path).write_bytes(gzip.compress(json.dumps(dumped).encode(), mtime=0))
+    return sum(len(dumped[part]) for part in ("results", "probes", "passes"))
+
+
+async def load_sweep_dump(path: Path, settings: Settings) -> tuple[str, int]:
+    """Store a ``dump_sweep`` file under its sweep's name; (the name, the points added)."""
+    try:
+        dumped = json.loads(gzip.decompress(await anyio.Path(path).read_bytes()))
+    except (OSError, ValueError) as error:
+        raise InvalidRequestError(f"{path} is not a sweep dump ({error})") from None
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        added = await SweepStore(Store(connection, settings.redis_namespace), str(dumped.get("sweep"))).restore(dumped)
+    finally:
+        await connection.aclose()
+    return str(dumped["sweep"]), added
 
 
 def served_name(settings: Settings) -> str:

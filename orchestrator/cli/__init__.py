@@ -19,10 +19,12 @@ def main() -> None:
     the SDK alone; without the service's packages the command says what to install."""
     try:
         from orchestrator.cli.commands import app
-        from orchestrator.cli.sweeps import fit_router, sweep, train_verifier
+        from orchestrator.cli.sweeps import fit_router, sweep, sweep_dump, sweep_load, train_verifier
     except ModuleNotFoundError as missing:
         sys.exit(f"error: the ttc command needs the service's packages ({missing.name} is missing): {SERVER_EXTRA}")
     app.command("sweep")(sweep)
     app.command("fit-router")(fit_router)
+    app.command("sweep-dump")(sweep_dump)
+    app.command("sweep-load")(sweep_load)
     app.command("train-verifier")(train_verifier)
     app(prog_name="ttc")

@@ -209,6 +209,25 @@ def fit_router(
         typer.echo(f"report: {outcome.report}")
 
 
+def sweep_dump(
+    name: Annotated[str, typer.Argument(help="the sweep's name")],
+    path: Annotated[Path, typer.Argument(help="the file to write (gzipped JSON)")],
+) -> None:
+    """Write a sweep's stored points (spec, probes, passes, results) to a file, e.g. to resume elsewhere."""
+    from harness.run import dump_sweep
+
+    count = _run(lambda: dump_sweep(name, path, _settings()))
+    typer.echo(f"{count} stored points of {name} written to {path}")
+
+
+def sweep_load(path: Annotated[Path, typer.Argument(help="a file `ttc sweep-dump` wrote")]) -> None:
+    """Store a dumped sweep's points under its name (points already stored are kept); rerun it to resume."""
+    from harness.run import load_sweep_dump
+
+    name, added = _run(lambda: load_sweep_dump(path, _settings()))
+    typer.echo(f"{added} points of {name} added from {path}")
+
+
 def _settings():
     quiet_engine_logs()
     return load_settings()

@@ -19,7 +19,9 @@ from harness.solvers import InProcessSolver
 from harness.sweep import Sweep, SweepSpec
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget
+from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
+from orchestrator.core.store import Store
 from orchestrator.runtime import Runtime
 from strategies.policy import load_policy
 from tests.sessions import VERIFIERS
@@ -144,6 +146,29 @@ async def test_an_interrupted_sweep_resumes_without_redoing_finished_points(stor
     third = CountingSolver(solver)
     await Sweep(spec, third, results).run(problems)
     assert third.calls == []  # everything was stored
+
+
+async def test_a_dumped_sweep_resumes_on_another_store_without_redoing_anything(store, redis_connection) -> None:
+    backend = ScriptedBackend(lambda prompt, sampling: ["3 + 4 = 7. The answer is 7."] * sampling.n)
+    spec = SweepSpec(
+        name=f"moved-{uuid.uuid4().hex[:6]}",
+        limit=3,
+        strategies=[{"strategy": "direct"}, {"strategy": "best_of_n", "params": {"n": 4, "adaptive": False}}],
+        budgets=[256],
+    )
+    problems = load_dataset(spec.dataset, spec.split, spec.limit)
+    await Sweep(
+        spec, InProcessSolver(Runtime(Settings(), backend, store, VERIFIERS)), SweepStore(store, spec.name)
+    ).run(problems)
+    dumped = json.loads(json.dumps(await SweepStore(store, spec.name).dump()))  # through a file, as JSON
+    elsewhere = Store(redis_connection, f"elsewhere{uuid.uuid4().hex[:6]}")
+    moved = SweepStore(elsewhere, spec.name)
+    assert await moved.restore(dumped) == 3 * 2 + 3 + 3  # results, probes, passes
+    assert await moved.restore(dumped) == 0  # what is stored stays as it is
+    counting = CountingSolver(InProcessSolver(Runtime(Settings(), backend, elsewhere, VERIFIERS)))
+    assert len(await Sweep(spec, counting, moved).run(problems)) == 3 * 2 and counting.calls == []
+    with pytest.raises(InvalidRequestError, match="not a sweep dump"):
+        await moved.restore({"format": "other"})
 
 
 async def test_a_failing_run_is_not_stored_and_the_rest_go_on(store) -> None:
