@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -30,6 +30,7 @@ from harness.grading import is_correct
 from harness.results import SweepResult
 from harness.sweep import StrategySpec
 from orchestrator.core.costmodel import ModelShape, generation_cost
+from orchestrator.core.errors import InvalidRequestError
 from strategies.allocation import (
     Allocation,
     Switch,
@@ -41,7 +42,8 @@ from strategies.allocation import (
     joined_vote,
     mean_length,
 )
-from strategies.selection import Rule, Sample, choose
+from strategies.selection import Rule, Sample, choose, split_steps
+from verifiers.arith_steps import NEUTRAL, sample_verdict, score_step
 
 NOT_SEARCHES = ("best_of_n", "probe", "auto")  # a sweep's configurations that are not step searches
 
@@ -116,16 +118,33 @@ class Outcome:
     eflops: float | None = None
 
 
-def stored_items(problems: Sequence[Problem], passes: dict[str, str]) -> list[StoredItem]:
-    """The items of ``problems`` that have a stored pass (the first seed's, when there are several)."""
+def rescorer(verifier: str | None) -> Callable[[str], float] | None:
+    """A free, text-only verifier that can score stored samples again offline (None: keep the stored
+    scores, which the sweep's pass verifier gave). Example: ``rescorer("arith_checked")("3 * 4 = 12.")``."""
+    if verifier is None:
+        return None
+    scorers = {
+        "arith_checked": lambda text: sample_verdict(split_steps(text)),
+        "arith_steps": lambda text: score_step(split_steps(text)[-1]) if split_steps(text) else NEUTRAL,
+    }
+    if verifier not in scorers:
+        raise InvalidRequestError(f"stored samples can be scored again only by {sorted(scorers)}, not {verifier!r}")
+    return scorers[verifier]
+
+
+def stored_items(
+    problems: Sequence[Problem], passes: dict[str, str], rescore: Callable[[str], float] | None = None
+) -> list[StoredItem]:
+    """The items of ``problems`` that have a stored pass (the first seed's, when there are several);
+    with ``rescore``, every sample's score is its verdict on the sample's text instead of the stored one."""
     by_item: dict[str, dict] = {}
     for key, raw in sorted(passes.items()):
         item_id, _digest, _seed = key.rsplit("|", 2)
         by_item.setdefault(item_id, json.loads(raw))
-    return [item_of(problem, by_item[problem.id]) for problem in problems if problem.id in by_item]
+    return [item_of(problem, by_item[problem.id], rescore) for problem in problems if problem.id in by_item]
 
 
-def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
+def item_of(problem: Problem, sample_pass: dict, rescore: Callable[[str], float] | None = None) -> StoredItem:
     """One stored pass as a ``StoredItem``, each distinct answer graded with the first sample stating it."""
     usage, samples = sample_pass["usage"], sample_pass["samples"]
     first_text: dict[str, str] = {}
@@ -138,7 +157,7 @@ def item_of(problem: Problem, sample_pass: dict) -> StoredItem:
         prompt_tokens=usage["prompt_tokens"] - usage["cached_prompt_tokens"],
         answers=tuple(sample["answer"] for sample in samples),
         tokens=tuple(sample["tokens"] or 0 for sample in samples),
-        scores=tuple(sample.get("score") for sample in samples),
+        scores=tuple(rescore(sample["text"]) if rescore else sample.get("score") for sample in samples),
         right=frozenset(answer for answer, text in first_text.items() if is_correct(problem, answer, text)),
     )
 

@@ -21,7 +21,7 @@ from harness.catalog import load_dataset
 from harness.evaluation import evaluate_policy, markdown, plot
 from harness.fit import Cost, fit_policy
 from harness.learned import refuse_trained_items
-from harness.replay import NOT_SEARCHES, StoredItem, attach_searches, stored_items, switch_label
+from harness.replay import NOT_SEARCHES, StoredItem, attach_searches, rescorer, stored_items, switch_label
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -181,6 +181,7 @@ async def fit_router(
     cost: Cost = "tokens",
     pooled_with: Sequence[str] = (),
     classes: bool = False,
+    verifier: str | None = None,
 ) -> FitOutcome:
     """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples, counting
     what a rule saves in ``cost`` (tokens or eFLOPs); then (``evaluate``) draw the same kind of
@@ -190,10 +191,12 @@ async def fit_router(
     ``pooled_with`` names more dev sweeps (other datasets, the same budgets) whose items join the
     fit and whose test sweeps join the evaluation: a mixed stream of questions, as a router sees
     them. The policy samples as the sweep with the longest samples did. ``classes`` lets short and
-    long questions get rules of their own (``harness.fit.class_threshold``).
+    long questions get rules of their own (``harness.fit.class_threshold``). ``verifier`` scores the
+    stored samples again offline (a free, text-only one: ``harness.replay.rescorer``), and ``auto``
+    scores its samples with it online.
     """
     store = runtime.store if runtime else None
-    sources = [await _stored_items(name, settings, store) for name in (sweep_name, *pooled_with)]
+    sources = [await _stored_items(name, settings, store, verifier) for name in (sweep_name, *pooled_with)]
     specs = [spec for spec, _ in sources]
     for spec in specs:
         if spec.split != "dev":
@@ -210,8 +213,11 @@ async def fit_router(
     shape = _model_shape(settings) if cost == "eflops" else None
     model = spec.model or (runtime.model_name if runtime else served_name(settings))
     source = "+".join(s.name for s in specs)
+    sampling = _sampling_of(pass_config)
+    if verifier is not None:
+        sampling = sampling.model_copy(update={"verifier": verifier})
     policy = fit_policy(
-        dev, spec.budgets, _sampling_of(pass_config), model, source, switches=switches, cost=cost, shape=shape,
+        dev, spec.budgets, sampling, model, source, switches=switches, cost=cost, shape=shape,
         classes=classes,
     )  # fmt: skip
     policy_path = policy_path.resolve()  # noqa: ASYNC240 (a local file, before any engine work)
@@ -229,6 +235,7 @@ async def fit_router(
             eval_limit,
             out_dir if len(specs) == 1 else out_dir / f"{dev_spec.name}-test",
             settings,
+            verifier,
             server=server,
             api_key=api_key,
             runtime=runtime,
@@ -252,6 +259,7 @@ async def _test_items(
     eval_limit: int | None,
     out_dir: Path,
     settings: Settings,
+    verifier: str | None,
     **how: Any,
 ) -> list[StoredItem]:
     """The test-split twin of a dev sweep (``<name>-test``, resumable), drawn and read back."""
@@ -265,7 +273,7 @@ async def _test_items(
     )
     await run_sweep(test_spec, out_dir, settings, title=f"Test samples for {dev_spec.name}", **how)
     store = how["runtime"].store if how.get("runtime") else None
-    _, test = await _stored_items(test_spec.name, settings, store)
+    _, test = await _stored_items(test_spec.name, settings, store, verifier)
     if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
         test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
     return test
@@ -318,8 +326,11 @@ def _model_shape(settings: Settings) -> ModelShape:
     return load_model_shape(resolve_model(settings))
 
 
-async def _stored_items(name: str, settings: Settings, store: Store | None) -> tuple[SweepSpec, list[StoredItem]]:
-    """A stored sweep's spec and its items' best-of-N samples, graded."""
+async def _stored_items(
+    name: str, settings: Settings, store: Store | None, verifier: str | None = None
+) -> tuple[SweepSpec, list[StoredItem]]:
+    """A stored sweep's spec and its items' best-of-N samples, graded (and scored by ``verifier``
+    again, offline, when one is named)."""
     if store is None:
         raw_spec, passes = await load_sweep_passes(name, settings)
     else:
@@ -329,7 +340,7 @@ async def _stored_items(name: str, settings: Settings, store: Store | None) -> t
             raise InvalidRequestError(f"no sweep named {name!r} in this Redis: run `ttc sweep --name` first")
     spec = SweepSpec.model_validate(raw_spec)
     problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)
-    items = stored_items(problems, passes)
+    items = stored_items(problems, passes, rescorer(verifier))
     if not items:
         raise InvalidRequestError(
             f"sweep {name!r} has no stored best-of-N samples: sweep best_of_n first, e.g. "

@@ -76,6 +76,31 @@ def score_step(step: str) -> float:
     return NEUTRAL + (0.1 if states_answer else 0.0)
 
 
+def sample_verdict(steps: Sequence[str]) -> float:
+    """The calculator's verdict on a whole sample: does its answer follow from checked arithmetic?
+
+    ``RIGHT_WITH_ANSWER`` when the sample has equations, every one holds, and the answer it
+    states is the result of one of them; ``WRONG`` when any equation fails; else ``NEUTRAL``
+    (no arithmetic, or an answer no equation produced). Step scores miss this: the last step
+    of most samples is just "The answer is 12.", which has no arithmetic of its own.
+    Example: ``sample_verdict(["3 * 4 = 12", "The answer is 12."]) == 0.95``.
+    """
+    results: set[Fraction] = set()
+    for step in steps:
+        found, holds = check_equations(step)
+        if holds < found:
+            return WRONG
+        for left, right in _EQUATION.findall(step):
+            if evaluate(left) is not None and re.search(r"[-+*/x×÷]", left.strip().lstrip("-")):
+                results.add(Fraction(right.replace(",", "")))
+    answer = extract_answer("\n\n".join(steps))
+    try:
+        stated = Fraction(answer.replace(",", "")) if answer is not None else None
+    except (ValueError, ZeroDivisionError):
+        stated = None
+    return RIGHT_WITH_ANSWER if stated is not None and stated in results else NEUTRAL
+
+
 class ArithmeticStepVerifier(BaseVerifier):
     """Checks every equation of every step exactly."""
 
@@ -84,3 +109,14 @@ class ArithmeticStepVerifier(BaseVerifier):
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         return [[score_step(step) for step in request.steps] for request in batch]
+
+
+class ArithmeticSampleVerifier(BaseVerifier):
+    """``arith_checked``: one verdict for the whole sample (``sample_verdict``), the same at every step,
+    so any aggregation reads it: what "sample until one checks" needs."""
+
+    name = "arith_checked"
+    spends_budget = False
+
+    async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
+        return [[sample_verdict(request.steps)] * max(len(request.steps), 1) for request in batch]

@@ -16,7 +16,7 @@ from pydantic import AfterValidator
 from orchestrator.core.errors import ConfigurationError, InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.verification import Verifier
-from verifiers.arith_steps import ArithmeticStepVerifier
+from verifiers.arith_steps import ArithmeticSampleVerifier, ArithmeticStepVerifier
 from verifiers.base import BaseVerifier
 from verifiers.confidence import ConfidenceVerifier, confidence_verifier
 from verifiers.learned import LearnedVerifier
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 VERIFIERS: dict[str, type[BaseVerifier]] = {
     "arith_steps": ArithmeticStepVerifier,  # a calculator over each step's equations; free
+    "arith_checked": ArithmeticSampleVerifier,  # the calculator's verdict on a whole sample; free
     "self_judge": SelfJudgeVerifier,  # the policy model's own P(Yes) per step; one token per step
     "prm": ProcessRewardModel,  # a process reward model on a vLLM pooling server (TTC_PRM__URL)
     "learned": LearnedVerifier,  # trained from ttc's own labelled dev samples (TTC_LEARNED_VERIFIER)

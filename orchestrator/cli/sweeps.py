@@ -159,6 +159,10 @@ def fit_router(
         typer.Option(help="another dev sweep to pool with (repeatable): a mixed stream of its questions and these"),
     ] = None,
     classes: Annotated[bool, typer.Option(help="short and long questions may get rules of their own")] = False,
+    verifier: Annotated[
+        str | None,
+        typer.Option(help="score the stored samples again with this free verifier (arith_checked), as auto will"),
+    ] = None,
 ) -> None:
     """Fit auto's policy by replaying a dev sweep's best-of-N samples; evaluate it on the test split."""
     if cost not in ("tokens", "eflops"):
@@ -181,6 +185,7 @@ def fit_router(
                 cost=cost,
                 pooled_with=pool or [],
                 classes=classes,
+                verifier=verifier,
             )
         finally:
             close()

@@ -11,7 +11,17 @@ from pydantic import ValidationError
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
 from harness.fit import Replayer, class_threshold, fit_budget, fit_policy, grid, spend_it_all
-from harness.replay import Outcome, SearchPoint, StoredItem, best_of_n, best_of_n_within, replay, switch_label
+from harness.replay import (
+    Outcome,
+    SearchPoint,
+    StoredItem,
+    best_of_n,
+    best_of_n_within,
+    item_of,
+    replay,
+    rescorer,
+    switch_label,
+)
 from harness.report import concave_hull, frontier, summarise, wilson_interval
 from harness.results import ProbeFeatures, SweepResult
 from harness.sweep import StrategySpec, SweepSpec, _derived_result
@@ -292,3 +302,18 @@ def test_question_classes_split_by_prompt_length_where_it_separates_easy_from_ha
     assert short.max_prompt_tokens == 34 and policy.fitted["classes"]["short_items"] == 60
     assert policy.rule_for(1024, 30) == short.rules[0] and policy.rule_for(1024, 95) == policy.rules[0]
     assert policy.rule_for(1024) == policy.rules[0]  # no prompt length: the longest class's rules
+
+
+def test_stored_samples_are_scored_again_offline_by_a_free_verifier() -> None:
+    problem = Problem("What is 3 x 4?", "12", id="p")
+    sample_pass = {
+        "usage": {"prompt_tokens": 20, "cached_prompt_tokens": 0},
+        "samples": [
+            {"answer": "12", "text": "3 x 4 = 12.\n\nThe answer is 12.", "tokens": 10, "score": 0.6},
+            {"answer": "13", "text": "3 x 4 = 13.\n\nThe answer is 13.", "tokens": 10, "score": 0.05},
+        ],
+    }
+    assert item_of(problem, sample_pass).scores == (0.6, 0.05)
+    assert item_of(problem, sample_pass, rescorer("arith_checked")).scores == (0.95, 0.05)
+    with pytest.raises(InvalidRequestError, match="scored again only by"):
+        rescorer("self_judge")

@@ -113,3 +113,13 @@ def test_a_long_run_of_digits_is_checked_in_linear_time() -> None:
     # Before: exponential backtracking — 60 digits without an "=" would not return in a lifetime.
     assert check_equations("1" * 60 + " and then 12 x 3 = 36") == (1, 1)
     assert score_step("7" * 5000) == score_step("no arithmetic here")
+
+
+def test_the_sample_verdict_accepts_an_answer_that_checked_arithmetic_produced() -> None:
+    from verifiers.arith_steps import RIGHT_WITH_ANSWER, WRONG, sample_verdict
+
+    assert sample_verdict(["3 boxes of 4: 3 * 4 = 12.", "He eats 5: 12 - 5 = 7.", "The answer is 7."]) == 0.95
+    assert sample_verdict(["3 * 4 = 12.", "The answer is 12."]) == RIGHT_WITH_ANSWER
+    assert sample_verdict(["3 * 4 = 13.", "The answer is 13."]) == WRONG  # an equation fails
+    assert sample_verdict(["3 * 4 = 12.", "The answer is 9."]) == 0.5  # no equation produced it
+    assert sample_verdict(["I think it is 12.", "The answer is 12."]) == 0.5  # no arithmetic at all
