@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 
 from harness.catalog import load_dataset
+from harness.datasets import Problem
 from harness.evaluation import evaluate_policy, markdown, plot
 from harness.fit import Cost, fit_policy
 from harness.learned import refuse_trained_items
@@ -55,12 +56,19 @@ class SweepOutcome:
 
 @asynccontextmanager
 async def _solver_and_store(
-    settings: Settings, server: str | None, api_key: str | None, runtime: Runtime | None
+    settings: Settings, server: str | None, api_key: str | None, runtime: Runtime | None, complete: bool = False
 ) -> AsyncIterator[tuple[Solver, Store]]:
-    """In process: ``runtime``, else the engine and Redis of ``settings``. With ``server``: the SDK,
-    plus local Redis for the results."""
+    """In process: ``runtime``, else the engine and Redis of ``settings`` (only Redis for a sweep
+    already ``complete``: nothing to decode). With ``server``: the SDK, plus local Redis for the results."""
     if runtime is not None:
         yield InProcessSolver(runtime), runtime.store
+        return
+    if server is None and complete:
+        connection = await open_redis(settings.redis_url, settings.data_dir)
+        try:
+            yield NoSolver(), Store(connection, settings.redis_namespace)
+        finally:
+            await connection.aclose()
         return
     if server is None:
         async with Runtime.open(settings) as runtime:
@@ -100,7 +108,8 @@ async def run_sweep(
             raise InvalidRequestError("the sweep uses the learned verifier: set TTC_LEARNED_VERIFIER")
         trained = frozenset(load_artifact(settings.learned_verifier)["meta"]["item_hashes"])
         refuse_trained_items(problems, trained, f"sweep {spec.name}")
-    async with _solver_and_store(settings, server, api_key, runtime) as (solver, store):
+    complete = runtime is None and server is None and await _is_complete(spec, problems, settings)
+    async with _solver_and_store(settings, server, api_key, runtime, complete) as (solver, store):
         results_store = SweepStore(store, spec.name)
         stored = await results_store.spec()
         if stored and stored.get("model") and stored["model"] != spec.model:
@@ -114,6 +123,23 @@ async def run_sweep(
     title = title or f"Sweep {spec.name}"
     report = write_report(out_dir, title, spec.model_dump(), results, probes, REPORT_EDGES)
     return SweepOutcome(results, probes, jsonl, report, time.monotonic() - started, sweep.failures)
+
+
+class NoSolver:
+    """The solver of a sweep with every point stored: asked to decode, it says so."""
+
+    async def solve(self, question: str, strategy: str, params: dict[str, Any], budget: Any) -> Any:
+        raise RuntimeError("the sweep was complete: nothing should have been decoded")
+
+
+async def _is_complete(spec: SweepSpec, problems: list[Problem], settings: Settings) -> bool:
+    """Whether every point of ``spec`` is stored already (then no engine is started)."""
+    connection = await open_redis(settings.redis_url, settings.data_dir)
+    try:
+        stored = SweepStore(Store(connection, settings.redis_namespace), spec.name)
+        return await stored.spec() is not None and not await Sweep(spec, NoSolver(), stored).pending(problems)
+    finally:
+        await connection.aclose()
 
 
 async def load_sweep(

@@ -179,6 +179,10 @@ class Sweep:
             for budget in self.spec.budgets
         }
 
+    async def pending(self, problems: list[Problem]) -> int:
+        """How many units (probes, passes, attempts) are not stored yet."""
+        return len(await self._pending_units(problems))
+
     async def _pending_units(self, problems: list[Problem]) -> list[tuple[int, Callable[[], Any]]]:
         """Every unit not stored yet, with the sequences it decodes at once."""
         done = await self.results.done_keys()
