@@ -34,7 +34,8 @@ class Engine:
 
 @asynccontextmanager
 async def embedded_engine(**options: Any) -> AsyncIterator[Engine]:
-    """Start SmolLM2-135M in process (``options`` are ``EngineOptions`` fields; 2 GiB of KV cache by default)."""
+    """Start TTC_MODEL (default qwen2.5-coder-0.5b) in process (``options`` are ``EngineOptions`` fields; 2 GiB
+    of KV cache by default)."""
     settings = Settings()
     model = ensure_model(settings.model_cache_dir, settings.model)
     backend = await InProcessBackend.start(str(model), EngineOptions(**{"cpu_kv_cache_space_gib": 2, **options}))
