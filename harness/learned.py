@@ -91,8 +91,9 @@ def from_sweep_passes(spec: dict[str, Any], passes: dict[str, str]) -> list[Labe
     return rows
 
 
-def train(rows: list[Labelled], source: str) -> dict[str, Any]:
-    """Validate both classifiers on held-out items, refit the better one on everything: the artifact."""
+def train(rows: list[Labelled], source: str, judged_model: str = "") -> dict[str, Any]:
+    """Validate both classifiers on held-out items, refit the better one on everything: the artifact.
+    ``judged_model`` is the catalogue name of the model whose samples these are (recorded)."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
@@ -122,6 +123,7 @@ def train(rows: list[Labelled], source: str) -> dict[str, Any]:
     meta = {
         "format": FORMAT,
         "source": source,
+        "judged_model": judged_model,
         "model": chosen,
         "validation_auroc": validation,
         "samples": len(rows),

@@ -276,9 +276,13 @@ def train_verifier(
 
     if (name is None) == (not samples):
         fail(InvalidRequestError("name a dev sweep, or give --samples files, not both"))
+    from harness.run import served_name
+
+    judged = served_name(_settings())  # the model whose samples these are
     if name is not None:
         spec, passes = _run(lambda: load_sweep_passes(name, _settings()))
         rows, source = from_sweep_passes(spec, passes), f"sweep {name}"
+        judged = spec.get("model") or judged
     else:
         try:
             rows, source = from_signal_samples(samples or []), ", ".join(str(p) for p in samples or [])
@@ -286,7 +290,7 @@ def train_verifier(
             fail(error)
     typer.echo(f"training on {len(rows)} samples of {len({r.item_id for r in rows})} dev items ...")
     try:
-        artifact = train(rows, source)
+        artifact = train(rows, source, judged)
     except InvalidRequestError as error:
         fail(error)
     path = save(artifact, out.resolve())

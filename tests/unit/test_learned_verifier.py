@@ -49,8 +49,9 @@ def tokens(text: str, chosen: float, alternative: float) -> tuple[TokenLogprob, 
 
 
 async def test_trained_validated_saved_and_served_by_name(tmp_path: Path) -> None:
-    artifact = train(from_signal_samples([signal_file(tmp_path)]), "test data")
+    artifact = train(from_signal_samples([signal_file(tmp_path)]), "test data", "smollm2-135m")
     meta = artifact["meta"]
+    assert meta["judged_model"] == "smollm2-135m"
     assert max(meta["validation_auroc"].values()) > 0.9 and meta["model"] in meta["validation_auroc"]
     assert len(meta["items"]) == len(meta["item_hashes"]) == 30 and meta["samples"] == 120
     path = save(artifact, tmp_path / "learned.joblib")
