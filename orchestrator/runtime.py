@@ -31,7 +31,7 @@ from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait
 from orchestrator.jobs import Worker
 from orchestrator.sleep import ContextKeeper
 from strategies import get_strategy
-from strategies.auto import AutoParams
+from strategies.auto import AutoParams, check_policy_model
 from strategies.base import StrategyResult, parallel_streams
 from strategies.policy import Policy, served_policy
 from verifiers.registry import VerifierSet
@@ -166,6 +166,8 @@ class Runtime:
         chosen = get_strategy(strategy)
         parsed = chosen.parse_params(params)
         self.check_parallel(strategy, parsed)
+        if isinstance(parsed, AutoParams) and parsed.policy is not None:
+            check_policy_model(parsed.policy, self.model_name)  # refused before anything is stored
         owner = api_key.id if api_key else None
         if context_id is not None:
             await self.store.get_owned_context(context_id, owner)

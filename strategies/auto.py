@@ -123,18 +123,23 @@ async def auto(question: str, session: Session, params: AutoParams) -> StrategyR
 def policy_for(session: Session, params: AutoParams) -> Policy:
     """The request's policy if it has one (it must be fitted on the served model), else the served one."""
     if params.policy is not None:
-        if params.policy.model != session.served_model:
-            raise InvalidRequestError(
-                f"params.policy was fitted on {params.policy.model!r}, but this service runs {session.served_model!r}: "
-                "its rules say nothing about this model's samples; fit one on a dev sweep of this model"
-            )
-        return params.policy
+        return check_policy_model(params.policy, session.served_model)
     if not isinstance(session.routing_policy, Policy):
         raise ConfigurationError(
             f"no routing policy is fitted for the served model {session.served_model!r}: fit one "
             "(`ttc sweep` on dev items, then `ttc fit-router`) and set TTC_ROUTING_POLICY, or pass params.policy"
         )
     return session.routing_policy
+
+
+def check_policy_model(policy: Policy, served_model: str) -> Policy:
+    """A request's own policy must be fitted on the model the service runs (else 400 saying so)."""
+    if policy.model != served_model:
+        raise InvalidRequestError(
+            f"params.policy was fitted on {policy.model!r}, but this service runs {served_model!r}: "
+            "its rules say nothing about this model's samples; fit one on a dev sweep of this model"
+        )
+    return policy
 
 
 def _tokens_left(session: Session, prompt_tokens: int) -> int | None:

@@ -30,11 +30,22 @@ async def test_a_request_cannot_name_a_policy_file(api) -> None:
         )
         assert named.status_code == 400, named.text
         assert "policy_path" in named.json()["error"]["message"] and "root:" not in named.text
-        broken = {"version": "x", "rules": [{"min_tokens": 0, "allocation": {"switch": {"strategy": "nope"}}}]}
+        broken = {
+            "version": "x",
+            "model": "scripted",
+            "rules": [{"min_tokens": 0, "allocation": {"switch": {"strategy": "nope"}}}],
+        }
         inline = await client.post(
             "/v1/reason", json={"question": "q", "strategy": "auto", "params": {"policy": broken}}
         )
         assert inline.status_code == 400 and "'nope'" in inline.json()["error"]["message"]
+        foreign = {"version": "x", "model": "other-model", "rules": [{"min_tokens": 0, "allocation": {}}]}
+        stored = len((await client.get("/v1/jobs")).json()["data"])
+        refused = await client.post(
+            "/v1/reason", json={"question": "q", "strategy": "auto", "params": {"policy": foreign}, "wait": False}
+        )
+        assert refused.status_code == 400 and "fitted on 'other-model'" in refused.json()["error"]["message"]
+        assert len((await client.get("/v1/jobs")).json()["data"]) == stored  # refused before anything was stored
 
 
 def _route_calls(app, job_id: str, context_id: str) -> list[tuple[str, str, dict | None]]:
