@@ -24,8 +24,9 @@ TTC = [sys.executable, "-m", "orchestrator.cli"]
 def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TTC_") and k != "REDIS_URL"}
     env.update(
-        TTC_DATA_DIR=str(tmp_path / "data"), TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB="1", TTC_MODEL=TEST_MODEL, **extra
+        {"TTC_DATA_DIR": str(tmp_path / "data"), "TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB": "1", "TTC_MODEL": TEST_MODEL}
     )
+    env.update(extra)
     return env
 
 
