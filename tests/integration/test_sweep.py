@@ -201,8 +201,11 @@ async def test_a_sweep_runs_through_the_sdk_against_a_service(store, tmp_path: P
 
     settings = Settings(redis_namespace=store.keys.namespace)
 
-    def script(prompt: str, sampling) -> list[str]:  # right about 6 + 9 only
-        return ["6 + 9 = 15. The answer is 15." if "6 + 9" in prompt else "The answer is 7."] * sampling.n
+    problems = load_dataset("arithmetic", "dev", 3)
+    first = problems[0]
+
+    def script(prompt: str, sampling) -> list[str]:  # right about the first item only
+        return [f"The answer is {first.answer}." if first.question in prompt else "The answer is -1."] * sampling.n
 
     backend = ScriptedBackend(script)
     port = free_port()
@@ -219,13 +222,11 @@ async def test_a_sweep_runs_through_the_sdk_against_a_service(store, tmp_path: P
             budgets=[512, 1024],
         )
         async with AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            done = await Sweep(spec, ServiceSolver(client), SweepStore(store, spec.name)).run(
-                load_dataset(spec.dataset, spec.split, spec.limit)
-            )
+            done = await Sweep(spec, ServiceSolver(client), SweepStore(store, spec.name)).run(problems)
     finally:
         server.should_exit = True
         await serving
     assert len(done) == 3 * 2 * 2 and all(r.status == "succeeded" for r in done)
     derived = [r for r in done if r.derived]
     assert derived and all(0 < r.params["n"] <= 4 and r.compute_tokens <= r.budget for r in derived)
-    assert {r.item_id for r in done if r.correct} == {"arith-0-dev-0"}  # "What is 6 + 9?"
+    assert {r.item_id for r in done if r.correct} == {first.id}
