@@ -56,7 +56,7 @@ class Session:
         self.meter = meter
         # the model's catalogue name (what policies and trained verifiers record), and the routing
         # policy the runtime chose for it once (a ``strategies.policy.Policy``; None: none fits it)
-        self.served_model = served_model or backend.model.name
+        self.served_model = served_model or (backend.model.name if backend is not None else "")
         self.routing_policy = routing_policy
         self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
         self.chat = chat or ChatOptions()
