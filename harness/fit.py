@@ -6,6 +6,12 @@ that budget item by item; the rule with the surest gain wins (``fit_budget``). A
 split of the dev items reports how the fitting procedure does on items it did not see,
 which the policy file records next to the rules.
 
+With question classes (``harness.classes``: prompt-length cuts), each class gets rules of its
+own, and every class is fitted at one price of a right answer per budget, its whole stream's:
+that is what lets a router spend differently on different kinds of question (Snell et al.),
+sending one sample to questions whose votes buy little and more to those where votes pay. The
+grid holds plain best-of-n rules for that (``fixed_grid``).
+
 A rule switches to a step search only where the dev sweep ran that search and replaying the
 switch on its stored points raises the rule's bound (``fit_budget``); the fit tries each
 search alone and seeded with the samples already drawn (``Switch.vote_with_samples``).
@@ -25,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from harness.classes import class_cuts
 from harness.replay import Outcome, Point, StoredItem, best_of_n_within, replay
 from orchestrator.core.costmodel import ModelShape
 from orchestrator.core.errors import InvalidRequestError
@@ -39,8 +46,7 @@ MIN_SLOPE = 1e-6  # accuracy per token: one right answer is never worth more tha
 GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 6, 8, 12), (0.26, 0.34, 0.5))]
 
 
-MIN_CLASS_ITEMS = 40  # a question class is fitted on at least this many dev items
-MIN_CLASS_GAIN = 0.02  # and its split must separate easy from hard items at least this much (Gini)
+FIXED_NS = (1, 2, 3, 4, 6, 8, 12)  # plain best-of-n rules: what a class whose votes buy little should draw
 ACCEPT_SCORES = (0.75, 0.9)  # the calculator: 0.8 checked arithmetic, 0.95 checked with a stated answer
 
 
@@ -63,7 +69,18 @@ def grid(max_samples: int) -> list[Allocation]:
                 give_up_share=below,
             )
         )
-    return rules + accepting_grid(max_samples)
+    return rules + accepting_grid(max_samples) + fixed_grid(max_samples)
+
+
+def fixed_grid(max_samples: int) -> list[Allocation]:
+    """Plain best-of-n in one request for a few n below ``max_samples``: no stopping rule can do
+    better on questions where one sample answers as well as many (the model rarely agrees with
+    itself there), and a router sending them one sample saves its budget for the rest."""
+    return [
+        Allocation(first_wave=n, wave=n, max_samples=n, stop_share=1.0, stop_votes=n, give_up_after=None)
+        for n in FIXED_NS
+        if n < max_samples
+    ]
 
 
 def accepting_grid(max_samples: int) -> list[Allocation]:
@@ -145,19 +162,28 @@ def marginal_slope(items: Sequence[StoredItem], budget: int, replayer: Replayer)
     return max(floor, (full.accuracy - half.accuracy) / max(1.0, spent))
 
 
+def answer_price(items: Sequence[StoredItem], budget: int, replayer: Replayer) -> float:
+    """What one more right answer costs majority voting near ``budget`` on these items (in the
+    replayer's cost): the price a rule's gained or lost answers are counted at."""
+    return 1.0 / marginal_slope(items, budget, replayer)
+
+
 def fit_budget(
     items: Sequence[StoredItem],
     budget: int,
     replayer: Replayer,
     rules: Sequence[Allocation],
     switches: Sequence[Switch] = (),
+    price: float | None = None,
 ) -> tuple[Allocation, Point, Point]:
     """The rule whose gain over majority at ``budget`` has the best lower bound: (rule, its point,
     majority's point).
 
     A rule's gain on an item, in the replayer's cost, is what it saves, plus each answer it gets
-    right that majority does not (less each it loses) priced at what majority voting pays for one
-    more right answer near this budget (``marginal_slope``). The bound is the mean gain less one
+    right that majority does not (less each it loses) priced at ``price``: by default what majority
+    voting pays for one more right answer near this budget on these items (``answer_price``); a
+    question class is fitted at its whole stream's price, so it spends less where its answers
+    cost more than the stream's. The bound is the mean gain less one
     standard error over items, so with a hundred-odd items and a thousand rules the choice does
     not chase noise. ``spend_it_all`` (majority voting in waves sized as online) is replayed first
     and keeps ties; the budget-sized waves can leave it a little short of the derived best-of-N
@@ -167,7 +193,7 @@ def fit_budget(
     switching to each instead of answering, alone and seeded with the drawn samples' votes,
     replayed on the search's own dev points, and kept only if that raises the bound.
     """
-    price = 1.0 / marginal_slope(items, budget, replayer)
+    price = price or answer_price(items, budget, replayer)
     baseline = [replayer.majority(item, budget) for item in items]
     cost = replayer.cost_of
 
@@ -193,15 +219,17 @@ def held_out(
     replayer: Replayer,
     rules: Sequence[Allocation],
     switches: Sequence[Switch] = (),
+    price: float | None = None,
 ) -> dict:
-    """The fitting procedure on 4/5 of the dev items, scored on the fifth, over 5 folds."""
+    """The fitting procedure on 4/5 of the dev items, scored on the fifth, over 5 folds (at ``price``
+    when given: a class's folds keep its stream's price)."""
     auto, majority = [], []
     for fold in range(FOLDS):
         train = [item for index, item in enumerate(items) if index % FOLDS != fold]
         test = [item for index, item in enumerate(items) if index % FOLDS == fold]
         if not train or not test:
             continue
-        rule, _, _ = fit_budget(train, budget, replayer, rules, switches)
+        rule, _, _ = fit_budget(train, budget, replayer, rules, switches, price)
         auto += [replayer.auto(rule, item, budget) for item in test]
         majority += [replayer.majority(item, budget) for item in test]
     auto_point, majority_point = Point.of(auto), Point.of(majority)
@@ -226,29 +254,42 @@ def fit_policy(
     cost: Cost = "tokens",
     shape: ModelShape | None = None,
     classes: bool = False,
+    candidates: Sequence[Allocation] | None = None,
 ) -> Policy:
     """One rule per budget (the smallest budget's applies below it), with the dev report in ``fitted``;
     ``model`` is the catalogue name of the model whose samples these are (the policy records it).
     ``switches``: the step searches the dev sweep ran (their points must be on ``items``); ``cost``:
     the axis a rule's saving is counted on (``"eflops"`` needs the model's ``shape``). With
-    ``classes``, short and long questions get rules of their own where their prompt length
-    separates easy from hard items (``class_threshold``)."""
+    ``classes``, questions get rules per prompt-length class where their length separates easy
+    from hard items (``harness.classes``); the last class's report is the policy's ``budgets``.
+    ``candidates``: the rules to choose among (default ``grid``)."""
     max_samples = min(item.size for item in items)
     typical = round(statistics.median(tokens for item in items for tokens in item.tokens))
     sampling = sampling.model_copy(update={"typical_tokens": typical})
     replayer = Replayer(typical, cost, shape)
     if cost == "eflops" and _lack_eflops(items, switches):
         switches = ()  # a search's points stored without eFLOPs cannot be priced on that axis
-    candidates = grid(max_samples)
-    threshold = class_threshold(items) if classes else None
-    short = [item for item in items if threshold is not None and item.prompt_length <= threshold]
-    long = [item for item in items if threshold is None or item.prompt_length > threshold]
-    rules, report = fit_rules(long, budgets, replayer, candidates, switches)
-    question_classes, class_report = [], {}
-    if threshold is not None:
-        short_rules, short_report = fit_rules(short, budgets, replayer, candidates, switches)
-        question_classes = [QuestionClass(max_prompt_tokens=threshold, rules=short_rules)]
-        class_report = {"max_prompt_tokens": threshold, "short_items": len(short), "short_budgets": short_report}
+    candidates = candidates or grid(max_samples)
+    # one price of a right answer per budget for the whole stream: every class is fitted at it, so
+    # a class whose answers cost more than the stream's spends less and leaves tokens to the rest
+    prices = {budget: answer_price(items, budget, replayer) for budget in budgets}
+    cuts = class_cuts(items) if classes else []
+    groups = [
+        [
+            item
+            for item in items
+            if (low is None or low < item.prompt_length) and (high is None or item.prompt_length <= high)
+        ]
+        for low, high in itertools.pairwise([None, *cuts, None])
+    ]
+    fitted = [fit_rules(group, budgets, replayer, candidates, switches, prices) for group in groups]
+    rules, report = fitted[-1]  # the longest questions' rules are the policy's own
+    shorter = zip(cuts, fitted[:-1], strict=True)
+    question_classes = [QuestionClass(max_prompt_tokens=cut, rules=found[0]) for cut, found in shorter]
+    class_report = [
+        {"max_prompt_tokens": cut, "items": len(group), "budgets": found[1]}
+        for cut, group, found in zip([*cuts, None], groups, fitted, strict=True)
+    ]
     return Policy(
         version=version or time.strftime("%Y-%m-%d.%H%M%S") + (f".{source}" if source else ""),
         model=model,
@@ -264,6 +305,7 @@ def fit_policy(
             "cost": cost,
             "switches_tried": [switch.strategy for switch in switches],
             "budgets": report,
+            "prices": {str(budget): price for budget, price in prices.items()},
             **({"classes": class_report} if classes else {}),
         },
     )
@@ -275,43 +317,21 @@ def fit_rules(
     replayer: Replayer,
     candidates: Sequence[Allocation],
     switches: Sequence[Switch],
+    prices: dict[int, float] | None = None,
 ) -> tuple[list[BudgetRule], dict[str, Any]]:
-    """A rule per budget fitted on ``items``, and per budget its dev point, majority's and the held-out folds."""
+    """A rule per budget fitted on ``items`` (at ``prices``: budget -> price of a right answer, else
+    the items' own), and per budget its dev point, majority's and the held-out folds."""
     rules, report = [], {}
     for index, budget in enumerate(sorted(budgets)):
-        rule, point, baseline = fit_budget(items, budget, replayer, candidates, switches)
+        price = (prices or {}).get(budget)
+        rule, point, baseline = fit_budget(items, budget, replayer, candidates, switches, price)
         rules.append(BudgetRule(min_tokens=0 if index == 0 else budget, allocation=rule, budget=budget))
         report[str(budget)] = {
             "dev_auto": point.__dict__,
             "dev_majority": baseline.__dict__,
-            "held_out_folds": held_out(items, budget, replayer, candidates, switches),
+            "held_out_folds": held_out(items, budget, replayer, candidates, switches, price),
         }
     return rules, report
-
-
-def class_threshold(items: Sequence[StoredItem]) -> int | None:
-    """The prompt length that best splits items the first sample gets right from those it does not
-    (a decision stump: the largest drop in Gini impurity), or None where no split leaves both sides
-    ``MIN_CLASS_ITEMS`` items and drops the impurity by ``MIN_CLASS_GAIN``.
-
-    Example: one-line sums the model gets right and long word problems it does not split between them.
-    """
-    labelled = sorted((item.prompt_length, item.answers[0] in item.right) for item in items)
-    total = _gini([right for _, right in labelled])
-    best, best_gain = None, MIN_CLASS_GAIN
-    for cut in range(MIN_CLASS_ITEMS, len(labelled) - MIN_CLASS_ITEMS + 1):
-        if labelled[cut - 1][0] == labelled[cut][0]:
-            continue  # a threshold cannot split equal lengths
-        short, long = [r for _, r in labelled[:cut]], [r for _, r in labelled[cut:]]
-        gain = total - (len(short) * _gini(short) + len(long) * _gini(long)) / len(labelled)
-        if gain > best_gain:
-            best, best_gain = labelled[cut - 1][0], gain
-    return best
-
-
-def _gini(labels: Sequence[bool]) -> float:
-    share = statistics.fmean(labels) if labels else 0.0
-    return 2 * share * (1 - share)
 
 
 def _lack_eflops(items: Sequence[StoredItem], switches: Sequence[Switch]) -> bool:

@@ -217,7 +217,7 @@ async def fit_router(
     ``pooled_with`` names more dev sweeps (other datasets, the same budgets) whose items join the
     fit and whose test sweeps join the evaluation: a mixed stream of questions, as a router sees
     them. The policy samples as the sweep with the longest samples did. ``classes`` lets short and
-    long questions get rules of their own (``harness.fit.class_threshold``). ``verifier`` scores the
+    long questions get rules of their own (``harness.classes``). ``verifier`` scores the
     stored samples again offline (a free, text-only one: ``harness.replay.rescorer``), and ``auto``
     scores its samples with it online.
     """

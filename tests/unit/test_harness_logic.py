@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import replace
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from harness.classes import class_cuts, class_threshold
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
-from harness.fit import Replayer, class_threshold, fit_budget, fit_policy, grid, spend_it_all
+from harness.fit import Replayer, fit_budget, fit_policy, fixed_grid, grid, spend_it_all
 from harness.replay import (
     Outcome,
     SearchPoint,
@@ -297,11 +299,52 @@ def test_question_classes_split_by_prompt_length_where_it_separates_easy_from_ha
     hard = [replace(stored(f"h{i}", ["5", *["4"] * 7]), prompt_length=90 + i % 7) for i in range(60)]
     assert class_threshold(easy + hard) == 34  # the longest easy prompt
     assert class_threshold(easy) is None  # nothing to separate
-    policy = fit_policy(easy + hard, [1024], Sampling(), "scripted", source="dev", version="t", classes=True)
+    few = [spend_it_all(8), *fixed_grid(8)]
+    policy = fit_policy(easy + hard, [1024], Sampling(), "scripted", "dev", version="t", classes=True, candidates=few)
     [short] = policy.classes
-    assert short.max_prompt_tokens == 34 and policy.fitted["classes"]["short_items"] == 60
+    assert short.max_prompt_tokens == 34 and policy.fitted["classes"][0]["items"] == 60
     assert policy.rule_for(1024, 30) == short.rules[0] and policy.rule_for(1024, 95) == policy.rules[0]
     assert policy.rule_for(1024) == policy.rules[0]  # no prompt length: the longest class's rules
+
+
+def test_a_stream_is_cut_again_where_a_class_still_mixes_easy_and_hard() -> None:
+    def items(prefix: str, count: int, length: int, answers: list[str]) -> list[StoredItem]:
+        return [replace(stored(f"{prefix}{i}", answers), prompt_length=length + i % 3) for i in range(count)]
+
+    sums = items("s", 60, 20, ["4"] * 8)  # right from the first sample
+    words = items("w", 60, 50, ["5", *["4"] * 7])  # wrong first, then settled
+    long_right = items("r", 50, 90, ["4"] * 8)
+    assert class_cuts(sums + words) == [22]
+    assert class_cuts(sums + words + long_right) == [22, 52]  # the long ones are easy again
+    assert class_cuts(sums + words + long_right, max_cuts=1) == [22]
+    few = [spend_it_all(8), *fixed_grid(8)]
+    policy = fit_policy(
+        sums + words + long_right, [1024], Sampling(), "scripted", "dev", version="t", classes=True, candidates=few
+    )
+    assert [c.max_prompt_tokens for c in policy.classes] == [22, 52]
+    assert [c["items"] for c in policy.fitted["classes"]] == [60, 60, 50]
+
+
+def test_every_class_is_fitted_at_its_streams_price_so_hopeless_votes_get_one_sample() -> None:
+    # medium questions: the first sample is wrong and majority is right from three samples on
+    medium = [replace(stored(f"m{i}", ["5", "4", *["4"] * 6]), prompt_length=30) for i in range(60)]
+    # long questions: the first sample's answer is majority's at every N (ties go to the first seen),
+    # right for half of them; on a tenth more samples turn a wrong first answer right
+    scattered = [str(n) for n in range(5, 12)]
+    hard = [replace(stored(f"h{i}", ["4", *scattered]), prompt_length=90) for i in range(30)]
+    hard += [replace(stored(f"w{i}", ["12", *scattered]), prompt_length=90) for i in range(24)]
+    hard += [replace(stored(f"f{i}", ["5", "4", "4", *scattered[:5]]), prompt_length=90) for i in range(6)]
+    few = fixed_grid(8)  # and majority over all 8, which the fit always tries
+    policy = fit_policy(medium + hard, [512], Sampling(), "scripted", "dev", version="t", classes=True, candidates=few)
+    [short] = policy.classes
+    assert short.max_prompt_tokens == 30
+    # priced at what the stream pays for an answer, one sample is worth the tenth it loses on the long
+    # questions; priced at their own votes' rate (0.1 answer for 300 tokens) it would not be
+    long_rule = policy.rules[0].allocation
+    assert statistics.fmean(replay(long_rule, item, 512, 100).samples for item in hard) == 1
+    assert policy.fitted["prices"]["512"] < 1 / (0.1 / 300)
+    assert replay(short.rules[0].allocation, medium[0], 512, 100).correct
+    assert any(rule.max_samples == 1 for rule in grid(16))  # plain one-sample best-of-n is a candidate
 
 
 def test_stored_samples_are_scored_again_offline_by_a_free_verifier() -> None:
