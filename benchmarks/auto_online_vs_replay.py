@@ -9,24 +9,28 @@ Accuracy is paired by item: online − replay and online − majority on the sto
 the same budget, each with a 95% paired bootstrap interval, and the discordant items (right
 one way, wrong the other) counted. A resumed run reuses the items already run online.
 
-    .venv/bin/python benchmarks/auto_online_vs_replay.py pass16-arithmetic-dev runs/policy-arithmetic.json \
-        --items 40 --budgets 512,1024
+    .venv/bin/python benchmarks/auto_online_vs_replay.py q05-arithmetic-dev q05-gsm8k-dev \
+        docs/sweep/mixed/policy.json --items 100 --budgets 1024
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import sys
 from pathlib import Path
 
 import anyio
 
 RESULTS = Path(__file__).parent / "results"
+COMMAND = ""  # the command line, recorded with the results
 
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.efficiency import accuracy_difference
+    from harness.evaluation import rule_of
     from harness.replay import best_of_n_within, replay
     from harness.run import _stored_items, run_sweep
     from harness.sweep import SweepSpec
@@ -36,32 +40,39 @@ async def main(args: argparse.Namespace) -> dict:
     settings = Settings()
     policy = load_policy(args.policy)
     budgets = [int(b) for b in args.budgets.split(",")]
-    test_spec, test_items = await _stored_items(f"{args.dev_sweep}-test", settings, None)
-    items = test_items[: args.items]
-    spec = SweepSpec(
-        name=f"{args.dev_sweep}-online-{policy.version}",
-        dataset=test_spec.dataset,
-        split="test",
-        limit=len(items),  # the first K items of the same split and seed: the same questions
-        data_seed=test_spec.data_seed,
-        strategies=[{"strategy": "auto", "params": {"policy": policy.model_dump(mode="json")}}],
-        budgets=budgets,
-    )
-    wanted = {item.id for item in items}
-    outcome = await run_sweep(spec, Path("runs") / spec.name, settings)
-    report: dict = {"policy": policy.version, "items": len(items), "budgets": {}}
+    online: dict[int, list] = {budget: [] for budget in budgets}
+    items, datasets = [], []
+    for dev_sweep in args.dev_sweeps:  # several: a mixed stream, each dataset's first K test items
+        test_spec, test_items = await _stored_items(f"{dev_sweep}-test", settings, None)
+        chosen = test_items[: args.items]
+        spec = SweepSpec(
+            name=f"{dev_sweep}-online-{re.sub(r'[^A-Za-z0-9_.:-]', '_', policy.version)}",
+            dataset=test_spec.dataset,
+            split="test",
+            limit=len(chosen),  # the first K items of the same split and seed: the same questions
+            data_seed=test_spec.data_seed,
+            strategies=[{"strategy": "auto", "params": {"policy": policy.model_dump(mode="json")}}],
+            budgets=budgets,
+        )
+        outcome = await run_sweep(spec, Path("runs") / spec.name, settings)
+        for budget in budgets:
+            by_item = {r.item_id: r for r in outcome.results if r.budget == budget}
+            online[budget] += [by_item[item.id] for item in chosen]
+        items += chosen
+        datasets.append(test_spec.dataset)
+    report: dict = {"command": COMMAND, "policy": policy.version, "datasets": datasets, "items": len(items)}
+    report["budgets"] = {}
     for budget in budgets:
-        by_item = {r.item_id: r for r in outcome.results if r.budget == budget and r.item_id in wanted}
-        online = [by_item[item.id] for item in items]
-        replayed = [
-            replay(policy.rule_for(budget).allocation, item, budget, policy.sampling.typical_tokens) for item in items
-        ]
+        ran = online[budget]
+        # each item replayed with the rule of its own class, as online auto chose it by its prompt's length
+        typical = policy.sampling.typical_tokens
+        replayed = [replay(rule_of(policy, item, budget), item, budget, typical) for item in items]
         majority = [best_of_n_within(item, budget) for item in items]
-        pairs = list(zip(online, replayed, strict=True))
+        pairs = list(zip(ran, replayed, strict=True))
         report["budgets"][str(budget)] = {
             "online": {
-                "accuracy": statistics.fmean(r.correct for r in online),
-                "tokens": statistics.fmean(r.compute_tokens for r in online),
+                "accuracy": statistics.fmean(r.correct for r in ran),
+                "tokens": statistics.fmean(r.compute_tokens for r in ran),
             },
             "replay": {
                 "accuracy": statistics.fmean(o.correct for o in replayed),
@@ -69,12 +80,12 @@ async def main(args: argparse.Namespace) -> dict:
                 "samples": statistics.fmean(o.samples for o in replayed),
             },
             "stored_majority_accuracy": statistics.fmean(o.correct for o in majority),
-            "online_minus_replay": accuracy_difference(online, replayed),
-            "online_minus_stored_majority": accuracy_difference(online, majority),
+            "online_minus_replay": accuracy_difference(ran, replayed),
+            "online_minus_stored_majority": accuracy_difference(ran, majority),
             "discordant_online_right_replay_wrong": sum(a.correct > b.correct for a, b in pairs),
             "discordant_replay_right_online_wrong": sum(a.correct < b.correct for a, b in pairs),
         }
-    slug = test_spec.dataset.replace(":", "_")
+    slug = "+".join(datasets).replace(":", "_")
     path = RESULTS / f"auto_online_vs_replay-{slug}.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
@@ -83,8 +94,10 @@ async def main(args: argparse.Namespace) -> dict:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dev_sweep", help="the dev sweep the policy was fitted on (its -test sweep is read)")
+    parser.add_argument("dev_sweeps", nargs="+", help="the dev sweeps the policy was fitted on (their -test sweeps)")
     parser.add_argument("policy", help="the fitted policy file")
-    parser.add_argument("--items", type=int, default=40)
+    parser.add_argument("--items", type=int, default=40, help="test items of each dev sweep's test split")
     parser.add_argument("--budgets", default="512,1024")
-    anyio.run(main, parser.parse_args())
+    arguments = parser.parse_args()
+    COMMAND = "python benchmarks/auto_online_vs_replay.py " + " ".join(sys.argv[1:])
+    anyio.run(main, arguments)

@@ -9,11 +9,19 @@ already there, so an interrupted run resumes.
 
     .venv/bin/python benchmarks/signal_samples.py arithmetic --split test --items 150
     .venv/bin/python benchmarks/signal_samples.py gym:chain_sum --split dev --items 150
+
+A sweep's stored best-of-N passes (``ttc sweep-dump``) carry the same samples but for the per-token
+series: ``--from-sweep FILE`` writes them in this format, graded, without decoding again (DeepConf
+online cannot be replayed on them).
+
+    .venv/bin/python benchmarks/signal_samples.py --from-sweep docs/sweep/gsm8k/test/sweep.json.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
+import json
 from pathlib import Path
 
 import anyio
@@ -85,15 +93,54 @@ async def run(args: argparse.Namespace) -> None:
     print(f"done: {out}", flush=True)
 
 
+def from_sweep(dump: Path) -> Path:
+    """Write a sweep dump's best-of-N samples (the first seed's) as signal samples; the file written."""
+    stored = json.loads(gzip.decompress(dump.read_bytes()))
+    spec = stored["spec"]
+    problems = {p.id: p for p in load_dataset(spec["dataset"], spec["split"], spec["limit"], spec["data_seed"])}
+    out = path_for(spec["dataset"], spec["split"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for key, raw in sorted(stored["passes"].items()):
+        item_id, _digest, seed = key.rsplit("|", 2)
+        if seed != "0" or item_id not in problems:
+            continue
+        problem, sample_pass = problems[item_id], json.loads(raw) if isinstance(raw, str) else raw
+        samples = [
+            {
+                "text": sample["text"],
+                "answer": sample["answer"],
+                "correct": is_correct(problem, sample["answer"], sample["text"]),
+                "tokens": sample["tokens"],
+                "finish": "length" if sample.get("cut_off") else "stop",
+                "calculator": sample["score"],
+                "confidence": sample["confidence"],
+            }
+            for sample in sample_pass["samples"]
+        ]
+        record = {"id": item_id, "question": problem.question, "gold": problem.answer, "samples": samples}
+        lines.append(json.dumps(record | {"prompt_tokens": sample_pass["usage"]["prompt_tokens"]}))
+    out.write_text("\n".join(lines) + "\n")
+    print(f"{len(lines)} items of sweep {stored['sweep']!r} written to {out}", flush=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
+    parser.add_argument("--from-sweep", type=Path, help="write a sweep dump's samples instead of sampling")
+    parser.add_argument("dataset", nargs="?")
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--items", type=int, default=150)
     parser.add_argument("--n", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=8)
-    anyio.run(run, parser.parse_args())
+    args = parser.parse_args()
+    if args.from_sweep:
+        from_sweep(args.from_sweep)
+    elif args.dataset:
+        anyio.run(run, args)
+    else:
+        parser.error("name a dataset to sample, or --from-sweep FILE")
 
 
 if __name__ == "__main__":

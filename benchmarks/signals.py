@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = Path(__file__).parent / "results" / "signals"
 DOCS = ROOT / "docs" / "signals"
 RESULTS = Path(__file__).parent / "results" / "signals.json"
-DATASETS = ["arithmetic", "gym:chain_sum"]
+DATASETS = ["arithmetic", "gsm8k"]
 MEASURES = ["mean", "lowest_group", "bottom_10", "tail", "self_certainty", "answer_logprob"]
 SIZES = [4, 8, 16]
 BOOTSTRAP = 2000
@@ -253,7 +253,12 @@ def consensus(samples: list[dict]) -> float:
     return max(weights.values()) / total if total > 0 else 0.0
 
 
-def online_vs_majority(items: list[dict]) -> dict:
+def online_vs_majority(items: list[dict]) -> dict | None:
+    """DeepConf online replayed against majority@16, on items whose samples carry per-token confidence
+    (None where none do: samples taken from a sweep's passes, which keep trace measures only)."""
+    items = [item for item in items if all("token_confidence" in s for s in item["samples"])]
+    if not items:
+        return None
     found = {"majority_at_16": {}, "online_keep_10": {}, "online_keep_90": {}}
     majority = [right(item, vote(item["samples"])) for item in items]
     found["majority_at_16"] = {
@@ -357,12 +362,13 @@ def readme(report: dict) -> str:
         for name, by_size in found["accuracy"].items():
             cells = [_with_interval(by_size[str(size)]) for size in SIZES]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        online = found["deepconf_online_replay"]
-        lines += [
-            "",
-            "| DeepConf online (replayed) | accuracy | completion tokens | share of majority@16's |",
-            "|---|---|---|---|",
-        ]
+        online = found["deepconf_online_replay"] or {}
+        if online:
+            lines += [
+                "",
+                "| DeepConf online (replayed) | accuracy | completion tokens | share of majority@16's |",
+                "|---|---|---|---|",
+            ]
         for name, row in online.items():
             share = row.get("token_share_of_majority_16", 1.0)
             lines.append(f"| {name} | {row['accuracy']:.3f} | {row['tokens']:,} | {share:.2f} |")
