@@ -123,8 +123,12 @@ async def test_samples_carry_their_confidence_and_deepconf_votes_among_the_most_
 
 async def test_deepconf_online_stops_traces_in_the_engine_and_charges_what_they_decoded(inprocess_backend) -> None:
     params = {"n": 12, "wave_size": 4, "online_keep": 0.1, "max_tokens": 160, "temperature": 1.0}
-    result, usage = await run(inprocess_backend, "best_of_n", params, Budget(deadline_s=300))
-    samples = result.trace["samples"]
+    for _ in range(3):  # warm-up traces that happen to agree end sampling before any trace can be cut
+        result, usage = await run(inprocess_backend, "best_of_n", params, Budget(deadline_s=300))
+        samples = result.trace["samples"]
+        if len(samples) > 4:
+            break
+    assert len(samples) > 4, "three runs in a row settled on their warm-up"
     threshold = result.trace["online_threshold"]
     assert threshold == max(s["confidence"]["lowest_group"] for s in samples[:4])  # keep 0.1 of 4: the best one
     stopped = [s for s in samples if s["stopped"]]
