@@ -25,7 +25,6 @@ from pathlib import Path
 import anyio
 
 RESULTS = Path(__file__).parent / "results"
-COMMAND = ""  # the command line, recorded with the results
 
 
 async def main(args: argparse.Namespace) -> dict:
@@ -60,12 +59,13 @@ async def main(args: argparse.Namespace) -> dict:
             online[budget] += [by_item[item.id] for item in chosen]
         items += chosen
         datasets.append(test_spec.dataset)
-    report: dict = {"command": COMMAND, "policy": policy.version, "datasets": datasets, "items": len(items)}
+    command = "python benchmarks/auto_online_vs_replay.py " + " ".join(sys.argv[1:])
+    report: dict = {"command": command, "policy": policy.version, "datasets": datasets, "items": len(items)}
     report["budgets"] = {}
+    typical = policy.sampling.typical_tokens
     for budget in budgets:
         ran = online[budget]
         # each item replayed with the rule of its own class, as online auto chose it by its prompt's length
-        typical = policy.sampling.typical_tokens
         replayed = [replay(rule_of(policy, item, budget), item, budget, typical) for item in items]
         majority = [best_of_n_within(item, budget) for item in items]
         pairs = list(zip(ran, replayed, strict=True))
@@ -98,6 +98,4 @@ if __name__ == "__main__":
     parser.add_argument("policy", help="the fitted policy file")
     parser.add_argument("--items", type=int, default=40, help="test items of each dev sweep's test split")
     parser.add_argument("--budgets", default="512,1024")
-    arguments = parser.parse_args()
-    COMMAND = "python benchmarks/auto_online_vs_replay.py " + " ".join(sys.argv[1:])
-    anyio.run(main, arguments)
+    anyio.run(main, parser.parse_args())

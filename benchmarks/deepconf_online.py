@@ -17,7 +17,6 @@ items. Resumable (JSON lines): a rerun skips items already run.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -31,6 +30,7 @@ from harness.datasets import Problem
 from harness.efficiency import paired_difference
 from harness.grading import is_correct
 from harness.replay import best_of_n, stored_items
+from harness.run import read_sweep_dump
 from orchestrator.core.budget import Budget
 from strategies import get_strategy
 
@@ -63,13 +63,12 @@ def token_share(ours: list[float], theirs: list[float], draws: int = 2000) -> di
 
 
 async def main(args: argparse.Namespace) -> dict:
-    stored = json.loads(gzip.decompress(args.dump.read_bytes()))
+    stored = read_sweep_dump(args.dump)
     spec = stored["spec"]
     if spec["split"] != "test":
         raise SystemExit(f"{args.dump} is a {spec['split']} sweep: measure on a test sweep")
     problems = load_dataset(spec["dataset"], "test", spec["limit"], spec["data_seed"])[: args.items]
-    passes = {key: raw if isinstance(raw, str) else json.dumps(raw) for key, raw in stored["passes"].items()}
-    items = {item.id: item for item in stored_items(problems, passes)}
+    items = {item.id: item for item in stored_items(problems, stored["passes"])}
     [pass_config] = [s for s in spec["strategies"] if s["strategy"] == "best_of_n"]
     params = {
         "n": SAMPLES,

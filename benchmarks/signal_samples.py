@@ -20,7 +20,6 @@ online cannot be replayed on them).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from embedded import Engine, append_each, embedded_engine, stored_ids  # benchma
 from harness.catalog import load_dataset
 from harness.datasets import Problem
 from harness.grading import is_correct
+from harness.run import read_sweep_dump
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget
 from orchestrator.core.verification import ScoreRequest
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def from_sweep(dump: Path) -> Path:
     """Write a sweep dump's best-of-N samples (the first seed's) as signal samples; the file written."""
-    stored = json.loads(gzip.decompress(dump.read_bytes()))
+    stored = read_sweep_dump(dump)
     spec = stored["spec"]
     problems = {p.id: p for p in load_dataset(spec["dataset"], spec["split"], spec["limit"], spec["data_seed"])}
     out = path_for(spec["dataset"], spec["split"])
@@ -105,7 +105,7 @@ def from_sweep(dump: Path) -> Path:
         item_id, _digest, seed = key.rsplit("|", 2)
         if seed != "0" or item_id not in problems:
             continue
-        problem, sample_pass = problems[item_id], json.loads(raw) if isinstance(raw, str) else raw
+        problem, sample_pass = problems[item_id], json.loads(raw)
         samples = [
             {
                 "text": sample["text"],

@@ -44,12 +44,6 @@ def class_cuts(items: Sequence[StoredItem], max_cuts: int = MAX_CUTS) -> list[in
     return sorted(cuts)
 
 
-def class_threshold(items: Sequence[StoredItem]) -> int | None:
-    """The single best cut (``class_cuts`` with one), or None where no cut separates enough."""
-    stump = best_stump(items)
-    return None if stump is None else stump[0]
-
-
 def best_stump(items: Sequence[StoredItem]) -> tuple[int, float] | None:
     """The prompt length that best splits items the first sample gets right from those it does not,
     and the drop in Gini impurity (weighted by the items' share of all of them: a cut of a small

@@ -23,6 +23,7 @@ hardware; the budgets themselves stay in tokens, as the meter enforces them.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
 import statistics
@@ -274,14 +275,9 @@ def fit_policy(
     # a class whose answers cost more than the stream's spends less and leaves tokens to the rest
     prices = {budget: answer_price(items, budget, replayer) for budget in budgets}
     cuts = class_cuts(items) if classes else []
-    groups = [
-        [
-            item
-            for item in items
-            if (low is None or low < item.prompt_length) and (high is None or item.prompt_length <= high)
-        ]
-        for low, high in itertools.pairwise([None, *cuts, None])
-    ]
+    groups: list[list[StoredItem]] = [[] for _ in range(len(cuts) + 1)]
+    for item in items:  # the first class whose cut the prompt's length does not pass, as Policy.rule_for reads it
+        groups[bisect.bisect_left(cuts, item.prompt_length)].append(item)
     fitted = [fit_rules(group, budgets, replayer, candidates, switches, prices) for group in groups]
     rules, report = fitted[-1]  # the longest questions' rules are the policy's own
     shorter = zip(cuts, fitted[:-1], strict=True)

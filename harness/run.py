@@ -323,12 +323,18 @@ async def dump_sweep(name: str, path: Path, settings: Settings) -> int:
     return sum(len(dumped[part]) for part in ("results", "probes", "passes"))
 
 
-async def load_sweep_dump(path: Path, settings: Settings) -> tuple[str, int]:
-    """Store a ``dump_sweep`` file under its sweep's name; (the name, the points added)."""
+def read_sweep_dump(path: Path) -> dict[str, Any]:
+    """A ``dump_sweep`` file's contents (spec, results, probes and passes, each as stored), or an
+    ``InvalidRequestError`` saying the file is not one. Example: ``read_sweep_dump(p)["spec"]["dataset"]``."""
     try:
-        dumped = json.loads(gzip.decompress(await anyio.Path(path).read_bytes()))
+        return json.loads(gzip.decompress(path.read_bytes()))
     except (OSError, ValueError) as error:
         raise InvalidRequestError(f"{path} is not a sweep dump ({error})") from None
+
+
+async def load_sweep_dump(path: Path, settings: Settings) -> tuple[str, int]:
+    """Store a ``dump_sweep`` file under its sweep's name; (the name, the points added)."""
+    dumped = await anyio.to_thread.run_sync(read_sweep_dump, path)
     connection = await open_redis(settings.redis_url, settings.data_dir)
     try:
         added = await SweepStore(Store(connection, settings.redis_namespace), str(dumped.get("sweep"))).restore(dumped)

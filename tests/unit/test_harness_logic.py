@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from harness.classes import class_cuts, class_threshold
+from harness.classes import class_cuts
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
 from harness.fit import Replayer, fit_budget, fit_policy, fixed_grid, grid, spend_it_all
@@ -297,8 +297,8 @@ def test_a_rule_that_accepts_a_checked_sample_answers_with_it_online_and_in_repl
 def test_question_classes_split_by_prompt_length_where_it_separates_easy_from_hard() -> None:
     easy = [replace(stored(f"e{i}", ["4"] * 8), prompt_length=30 + i % 5) for i in range(60)]
     hard = [replace(stored(f"h{i}", ["5", *["4"] * 7]), prompt_length=90 + i % 7) for i in range(60)]
-    assert class_threshold(easy + hard) == 34  # the longest easy prompt
-    assert class_threshold(easy) is None  # nothing to separate
+    assert class_cuts(easy + hard, max_cuts=1) == [34]  # the longest easy prompt
+    assert class_cuts(easy, max_cuts=1) == []  # nothing to separate
     few = [spend_it_all(8), *fixed_grid(8)]
     policy = fit_policy(easy + hard, [1024], Sampling(), "scripted", "dev", version="t", classes=True, candidates=few)
     [short] = policy.classes
