@@ -5,8 +5,12 @@ with the calculator verifier. Reported per method: accuracy, KV footprint (token
 live-path nodes summed over depths), completion and compute tokens, wall time; and the
 ratios the ETS paper reports (KV 1.8x smaller, throughput 1.4x higher, <= 1 point accuracy loss).
 
+Resumable: each batch's rows land in ``results/<name>.jsonl`` once both methods ran it, and a rerun
+with the same settings skips those questions.
+
     .venv/bin/python benchmarks/ets_vs_rebase.py [--dataset gsm8k] [--questions 14] [--width 8] [--seed 0]
         [--verifier confidence_mean --logprobs 5]   # a token-confidence step scorer instead of the calculator
+        [--verifier learned]                        # the learned verifier (TTC_LEARNED_VERIFIER names its file)
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import argparse
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -23,8 +28,19 @@ import anyio
 RESULTS_DIR = Path(__file__).parent / "results"
 
 
+def results_stem(args: argparse.Namespace) -> str:
+    """The file name (without extension) of one configuration's rows and report."""
+    return (
+        "ets_vs_rebase"
+        + ("" if args.dataset == "arithmetic" else f"-{args.dataset}")
+        + ("" if args.verifier == "arith_steps" else f"-{args.verifier}")
+        + f"-w{args.width}"
+        + ("" if (args.max_steps, args.step_tokens) == (4, 64) else f"-s{args.max_steps}x{args.step_tokens}")
+    )
+
+
 async def main(args: argparse.Namespace) -> dict:
-    from embedded import embedded_engine
+    from embedded import embedded_engine, stored_ids
 
     from harness.catalog import load_dataset
     from orchestrator.core.budget import Budget
@@ -34,52 +50,62 @@ async def main(args: argparse.Namespace) -> dict:
     problems = load_dataset(args.dataset, "test", args.questions, args.seed)  # never the dev items tuned on
     params = {"width": args.width, "max_steps": args.max_steps, "step_max_tokens": args.step_tokens}
     params |= {"verifier": args.verifier, "logprobs": args.logprobs}
-    rows: dict[str, list[dict]] = {"rebase": [], "ets": []}
+    rows_file = RESULTS_DIR / f"{results_stem(args)}.jsonl"  # one line per question: both methods' rows
+    done = stored_ids(rows_file)
+    todo = [problem for problem in problems if problem.id not in done]
+    print(f"{len(done)} questions already run, {len(todo)} to run", flush=True)
     async with embedded_engine() as engine:
 
-        async def solve(name: str, problem, batch_rows: list[dict]) -> None:
+        async def solve(name: str, problem, batch_rows: dict[str, dict]) -> None:
             strategy = get_strategy(name)
             session = engine.session(Budget(deadline_s=600))
             result = await strategy.run(problem.question, session, strategy.parse_params(params))
             usage = session.meter.snapshot()
-            batch_rows.append(
-                {
-                    "id": problem.id,
-                    "correct": answers_match(result.answer, problem.answer),
-                    "answer": result.answer,
-                    "gold": problem.answer,
-                    "kv_footprint_tokens": usage.kv_footprint_tokens,
-                    "completion_tokens": usage.completion_tokens,
-                    "compute_tokens": usage.compute_tokens,
-                    "pruned": sum(result.trace.get("pruned_per_depth", [])),
-                }
-            )
+            batch_rows[problem.id] = {
+                "id": problem.id,
+                "correct": answers_match(result.answer, problem.answer),
+                "answer": result.answer,
+                "gold": problem.answer,
+                "kv_footprint_tokens": usage.kv_footprint_tokens,
+                "completion_tokens": usage.completion_tokens,
+                "compute_tokens": usage.compute_tokens,
+                "pruned": sum(result.trace.get("pruned_per_depth", [])),
+            }
 
-        batches = [problems[i : i + args.batch] for i in range(0, len(problems), args.batch)]
+        batches = [todo[i : i + args.batch] for i in range(0, len(todo), args.batch)]
         for index, batch in enumerate(batches):
             # A batch of questions runs at once under one method, then under the other (order
             # alternating): both see the same load, and the engine's batch stays full.
+            by_method: dict[str, dict[str, dict]] = {}
             for name in ["rebase", "ets"] if index % 2 == 0 else ["ets", "rebase"]:
-                batch_rows: list[dict] = []
+                batch_rows: dict[str, dict] = {}
                 started = time.perf_counter()
                 async with anyio.create_task_group() as group:
                     for problem in batch:
                         group.start_soon(solve, name, problem, batch_rows)
                 seconds = time.perf_counter() - started
-                for row in batch_rows:
+                for row in batch_rows.values():
                     row["seconds"] = seconds / len(batch)  # the batch's wall time, shared by its questions
-                rows[name] += sorted(batch_rows, key=lambda row: row["id"])
-                right = sum(row["correct"] for row in batch_rows)
+                by_method[name] = batch_rows
+                right = sum(row["correct"] for row in batch_rows.values())
                 print(
                     f"[batch {index + 1}/{len(batches)}] {name:>6}: {right}/{len(batch)} right, {seconds:.1f}s",
                     flush=True,
                 )
+            with rows_file.open("a") as file:  # a batch lands only when both methods ran it
+                for problem in batch:
+                    line = {"id": problem.id, **{name: found[problem.id] for name, found in by_method.items()}}
+                    file.write(json.dumps(line) + "\n")
+    wanted = {problem.id for problem in problems}
+    lines = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    rows = {name: [line[name] for line in lines if line["id"] in wanted] for name in ("rebase", "ets")}
     summary = {name: _summarise(method_rows) for name, method_rows in rows.items()}
     return {
         "benchmark": "ets_vs_rebase",
+        "command": "python benchmarks/ets_vs_rebase.py " + " ".join(sys.argv[1:]),
         "params": params,
         "dataset": args.dataset,
-        "questions": len(problems),
+        "questions": len(rows["ets"]),
         "seed": args.seed,
         "summary": summary,
         "kv_ratio_rebase_over_ets": summary["rebase"]["kv_footprint_tokens"]
@@ -129,14 +155,9 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--logprobs", type=int, default=0, help="top-k logprobs per token (5 for token signals)")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     arguments = parser.parse_args()
-    report = anyio.run(main, arguments)
     RESULTS_DIR.mkdir(exist_ok=True)
-    suffix = (
-        ("" if arguments.dataset == "arithmetic" else f"-{arguments.dataset}")
-        + ("" if arguments.verifier == "arith_steps" else f"-{arguments.verifier}")
-        + f"-w{arguments.width}"
-    )
-    out = RESULTS_DIR / f"ets_vs_rebase{suffix}.json"
+    report = anyio.run(main, arguments)
+    out = RESULTS_DIR / f"{results_stem(arguments)}.json"
     out.write_text(json.dumps(report, indent=2))
     keys = (
         "summary",
