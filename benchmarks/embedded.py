@@ -18,6 +18,7 @@ from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, Settings
 from verifiers.registry import VerifierSet
+from verifiers.reward import open_reward_model
 
 
 @dataclass
@@ -34,16 +35,21 @@ class Engine:
 
 @asynccontextmanager
 async def embedded_engine(**options: Any) -> AsyncIterator[Engine]:
-    """Start TTC_MODEL (default qwen2.5-coder-0.5b) in process (``options`` are ``EngineOptions`` fields; 2 GiB
-    of KV cache by default)."""
+    """Start TTC_MODEL (default qwen2.5-coder-0.5b) and TTC_REWARD__MODEL (if set) in process
+    (``options`` are ``EngineOptions`` fields; 2 GiB of KV cache by default)."""
     settings = Settings()
     model = ensure_model(settings.model_cache_dir, settings.model)
     backend = await InProcessBackend.start(str(model), EngineOptions(**{"cpu_kv_cache_space_gib": 2, **options}))
-    verifiers = VerifierSet.build(settings)
     try:
-        yield Engine(backend, verifiers)
+        reward = await open_reward_model(settings, settings.model)  # TTC_REWARD__MODEL, if set
+        verifiers = VerifierSet.build(settings, reward)
+        try:
+            yield Engine(backend, verifiers)
+        finally:
+            await verifiers.aclose()
+            if reward is not None:
+                await reward.scorer.aclose()
     finally:
-        await verifiers.aclose()
         await backend.aclose()
 
 

@@ -24,6 +24,7 @@ accuracy plots) and ``benchmarks/results/signals.json``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -41,6 +42,7 @@ MEASURES = ["mean", "lowest_group", "bottom_10", "tail", "self_certainty", "answ
 SIZES = [4, 8, 16]
 BOOTSTRAP = 2000
 WINDOW, WARMUP, CONSENSUS = 16, 4, 0.95
+REWARD_SIGNALS = ("orm", "prm_min", "prm_last", "prm_product")
 
 
 def load(dataset: str, split: str) -> list[dict]:
@@ -54,14 +56,34 @@ def load(dataset: str, split: str) -> list[dict]:
             for item in items:
                 for sample, score in zip(item["samples"], scores[item["id"]], strict=True):
                     sample["self_judge"] = score
+    add_reward_scores(items, SAMPLES / f"{slug}-{split}.reward.jsonl")
     return items
+
+
+def add_reward_scores(items: list[dict], path: Path) -> None:
+    """The reward model's scores (``signal_reward.py``), when every item has them from one model:
+    ``orm`` (the whole solution as one step) and the PRM view's step scores aggregated by
+    ``prm_min``, ``prm_last`` and ``prm_product``."""
+    if not path.exists():
+        return
+    records = {record["id"]: record for record in map(json.loads, path.read_text().splitlines())}
+    if not set(records) >= {item["id"] for item in items}:
+        return
+    if len({records[item["id"]]["model"] for item in items}) > 1:
+        raise SystemExit(f"{path} mixes scores of several reward models: remove it and score again")
+    for item in items:
+        record = records[item["id"]]
+        for sample, outcome, steps in zip(item["samples"], record["orm"], record["prm_steps"], strict=True):
+            sample["orm"] = outcome
+            sample["prm_min"], sample["prm_last"] = min(steps), steps[-1]
+            sample["prm_product"] = math.prod(steps)
 
 
 def signal_values(sample: dict) -> dict[str, float]:
     """Every signal of one sample (missing measures as -inf: ranked last)."""
     values = {m: sample["confidence"].get(m, -math.inf) for m in MEASURES}
     values["calculator"] = sample["calculator"]
-    for optional in ("self_judge", "learned"):
+    for optional in ("self_judge", "learned", *REWARD_SIGNALS):
         if optional in sample:
             values[optional] = sample[optional]
     return values
@@ -197,18 +219,35 @@ def fit_relative_vote(dev: list[dict]):
 
 
 def accuracies(items: list[dict], rules: dict) -> dict[str, dict]:
+    """Per rule and N: accuracy with its interval, and (every rule but majority) the paired
+    difference from majority at the same N with its interval, resampling items."""
     table: dict[str, dict] = {}
     for size in SIZES:
         for name, rule in {**rules, "oracle_pass_at_n": None}.items():
 
-            def statistic(chosen: list[dict], rule=rule, size: int = size) -> float:
+            def right_share(chosen: list[dict], rule=rule, size: int = size) -> float:
                 if rule is None:
                     return float(np.mean([any(s["correct"] for s in item["samples"][:size]) for item in chosen]))
                 return float(np.mean([right(item, rule(item["samples"][:size])) for item in chosen]))
 
-            low, high = bootstrap(items, statistic)
-            table.setdefault(name, {})[str(size)] = {"accuracy": statistic(items), "ci95": [low, high]}
+            def over_majority(chosen: list[dict], right_share=right_share, size: int = size) -> float:
+                return right_share(chosen) - float(
+                    np.mean([right(item, vote(item["samples"][:size])) for item in chosen])
+                )
+
+            row = {"accuracy": right_share(items), "ci95": list(bootstrap(items, right_share))}
+            if name != "majority":
+                row["minus_majority"] = over_majority(items)
+                row["minus_majority_ci95"] = list(bootstrap(items, over_majority))
+            table.setdefault(name, {})[str(size)] = row
     return table
+
+
+def gap_closed(accuracy: dict, rule: str, size: int) -> float | None:
+    """The share of the majority -> pass@N gap a rule closes at N (None when there is no gap)."""
+    majority = accuracy["majority"][str(size)]["accuracy"]
+    ceiling = accuracy["oracle_pass_at_n"][str(size)]["accuracy"]
+    return (accuracy[rule][str(size)]["accuracy"] - majority) / (ceiling - majority) if ceiling > majority else None
 
 
 def first_dip(confidences: list[float], threshold: float) -> int | None:
@@ -277,8 +316,12 @@ def online_vs_majority(items: list[dict]) -> dict | None:
     return found
 
 
-def score_learned(items: list[dict], path: Path) -> None:
-    """Add the learned verifier's probability to every sample (refusing items it was trained on)."""
+def score_learned(items: list[dict], path: Path, dataset: str) -> None:
+    """Add the learned verifier's probability to every sample (refusing items it was trained on).
+
+    Embedding the samples is most of this benchmark's time, so the scores are kept beside the
+    samples (``<dataset>-test.learned-<artifact sha256[:12]>.jsonl``) and reused while the
+    artifact is the same file."""
     sys.path.insert(0, str(ROOT))
     from harness.datasets import Problem
     from harness.learned import refuse_trained_items, signal_sample_facts
@@ -287,11 +330,22 @@ def score_learned(items: list[dict], path: Path) -> None:
     artifact = load_artifact(path)
     problems = [Problem(item["question"], "", id=item["id"]) for item in items]
     refuse_trained_items(problems, frozenset(artifact["meta"]["item_hashes"]), "signals benchmark")
-    owners = [(item["question"], sample) for item in items for sample in item["samples"]]
-    facts = [signal_sample_facts(question, sample) for question, sample in owners]
-    probabilities = artifact["model"].predict_proba(feature_rows(facts))[:, 1]
-    for (_, sample), probability in zip(owners, probabilities, strict=True):
-        sample["learned"] = float(probability)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    cache = SAMPLES / f"{dataset.replace(':', '_')}-test.learned-{digest}.jsonl"
+    stored = (
+        {record["id"]: record["learned"] for record in map(json.loads, cache.read_text().splitlines())}
+        if cache.exists()
+        else {}
+    )
+    if not set(stored) >= {item["id"] for item in items}:
+        owners = [(item["question"], sample) for item in items for sample in item["samples"]]
+        facts = [signal_sample_facts(question, sample) for question, sample in owners]
+        probabilities = iter(artifact["model"].predict_proba(feature_rows(facts))[:, 1].tolist())
+        stored = {item["id"]: [next(probabilities) for _ in item["samples"]] for item in items}
+        cache.write_text("".join(json.dumps({"id": key, "learned": value}) + "\n" for key, value in stored.items()))
+    for item in items:
+        for sample, probability in zip(item["samples"], stored[item["id"]], strict=True):
+            sample["learned"] = float(probability)
 
 
 def plots(dataset: str, items: list[dict], accuracy: dict) -> list[str]:
@@ -328,6 +382,11 @@ def plots(dataset: str, items: list[dict], accuracy: dict) -> list[str]:
     return [roc, curve]
 
 
+def _difference(row: dict) -> str:
+    low, high = row["minus_majority_ci95"]
+    return f"{row['minus_majority']:+.3f} ({low:+.2f} to {high:+.2f})"
+
+
 def _with_interval(row: dict) -> str:
     return f"{row['accuracy']:.3f} ({row['ci95'][0]:.2f}–{row['ci95'][1]:.2f})"
 
@@ -362,6 +421,17 @@ def readme(report: dict) -> str:
         for name, by_size in found["accuracy"].items():
             cells = [_with_interval(by_size[str(size)]) for size in SIZES]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "| minus majority, paired | " + " | ".join(f"N = {size}" for size in SIZES) + " | gap closed at 8 |",
+        ]
+        lines.append("|---|" + "---|" * (len(SIZES) + 1))
+        for name, by_size in found["accuracy"].items():
+            if name in ("majority", "oracle_pass_at_n"):
+                continue
+            cells = [_difference(by_size[str(size)]) for size in SIZES]
+            closed = gap_closed(found["accuracy"], name, 8)
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {'n/a' if closed is None else f'{closed:.0%}'} |")
         online = found["deepconf_online_replay"] or {}
         if online:
             lines += [
@@ -388,9 +458,13 @@ def main() -> None:
         rules = dict(RULES)
         if "self_judge" in items[0]["samples"][0]:
             rules["self_judge_weighted"] = self_judge_weighted
+        if "orm" in items[0]["samples"][0]:
+            rules["orm_weighted"] = lambda samples: vote(samples, lambda sample: sample["orm"])
+            rules["orm_argmax"] = best_by("orm")
+            rules["prm_weighted"] = lambda samples: vote(samples, lambda sample: sample["prm_min"])
         rules["relative_vote"] = fit_relative_vote(load(dataset, "dev"))
         if args.learned:
-            score_learned(items, args.learned)
+            score_learned(items, args.learned, dataset)
             rules["learned_weighted"] = learned_weighted
             rules["learned_argmax"] = best_by("learned")
         accuracy = accuracies(items, rules)

@@ -19,9 +19,10 @@ are loaded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -118,22 +119,50 @@ class Outcome:
     eflops: float | None = None
 
 
-def rescorer(verifier: str | None) -> Callable[[str], float] | None:
-    """A free, text-only verifier that can score stored samples again offline (None: keep the stored
-    scores, which the sweep's pass verifier gave). Example: ``rescorer("arith_checked")("3 * 4 = 12.")``."""
+Rescore = Callable[[str, str], float]
+"""A stored sample's score from its item's question and its text."""
+
+
+def sample_key(question: str, text: str) -> str:
+    """What a table of stored scores is keyed by: the question and the sample's text, hashed.
+
+    Example: ``sample_key("2 + 3?", "2 + 3 = 5.")`` is 20 hex digits."""
+    return hashlib.sha256(f"{question}\x00{text}".encode()).hexdigest()[:20]
+
+
+def rescorer(verifier: str | None, table: Mapping[str, float] | None = None) -> Rescore | None:
+    """How stored samples are scored again offline: by a free, text-only verifier, or (``table``)
+    by the scores a served verifier gave them earlier (``sample_key`` -> score). None: keep the
+    stored scores, which the sweep's pass verifier gave. Example: ``rescorer("arith_checked")("", "3 * 4 = 12.")``."""
     if verifier is None:
+        if table is not None:
+            raise InvalidRequestError("a table of stored scores needs the verifier that gave them (--verifier)")
         return None
-    scorers = {
-        "arith_checked": lambda text: sample_verdict(split_steps(text)),
-        "arith_steps": lambda text: score_step(split_steps(text)[-1]) if split_steps(text) else NEUTRAL,
+    if table is not None:
+
+        def stored(question: str, text: str) -> float:
+            key = sample_key(question, text)
+            if key not in table:
+                raise InvalidRequestError(
+                    f"a stored sample has no {verifier} score in the table: score the sweep first"
+                )
+            return table[key]
+
+        return stored
+    scorers: dict[str, Rescore] = {
+        "arith_checked": lambda _question, text: sample_verdict(split_steps(text)),
+        "arith_steps": lambda _question, text: score_step(split_steps(text)[-1]) if split_steps(text) else NEUTRAL,
     }
     if verifier not in scorers:
-        raise InvalidRequestError(f"stored samples can be scored again only by {sorted(scorers)}, not {verifier!r}")
+        raise InvalidRequestError(
+            f"stored samples can be scored again only by {sorted(scorers)}, or by a served verifier's "
+            f"stored scores (--scores), not {verifier!r}"
+        )
     return scorers[verifier]
 
 
 def stored_items(
-    problems: Sequence[Problem], passes: dict[str, str], rescore: Callable[[str], float] | None = None
+    problems: Sequence[Problem], passes: dict[str, str], rescore: Rescore | None = None
 ) -> list[StoredItem]:
     """The items of ``problems`` that have a stored pass (the first seed's, when there are several);
     with ``rescore``, every sample's score is its verdict on the sample's text instead of the stored one."""
@@ -144,7 +173,7 @@ def stored_items(
     return [item_of(problem, by_item[problem.id], rescore) for problem in problems if problem.id in by_item]
 
 
-def item_of(problem: Problem, sample_pass: dict, rescore: Callable[[str], float] | None = None) -> StoredItem:
+def item_of(problem: Problem, sample_pass: dict, rescore: Rescore | None = None) -> StoredItem:
     """One stored pass as a ``StoredItem``, each distinct answer graded with the first sample stating it."""
     usage, samples = sample_pass["usage"], sample_pass["samples"]
     first_text: dict[str, str] = {}
@@ -157,7 +186,9 @@ def item_of(problem: Problem, sample_pass: dict, rescore: Callable[[str], float]
         prompt_tokens=usage["prompt_tokens"] - usage["cached_prompt_tokens"],
         answers=tuple(sample["answer"] for sample in samples),
         tokens=tuple(sample["tokens"] or 0 for sample in samples),
-        scores=tuple(rescore(sample["text"]) if rescore else sample.get("score") for sample in samples),
+        scores=tuple(
+            rescore(problem.question, sample["text"]) if rescore else sample.get("score") for sample in samples
+        ),
         right=frozenset(answer for answer, text in first_text.items() if is_correct(problem, answer, text)),
     )
 

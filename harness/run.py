@@ -9,7 +9,7 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,15 @@ from harness.datasets import Problem
 from harness.evaluation import evaluate_policy, markdown, plot
 from harness.fit import Cost, fit_policy
 from harness.learned import refuse_trained_items
-from harness.replay import NOT_SEARCHES, StoredItem, attach_searches, rescorer, stored_items, switch_label
+from harness.replay import (
+    NOT_SEARCHES,
+    Rescore,
+    StoredItem,
+    attach_searches,
+    rescorer,
+    stored_items,
+    switch_label,
+)
 from harness.report import write_report
 from harness.results import ProbeFeatures, SweepResult, SweepStore, export_jsonl
 from harness.solvers import InProcessSolver, ServiceSolver, Solver
@@ -208,6 +216,7 @@ async def fit_router(
     pooled_with: Sequence[str] = (),
     classes: bool = False,
     verifier: str | None = None,
+    scores: Mapping[str, float] | None = None,
 ) -> FitOutcome:
     """Fit ``auto``'s policy by replaying the dev sweep ``sweep_name``'s best-of-N samples, counting
     what a rule saves in ``cost`` (tokens or eFLOPs); then (``evaluate``) draw the same kind of
@@ -218,11 +227,12 @@ async def fit_router(
     fit and whose test sweeps join the evaluation: a mixed stream of questions, as a router sees
     them. The policy samples as the sweep with the longest samples did. ``classes`` lets short and
     long questions get rules of their own (``harness.classes``). ``verifier`` scores the
-    stored samples again offline (a free, text-only one: ``harness.replay.rescorer``), and ``auto``
-    scores its samples with it online.
+    stored samples again offline (a free, text-only one, or a served one whose earlier scores
+    ``scores`` holds: ``harness.replay.rescorer``), and ``auto`` scores its samples with it online.
     """
     store = runtime.store if runtime else None
-    sources = [await _stored_items(name, settings, store, verifier) for name in (sweep_name, *pooled_with)]
+    rescore = rescorer(verifier, scores)
+    sources = [await _stored_items(name, settings, store, rescore) for name in (sweep_name, *pooled_with)]
     specs = [spec for spec, _ in sources]
     for spec in specs:
         if spec.split != "dev":
@@ -261,7 +271,7 @@ async def fit_router(
             eval_limit,
             out_dir if len(specs) == 1 else out_dir / f"{dev_spec.name}-test",
             settings,
-            verifier,
+            rescore,
             server=server,
             api_key=api_key,
             runtime=runtime,
@@ -285,7 +295,7 @@ async def _test_items(
     eval_limit: int | None,
     out_dir: Path,
     settings: Settings,
-    verifier: str | None,
+    rescore: Rescore | None,
     **how: Any,
 ) -> list[StoredItem]:
     """The test-split twin of a dev sweep (``<name>-test``, resumable), drawn and read back."""
@@ -299,7 +309,7 @@ async def _test_items(
     )
     await run_sweep(test_spec, out_dir, settings, title=f"Test samples for {dev_spec.name}", **how)
     store = how["runtime"].store if how.get("runtime") else None
-    _, test = await _stored_items(test_spec.name, settings, store, verifier)
+    _, test = await _stored_items(test_spec.name, settings, store, rescore)
     if len(test_spec.strategies) > 1:  # the searches the policy switches to ran on the test items too
         test = attach_searches(test, (await load_sweep(test_spec.name, settings, store))[1])
     return test
@@ -359,10 +369,10 @@ def _model_shape(settings: Settings) -> ModelShape:
 
 
 async def _stored_items(
-    name: str, settings: Settings, store: Store | None, verifier: str | None = None
+    name: str, settings: Settings, store: Store | None, rescore: Rescore | None = None
 ) -> tuple[SweepSpec, list[StoredItem]]:
-    """A stored sweep's spec and its items' best-of-N samples, graded (and scored by ``verifier``
-    again, offline, when one is named)."""
+    """A stored sweep's spec and its items' best-of-N samples, graded (and scored again offline
+    by ``rescore``, when given)."""
     if store is None:
         raw_spec, passes = await load_sweep_passes(name, settings)
     else:
@@ -372,7 +382,7 @@ async def _stored_items(
             raise InvalidRequestError(f"no sweep named {name!r} in this Redis: run `ttc sweep --name` first")
     spec = SweepSpec.model_validate(raw_spec)
     problems = load_dataset(spec.dataset, spec.split, spec.limit, spec.data_seed)
-    items = stored_items(problems, passes, rescorer(verifier))
+    items = stored_items(problems, passes, rescore)
     if not items:
         raise InvalidRequestError(
             f"sweep {name!r} has no stored best-of-N samples: sweep best_of_n first, e.g. "

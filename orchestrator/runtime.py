@@ -35,6 +35,7 @@ from strategies.auto import AutoParams, check_policy_model
 from strategies.base import StrategyResult, parallel_streams
 from strategies.policy import Policy, served_policy
 from verifiers.registry import VerifierSet
+from verifiers.reward import open_reward_model
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +75,17 @@ class Runtime:
         try:
             backend = await open_backend(settings)
             try:
-                verifiers = VerifierSet.build(settings)
+                reward = await open_reward_model(settings, model_identity(backend.model.name))
                 try:
-                    store = Store(connection, settings.redis_namespace, retention_s=settings.job_retention_s)
-                    yield cls(settings, backend, store, verifiers)
+                    verifiers = VerifierSet.build(settings, reward)
+                    try:
+                        store = Store(connection, settings.redis_namespace, retention_s=settings.job_retention_s)
+                        yield cls(settings, backend, store, verifiers)
+                    finally:
+                        await verifiers.aclose()
                 finally:
-                    await verifiers.aclose()
+                    if reward is not None:
+                        await reward.scorer.aclose()
             finally:
                 await backend.aclose()
         finally:

@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from typing import Any, Self
 
 import anyio
 import httpx
@@ -31,13 +32,14 @@ import httpx
 from orchestrator.core.backends.base import first_service_error
 from orchestrator.core.backends.vllm_http import choose_model, error_message, served_models
 from orchestrator.core.errors import BackendError, BackendUnavailableError, ConfigurationError
-from orchestrator.core.settings import Settings
+from orchestrator.core.settings import PRM_SYSTEM_PROMPT, Settings
 from orchestrator.core.verification import PolicyModel, ScoreRequest
 from verifiers.base import BaseVerifier
+from verifiers.reward import ServedRewardModel, TagScorer
 
 DEFAULT_STEP_TAG = "<extra_0>"
-# The system prompt Qwen2.5-Math-PRM was trained with; the PRM scores best when it sees it.
-DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+STEP_JOIN = "\n\n"  # how an outcome model sees steps: the text they were split from
+DEFAULT_SYSTEM_PROMPT = PRM_SYSTEM_PROMPT  # Qwen2.5-Math-PRM's: it scores best when it sees it
 DEFAULT_TIMEOUT_S = 120.0
 # Pairs within this distance of summing to 1 (bf16 rounding) are taken as probabilities.
 _PROBABILITY_TOLERANCE = 1e-2
@@ -125,18 +127,20 @@ class ProcessRewardModel(BaseVerifier):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str = "",
         model: str = "",
         *,
         step_tag: str = DEFAULT_STEP_TAG,
         system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
         client: httpx.AsyncClient | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
+        scorer: TagScorer | None = None,
     ) -> None:
-        if not base_url:
+        if not base_url and scorer is None:
             raise ConfigurationError(
-                "the prm verifier needs a PRM server: set TTC_PRM__URL to the base URL of a vLLM pooling server "
-                "(vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling)"
+                f"the {self.name} verifier needs a reward model: TTC_REWARD__MODEL (one `ttc train-reward-model` "
+                "wrote, served in process) or TTC_PRM__URL (the base URL of a vLLM pooling server, e.g. "
+                "vllm serve Qwen/Qwen2.5-Math-PRM-7B --runner pooling)"
             )
         if not step_tag:
             raise ConfigurationError("the PRM step tag is empty; set TTC_PRM__STEP_TAG (e.g. '<extra_0>')")
@@ -144,6 +148,7 @@ class ProcessRewardModel(BaseVerifier):
         self.model = model
         self.step_tag = step_tag
         self.system_prompt = system_prompt
+        self.scorer = scorer  # borrowed: the runtime built it and closes it
         self._client = client
         self._owns_client = client is None
         self._timeout = httpx.Timeout(timeout_s, connect=5.0)
@@ -151,14 +156,23 @@ class ProcessRewardModel(BaseVerifier):
         self._discovery_lock = anyio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ProcessRewardModel:
-        """The PRM named by ``TTC_PRM__URL``, ``TTC_PRM__MODEL`` and ``TTC_PRM__STEP_TAG``."""
+    def from_settings(cls, settings: Settings, reward: ServedRewardModel | None = None) -> Self:
+        """The reward model the runtime serves in process (``TTC_REWARD__MODEL``), else the pooling
+        server named by ``TTC_PRM__URL``, ``TTC_PRM__MODEL`` and ``TTC_PRM__STEP_TAG``."""
+        if reward is not None:  # ttc's own reward models read ChatML without a system prompt
+            return cls(scorer=reward.scorer, step_tag=reward.step_tag, system_prompt=None)
         options = settings.prm
-        return cls(options.url, options.model, step_tag=options.step_tag, timeout_s=options.timeout_s)
+        return cls(
+            options.url,
+            options.model,
+            step_tag=options.step_tag,
+            system_prompt=options.system_prompt or None,
+            timeout_s=options.timeout_s,
+        )
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         """Per request, P(step good) from the PRM for each of its steps, in batch order."""
-        model = await self._served_model()
+        model = "" if self.scorer is not None else await self._served_model()
         results: list[list[float]] = [[] for _ in batch]
 
         async def run(index: int) -> None:
@@ -202,12 +216,15 @@ class ProcessRewardModel(BaseVerifier):
 
     async def _score_one(self, request: ScoreRequest, model: str) -> list[float]:
         text = format_prm_input(request.question, request.steps, self.step_tag, self.system_prompt)
-        body = {"model": model, "input": text, "task": "token_classify"}
-        response = await self._request("POST", "/pooling", body)
-        rows = _pooling_rows(response, self.base_url)
+        if self.scorer is not None:
+            rows = await self.scorer.tag_rows(text)
+        else:
+            body = {"model": model, "input": text, "task": "token_classify"}
+            rows = _pooling_rows(await self._request("POST", "/pooling", body), self.base_url)
         if len(rows) != len(request.steps):
             raise BackendError(
-                f"the PRM at {self.base_url} returned {len(rows)} step scores for {len(request.steps)} steps; "
+                f"the PRM at {self.base_url or 'TTC_REWARD__MODEL'} returned {len(rows)} step scores "
+                f"for {len(request.steps)} steps; "
                 f"TTC_PRM__STEP_TAG={self.step_tag!r} must be the single token the server's pooler treats as "
                 "the step tag (step_tag_id in --pooler-config)"
             )
@@ -240,3 +257,24 @@ def _pooling_rows(response: httpx.Response, base_url: str) -> list[list[float]]:
             f"the PRM server at {base_url} sent an unexpected /pooling answer: {response.text[:300]!r}; "
             "is it a token_classify pooling model (--runner pooling)?"
         ) from None
+
+
+class OutcomeRewardModel(ProcessRewardModel):
+    """An outcome reward model: the solution scored as one step (one tag at its end), the score
+    given to every step. Served like the PRM: in process (``TTC_REWARD__MODEL``) or a pooling server.
+
+    Example::
+
+        orm = OutcomeRewardModel(scorer=pooler, step_tag="<empty_output>", system_prompt=None)
+        [[p, p]] = await orm.score([ScoreRequest("1+1?", ("1+1=2", "The answer is 2."))], session)
+    """
+
+    name = "orm"
+
+    async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
+        whole = [
+            replace(request, steps=(STEP_JOIN.join(step.strip() for step in request.steps),) if request.steps else ())
+            for request in batch
+        ]
+        scores = await super().score(whole, session)
+        return [row * len(request.steps) if request.steps else [] for row, request in zip(scores, batch, strict=True)]

@@ -20,7 +20,8 @@ from verifiers.arith_steps import ArithmeticSampleVerifier, ArithmeticStepVerifi
 from verifiers.base import BaseVerifier
 from verifiers.confidence import ConfidenceVerifier, confidence_verifier
 from verifiers.learned import LearnedVerifier
-from verifiers.prm import ProcessRewardModel
+from verifiers.prm import OutcomeRewardModel, ProcessRewardModel
+from verifiers.reward import ServedRewardModel
 from verifiers.self_judge import SelfJudgeVerifier
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ VERIFIERS: dict[str, type[BaseVerifier]] = {
     "arith_steps": ArithmeticStepVerifier,  # a calculator over each step's equations; free
     "arith_checked": ArithmeticSampleVerifier,  # the calculator's verdict on a whole sample; free
     "self_judge": SelfJudgeVerifier,  # the policy model's own P(Yes) per step; one token per step
-    "prm": ProcessRewardModel,  # a process reward model on a vLLM pooling server (TTC_PRM__URL)
+    "prm": ProcessRewardModel,  # a process reward model: TTC_REWARD__MODEL in process, or TTC_PRM__URL
+    "orm": OutcomeRewardModel,  # the same model scoring the whole solution at once
     "learned": LearnedVerifier,  # trained from ttc's own labelled dev samples (TTC_LEARNED_VERIFIER)
     # The sample's own token distribution (free; needs samples drawn with logprobs):
     "confidence": confidence_verifier("confidence", "lowest_group"),  # DeepConf's lowest group confidence
@@ -73,13 +75,17 @@ class VerifierSet:
         self._unavailable = unavailable
 
     @classmethod
-    def build(cls, settings: Settings) -> VerifierSet:
-        """Build every registered verifier the settings allow (no network calls yet)."""
+    def build(cls, settings: Settings, reward: ServedRewardModel | None = None) -> VerifierSet:
+        """Build every registered verifier the settings allow (no network calls yet); the reward
+        model verifiers score through ``reward`` when the runtime serves one."""
         built: dict[str, Verifier] = {}
         unavailable: dict[str, ConfigurationError] = {}
         for name, verifier in VERIFIERS.items():
             try:
-                built[name] = verifier.from_settings(settings)
+                if issubclass(verifier, ProcessRewardModel):
+                    built[name] = verifier.from_settings(settings, reward)
+                else:
+                    built[name] = verifier.from_settings(settings)
             except ConfigurationError as error:
                 unavailable[name] = error
         return cls(built, unavailable)

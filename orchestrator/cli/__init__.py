@@ -19,7 +19,14 @@ def main() -> None:
     the SDK alone; without the service's packages the command says what to install."""
     try:
         from orchestrator.cli.commands import app
-        from orchestrator.cli.sweeps import fit_router, sweep, sweep_dump, sweep_load, train_verifier
+        from orchestrator.cli.sweeps import (
+            fit_router,
+            sweep,
+            sweep_dump,
+            sweep_load,
+            train_reward_model,
+            train_verifier,
+        )
     except ModuleNotFoundError as missing:
         sys.exit(f"error: the ttc command needs the service's packages ({missing.name} is missing): {SERVER_EXTRA}")
     app.command("sweep")(sweep)
@@ -27,4 +34,5 @@ def main() -> None:
     app.command("sweep-dump")(sweep_dump)
     app.command("sweep-load")(sweep_load)
     app.command("train-verifier")(train_verifier)
+    app.command("train-reward-model")(train_reward_model)
     app(prog_name="ttc")

@@ -161,13 +161,22 @@ def fit_router(
     classes: Annotated[bool, typer.Option(help="short and long questions may get rules of their own")] = False,
     verifier: Annotated[
         str | None,
-        typer.Option(help="score the stored samples again with this free verifier (arith_checked), as auto will"),
+        typer.Option(help="score the stored samples again with this verifier (arith_checked), as auto will"),
+    ] = None,
+    scores: Annotated[
+        list[Path] | None,
+        typer.Option(help="stored scores of a served verifier (benchmarks/sweep_reward_scores.py), repeatable"),
     ] = None,
 ) -> None:
     """Fit auto's policy by replaying a dev sweep's best-of-N samples; evaluate it on the test split."""
     if cost not in ("tokens", "eflops"):
         fail(InvalidRequestError(f"--cost must be tokens or eflops, not {cost!r}"))
     from harness.run import fit_router as fit
+
+    try:
+        table = _score_table(scores, verifier) if scores else None
+    except InvalidRequestError as error:
+        fail(error)
 
     async def go():
         on_progress, close = progress_bar(f"evaluate {name}")
@@ -186,6 +195,7 @@ def fit_router(
                 pooled_with=pool or [],
                 classes=classes,
                 verifier=verifier,
+                scores=table,
             )
         finally:
             close()
@@ -263,6 +273,22 @@ def _run(go):
         raise typer.Exit(130) from None
 
 
+def _score_table(paths: list[Path], verifier: str | None) -> dict[str, float]:
+    """The scores the files hold (``{"verifier", "scores": {sample key: score}}``), all of ``verifier``."""
+    table: dict[str, float] = {}
+    for path in paths:
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise InvalidRequestError(f"--scores {path}: not a scores file ({error})") from None
+        if stored.get("verifier") != verifier:
+            raise InvalidRequestError(
+                f"--scores {path} holds {stored.get('verifier')!r} scores; --verifier is {verifier!r}"
+            )
+        table |= stored["scores"]
+    return table
+
+
 def train_verifier(
     name: Annotated[str | None, typer.Argument(help="the dev sweep whose best-of-N samples to learn from")] = None,
     samples: Annotated[
@@ -298,3 +324,103 @@ def train_verifier(
     aurocs = ", ".join(f"{model} {auroc:.3f}" for model, auroc in meta["validation_auroc"].items())
     typer.echo(f"held-out AUROC: {aurocs}; kept {meta['model']}")
     typer.echo(f"verifier: {path}\nuse it: TTC_LEARNED_VERIFIER={path} ttc serve")
+
+
+class PhaseBars:
+    """One progress bar per phase of a long job, each closed when the next phase starts."""
+
+    def __init__(self) -> None:
+        self.phase, self.bar = "", None
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        if phase != self.phase:
+            self.close()
+            self.phase, self.bar = phase, progress_bar(phase)
+        self.bar[0](done, total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar[1]()
+            self.bar = None
+
+
+def train_reward_model(
+    samples: Annotated[
+        list[Path], typer.Option(help="signal-sample files of dev items (benchmarks/signal_samples.py)")
+    ],
+    out: Annotated[Path, typer.Option(help="the model directory to write (rerun with it to resume)")],
+    kind: Annotated[str, typer.Option(help="orm: P(right | solution); prm: P(ends right | steps so far)")] = "orm",
+    base: Annotated[str, typer.Option(help="a catalogue model name or a model directory")] = "smollm2-135m",
+    per_item: Annotated[int | None, typer.Option(help="samples per item, right and wrong in turn")] = None,
+    trainable_layers: Annotated[int, typer.Option(help="top decoder layers trained; the rest frozen")] = 2,
+    epochs: int = 3,
+    batch_size: int = 8,
+    learning_rate: float = 5e-5,
+    max_tokens: int = 768,
+    seed: int = 0,
+    rollouts: Annotated[int, typer.Option(help="prm: rollouts from each step's prefix")] = 4,
+    rollout_tokens: Annotated[int, typer.Option(help="prm: tokens per rollout")] = 256,
+    label: Annotated[str, typer.Option(help="prm: soft (share of rollouts right) or hard (any right)")] = "soft",
+    fold: Annotated[
+        str | None,
+        typer.Option(help="K/N: leave out fold K of N of the items (by content), to score them out of sample"),
+    ] = None,
+) -> None:
+    """Fine-tune a small causal LM into a reward model of this model's samples; serve it with TTC_REWARD__MODEL.
+
+    An orm learns from the samples' outcomes; a prm from Math-Shepherd step labels, made first by
+    finishing each step's prefix ``--rollouts`` times with the served model (resumable too)."""
+    from harness.reward_data import outcome_examples, outside_fold, parse_fold, read_signal_items
+    from harness.reward_rollouts import label_items
+    from harness.reward_training import Trainer, TrainingConfig
+    from harness.run import served_name
+
+    if kind not in ("orm", "prm") or label not in ("soft", "hard"):
+        fail(InvalidRequestError(f"--kind {kind!r} --label {label!r}: the kind is orm or prm, the label soft or hard"))
+    settings, bars = _settings(), PhaseBars()
+    try:
+        items = read_signal_items(samples)
+        if fold is not None:
+            items = outside_fold(items, *parse_fold(fold))
+        base_dir = _reward_base(base, settings)
+        source = {"samples": [str(path) for path in samples], "base_model": base, "judged_model": served_name(settings)}
+        source["held_out_fold"] = fold
+        if kind == "orm":
+            examples = outcome_examples(items, per_item)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            typer.echo(f"labelling steps: {rollouts} rollouts of up to {rollout_tokens} tokens from each prefix ...")
+            examples, decoded = _run(
+                lambda: label_items(
+                    settings, items, out / "step-labels.jsonl", samples=per_item or 4, rollouts=rollouts,
+                    max_tokens=rollout_tokens, label=label, on_progress=lambda d, t: bars("rollouts (items)", d, t),
+                )
+            )  # fmt: skip
+            source |= {"rollouts": rollouts, "rollout_tokens": rollout_tokens, "label": label, "decoded": decoded}
+        config = TrainingConfig(kind=kind, trainable_layers=trainable_layers, epochs=epochs, batch_size=batch_size,
+                                learning_rate=learning_rate, max_tokens=max_tokens, seed=seed)  # fmt: skip
+        typer.echo(f"training the {kind.upper()} on {len(examples)} samples of {len(items)} dev items, base {base} ...")
+        meta = Trainer(base_dir, out.resolve(), config, bars).train(examples, source)
+    except InvalidRequestError as error:
+        fail(error)
+    finally:
+        bars.close()
+    for row in meta["history"]:
+        typer.echo(
+            f"epoch {row['epoch']}: loss {row['train_loss']:.3f}, held-out AUROC pooled "
+            f"{row.get('pooled_auroc')}, within items {row.get('within_item_auroc')}"
+        )
+    typer.echo(f"reward model: {out.resolve()} ({meta['train_seconds']:.0f} s)")
+    typer.echo(f"use it: TTC_REWARD__MODEL={out.resolve()} ttc serve")
+
+
+def _reward_base(base: str, settings) -> Path:
+    """The base model's directory: a catalogue model (pulled if missing) or a directory."""
+    from orchestrator.core.model_catalog import CATALOGUE, ensure_model
+
+    directory = ensure_model(settings.model_cache_dir, base) if base in CATALOGUE else Path(base)
+    if not (directory / "config.json").is_file():
+        raise InvalidRequestError(
+            f"--base {base!r} is neither a catalogue name ({', '.join(CATALOGUE)}) nor a model directory"
+        )
+    return directory

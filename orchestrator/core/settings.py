@@ -92,13 +92,30 @@ class RemoteOptions(BaseModel):
         return [url.rstrip("/") for url in urls]
 
 
+# The system prompt Qwen2.5-Math-PRM was trained with; the PRM scores best when it sees it.
+PRM_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
+
+
 class PrmOptions(BaseModel):
     """A process reward model on a vLLM pooling server, for the ``prm`` verifier (``TTC_PRM__*``)."""
 
     url: str = Field("", description="base URL of the pooling server; empty: the prm verifier is unavailable")
     model: str = Field("", description="served name of the PRM; empty: ask the server")
     step_tag: str = Field("<extra_0>", description="text marking the end of each step for the PRM")
+    system_prompt: str = Field(
+        PRM_SYSTEM_PROMPT,
+        description="the system turn of the PRM's input (Qwen2.5-Math-PRM's by default); empty for none, "
+        "as a reward model `ttc train-reward-model` wrote reads it",
+    )
     timeout_s: float = Field(120.0, gt=0)
+
+
+class RewardOptions(BaseModel):
+    """A reward model ``ttc train-reward-model`` wrote, served in process (``TTC_REWARD__*``)."""
+
+    model: Path | None = Field(
+        None, description="its directory; the orm and prm verifiers score through it. Unset: no in-process reward model"
+    )
 
 
 class BudgetDefaults(BaseModel):
@@ -140,6 +157,7 @@ class Settings(BaseSettings):
     engine: EngineOptions = Field(default_factory=EngineOptions)
     remote: RemoteOptions = Field(default_factory=RemoteOptions)
     prm: PrmOptions = Field(default_factory=PrmOptions)
+    reward: RewardOptions = Field(default_factory=RewardOptions)
     redis_url: str | None = Field(None, validation_alias=AliasChoices("TTC_REDIS_URL", "REDIS_URL", "redis_url"))
     redis_namespace: str = Field("ttc", pattern=r"^[A-Za-z0-9_.-]+$")
     data_dir: Path = Field(default_factory=lambda: _user_dir("XDG_DATA_HOME", ".local/share"))

@@ -22,6 +22,7 @@ from harness.replay import (
     item_of,
     replay,
     rescorer,
+    sample_key,
     switch_label,
 )
 from harness.report import concave_hull, frontier, summarise, wilson_interval
@@ -360,3 +361,11 @@ def test_stored_samples_are_scored_again_offline_by_a_free_verifier() -> None:
     assert item_of(problem, sample_pass, rescorer("arith_checked")).scores == (0.95, 0.05)
     with pytest.raises(InvalidRequestError, match="scored again only by"):
         rescorer("self_judge")
+    # a served verifier's earlier scores, looked up by question and text; a sample it did not score is an error
+    texts = [sample["text"] for sample in sample_pass["samples"]]
+    table = {sample_key(problem.question, texts[0]): 0.9, sample_key(problem.question, texts[1]): 0.2}
+    assert item_of(problem, sample_pass, rescorer("orm", table)).scores == (0.9, 0.2)
+    with pytest.raises(InvalidRequestError, match="no orm score"):
+        item_of(problem, sample_pass, rescorer("orm", {sample_key(problem.question, texts[0]): 0.9}))
+    with pytest.raises(InvalidRequestError, match="needs the verifier"):
+        rescorer(None, table)

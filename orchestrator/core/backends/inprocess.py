@@ -136,10 +136,7 @@ class InProcessBackend(GenerationBackend):
     def _construct_engine(self) -> Any:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.options.cpu_kv_cache_space_gib))
         if self.options.cpu_use_all_cores:
-            # vLLM reserves a core for the frontend by default; with FINAL_ONLY outputs the
-            # frontend is nearly idle, and decoding on every core measured 1.75x faster here.
-            os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
-            os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            use_every_cpu_core()
         from vllm import AsyncEngineArgs
         from vllm.v1.engine.async_llm import AsyncLLM
 
@@ -304,6 +301,15 @@ class InProcessBackend(GenerationBackend):
             with anyio.CancelScope(shield=True):  # it sees _closing and stops (a build under way finishes first)
                 await restart
         await self._discard_engine()
+
+
+def use_every_cpu_core() -> None:
+    """Let this process's vLLM engines decode on every core (unless the environment says otherwise).
+
+    vLLM reserves a core for the frontend by default; with FINAL_ONLY outputs the frontend is
+    nearly idle, and decoding on every core measured 1.75x faster here."""
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{(os.cpu_count() or 1) - 1}")
+    os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
 def resolve_model(settings: Settings) -> str:

@@ -1,0 +1,104 @@
+"""Add a trained reward model's scores to the samples ``benchmarks/signal_samples.py`` stored.
+
+The reward model (``ttc train-reward-model``) runs in process on vLLM's pooling runner, as the
+service runs it. Each sample is scored twice: as one step (the ``orm`` verifier's view: one tag
+after the whole solution) and cut into steps (the ``prm`` verifier's view: a tag after each step,
+kept as the list of step scores so ``benchmarks/signals.py`` can aggregate them by min, last or
+product). Items the model was trained on are refused (by the content hash of the question).
+Scores go one JSON line per item to ``benchmarks/results/signals/<dataset>-<split>.reward.jsonl``
+(with the model directory and its training date); a rerun skips items already scored with the
+same model.
+
+    .venv/bin/python benchmarks/signal_reward.py runs/orm-q05 arithmetic gsm8k
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import anyio
+from embedded import append_each  # benchmarks/ is the script's directory
+
+from harness.datasets import content_hash
+from harness.reward_data import outcome_steps
+from orchestrator.core.backends.pooling import InProcessPooler
+from strategies.selection import split_steps
+from verifiers.prm import format_prm_input, step_probabilities
+from verifiers.reward import load_reward_meta
+
+SAMPLES = Path(__file__).parent / "results" / "signals"
+
+
+def scores_path(dataset: str, split: str) -> Path:
+    return SAMPLES / f"{dataset.replace(':', '_')}-{split}.reward.jsonl"
+
+
+def stored(path: Path, stamp: str) -> set[str]:
+    """Ids already scored by this model (``stamp``): what a rerun skips."""
+    if not path.exists():
+        return set()
+    return {record["id"] for record in map(json.loads, path.read_text().splitlines()) if record["model"] == stamp}
+
+
+async def score_item(pooler: InProcessPooler, tag: str, item: dict) -> dict:
+    """One item's samples: the outcome score and the step scores, in sample order."""
+
+    async def probabilities(steps: tuple[str, ...]) -> list[float]:
+        return step_probabilities(await pooler.tag_rows(format_prm_input(item["question"], steps, tag, system=None)))
+
+    outcome, steps = [], []
+    for sample in item["samples"]:
+        outcome += await probabilities(outcome_steps(sample["text"]))
+        steps.append(await probabilities(tuple(step.strip() for step in split_steps(sample["text"]))))
+    return {"id": item["id"], "orm": outcome, "prm_steps": steps}
+
+
+async def score_file(
+    pooler: InProcessPooler, meta: dict, stamp: str, dataset: str, split: str, concurrency: int
+) -> None:
+    """Score every item of one signal file not yet scored by this model (refusing trained items)."""
+    source = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
+    items = [json.loads(line) for line in source.read_text().splitlines()]
+    trained = set(meta["item_hashes"])
+    seen = [item["id"] for item in items if content_hash(item.get("context") or item["question"]) in trained]
+    if seen:
+        raise SystemExit(f"{source}: the reward model was trained on {len(seen)} of these items (e.g. {seen[0]})")
+    out = scores_path(dataset, split)
+    done = stored(out, stamp)
+    todo = [item for item in items if item["id"] not in done]
+    print(f"{dataset} {split}: {len(done)} items scored, {len(todo)} to score", flush=True)
+    started = time.monotonic()
+
+    async def work(item: dict) -> dict:
+        return {**await score_item(pooler, meta["step_tag"], item), "model": stamp}
+
+    await append_each(todo, work, out, concurrency)
+    samples, seconds = sum(len(item["samples"]) for item in todo), time.monotonic() - started
+    print(f"  {samples} samples scored twice in {seconds:.0f} s ({seconds / max(samples, 1):.3f} s a sample)")
+
+
+async def run(args: argparse.Namespace) -> None:
+    meta = load_reward_meta(args.model)
+    stamp = f"{args.model.resolve()}@{meta['trained_at']}"
+    pooler = await InProcessPooler.start(args.model.resolve(), int(meta["step_tag_id"]))
+    try:
+        for dataset in args.datasets:
+            await score_file(pooler, meta, stamp, dataset, args.split, args.concurrency)
+    finally:
+        await pooler.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="the reward model directory")
+    parser.add_argument("datasets", nargs="+")
+    parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument("--concurrency", type=int, default=8)
+    anyio.run(run, parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
