@@ -394,12 +394,13 @@ def _with_interval(row: dict) -> str:
 def readme(report: dict) -> str:
     """The report's tables in Markdown, every number from this run."""
     lines = [
-        "# Signals without a reward model: measured",
+        "# Signals, the learned verifier and the trained reward model: measured",
         "",
-        "Made by `benchmarks/signal_samples.py` (samples) and `benchmarks/signals.py` (this page); see their",
-        f"docstrings. Command: `{report['command']}`. Test-split items only; the learned verifier was trained",
-        "on dev items (`ttc train-verifier --samples ...-dev.jsonl`), which the run checks. What the numbers",
-        "say, and what they do not: [findings.md](findings.md).",
+        "Made by `benchmarks/signal_samples.py` (samples), `benchmarks/signal_reward.py` (the reward model's",
+        "scores: `orm`, and `prm_*` for its step scores aggregated) and `benchmarks/signals.py` (this page); see",
+        f"their docstrings. Command: `{report['command']}`. Test-split items only; the learned verifier and",
+        "the reward model were trained on dev items (`ttc train-verifier`, `ttc train-reward-model`), which",
+        "the runs check by content. What the numbers say, and what they do not: [findings.md](findings.md).",
         "",
     ]
     for dataset, found in report["datasets"].items():

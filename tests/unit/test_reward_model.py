@@ -112,3 +112,16 @@ def test_folds_split_items_by_content_and_leave_one_out() -> None:
     assert parse_fold("1/2") == (1, 2) and fold_of("0" * 11 + "f", 2) == 1
     with pytest.raises(InvalidRequestError, match="K must be"):
         parse_fold("2/2")
+
+
+def test_step_labels_come_from_finishing_each_prefix() -> None:
+    from harness.datasets import Problem
+    from harness.reward_rollouts import prefix_texts, share_right, solution_steps
+
+    steps = solution_steps("3 x 4 = 12\n\n12 + 1 = 13\n\nThe answer is 13.")
+    assert steps == ("3 x 4 = 12", "12 + 1 = 13", "The answer is 13.")
+    assert prefix_texts(steps) == ["3 x 4 = 12\n\n", "3 x 4 = 12\n\n12 + 1 = 13\n\n"]  # the whole is not a prefix
+    problem = Problem("What is 3 x 4 + 1?", "13", id="p")
+    finishes = ["12 + 1 = 13\n\nThe answer is 13.", "12 + 2 = 14\n\nThe answer is 14.", "The answer is 13."]
+    assert share_right(problem, prefix_texts(steps)[0], finishes) == pytest.approx(2 / 3)
+    assert share_right(problem, prefix_texts(steps)[0], []) == 0.0
