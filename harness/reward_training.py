@@ -47,7 +47,7 @@ class TrainingConfig:
     trainable_layers: int = 2
     epochs: int = 3
     batch_size: int = 8
-    learning_rate: float = 5e-5  # the top layers; the head learns 20x faster
+    learning_rate: float = 1e-4
     max_tokens: int = 768
     validation_share: float = 0.2
     seed: int = 0
@@ -140,6 +140,9 @@ class RewardModel:
             base, num_labels=2, id2label={0: "bad", 1: "good"}, dtype=torch.float32, attn_implementation="sdpa"
         ).to(where)
         self.model.config.pad_token_id = self.model.config.pad_token_id or 0
+        # A zero head starts every score at 0.5 (loss ln 2): a random one meets hidden states in the
+        # tens and starts with huge logits whose gradients shake the layers it is meant to tune.
+        nn.init.zeros_(self.model.score.weight)
         self.layers = self.model.model.layers
         # At least one: the model's last recorded hidden state is already normed, so a cache taken
         # above the last layer would be normed twice in training and once when served.
@@ -223,11 +226,10 @@ class Trainer:
         self.tokenizer = AutoTokenizer.from_pretrained(base)
         self.tag, self.tag_id = choose_step_tag(self.tokenizer)
         self.rm = RewardModel(base, config.trainable_layers, device())
-        head, body = list(self.rm.model.score.parameters()), self.rm.trainable_parameters()[:-1]
-        self.optimizer = torch.optim.AdamW(
-            [{"params": body, "lr": config.learning_rate}, {"params": head, "lr": 20 * config.learning_rate}],
-            weight_decay=0.0,
-        )
+        # One rate for the top layers and the head: Adam moves every head weight by about the rate,
+        # and the head sums hundreds of normed features, so a faster head swings the logits by whole
+        # units a step.
+        self.optimizer = torch.optim.AdamW(self.rm.trainable_parameters(), lr=config.learning_rate, weight_decay=0.0)
 
     def cache(self, rows: list[Encoded], phase: str) -> list[torch.Tensor]:
         """Each row's frozen states, one batch at a time (the one expensive pass over the data)."""
@@ -269,6 +271,7 @@ class Trainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.rm.trainable_parameters(), 1.0)
             self.optimizer.step()
+            self.schedule.step()
             losses.append(float(loss.detach()))
             self.progress(f"epoch {number}", done, len(groups))
         return float(np.mean(losses))
@@ -280,6 +283,10 @@ class Trainer:
         training, validation = split_by_item(encoded, self.config.validation_share, self.config.seed)
         if not training or {float(t) >= 0.5 for r in training for t in r.targets} != {True, False}:
             raise InvalidRequestError("the training examples are all good or all bad: nothing to learn from them")
+        # The rate falls linearly to zero over the run: near the end, when the loss is small, Adam's
+        # steps of a whole rate would otherwise undo what was learned.
+        total_steps = self.config.epochs * len(batches(training, self.config.batch_size))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda step: max(0.0, 1 - step / total_steps))
         history = self.resume()
         train_states = self.cache(training, "caching the frozen layers (training items)")
         valid_states = self.cache(validation, "caching the frozen layers (validation items)") if validation else []
@@ -319,6 +326,7 @@ class Trainer:
         for parameter, value in zip(self.rm.trainable_parameters(), saved["weights"], strict=True):
             parameter.data.copy_(value)
         self.optimizer.load_state_dict(saved["optimizer"])
+        self.schedule.load_state_dict(saved["schedule"])
         return saved["history"]
 
     def checkpoint(self, history: list[dict]) -> None:
@@ -329,6 +337,7 @@ class Trainer:
             "history": history,
             "weights": weights,
             "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
         }
         torch.save(state, self.out / "checkpoint.pt.tmp")
         (self.out / "checkpoint.pt.tmp").replace(self.out / "checkpoint.pt")

@@ -355,7 +355,7 @@ def train_reward_model(
     trainable_layers: Annotated[int, typer.Option(help="top decoder layers trained; the rest frozen")] = 2,
     epochs: int = 3,
     batch_size: int = 8,
-    learning_rate: float = 5e-5,
+    learning_rate: float = 1e-4,
     max_tokens: int = 768,
     seed: int = 0,
     rollouts: Annotated[int, typer.Option(help="prm: rollouts from each step's prefix")] = 4,

@@ -58,7 +58,7 @@ def unbuilt_backend(model_dir, monkeypatch) -> InProcessBackend:
     async def nothing_to_shut_down(engine) -> None:
         return None
 
-    monkeypatch.setattr(inprocess, "_shut_down", nothing_to_shut_down)
+    monkeypatch.setattr(inprocess, "shut_down_engine", nothing_to_shut_down)
     backend = InProcessBackend(str(model_dir), ChatRenderer.from_pretrained(model_dir), ENGINE_OPTIONS)
     backend._engine = object()
     backend._ready.set()

@@ -49,10 +49,11 @@ def reward_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
         RewardExample(f"q{i // 2}", content_hash(q), q, outcome_steps(text), (label,))
         for i, (q, text, label) in enumerate(solutions())
     ]
-    config = TrainingConfig(trainable_layers=2, epochs=12, batch_size=4, learning_rate=3e-4, validation_share=0.0)
+    config = TrainingConfig(trainable_layers=2, epochs=30, batch_size=2, learning_rate=1e-4, validation_share=0.0)
     meta = Trainer(model_dir, out, config).train(examples, {"judged_model": "smollm2-135m"})
     losses = [row["train_loss"] for row in meta["history"]]
-    assert losses[-1] < 0.5 * losses[0], f"the loss did not fall: {losses}"
+    assert losses[0] < 0.8  # the zero head starts at chance (ln 2), not at a random head's huge logits
+    assert losses[-1] < 0.3, f"the loss did not fall well below chance: {losses}"
     return out
 
 
@@ -102,7 +103,7 @@ def test_served_in_process_it_ranks_what_it_learned(inprocess_scores: list[list[
 @pytest.fixture(scope="module")
 def pooling_server(reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tag_id = load_reward_meta(reward_dir)["step_tag_id"]
-    pooler = {"tok_pooling_type": "STEP", "step_tag_id": tag_id}
+    pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": tag_id}
     log_path = tmp_path_factory.mktemp("reward-server") / "server.log"
     with serve_vllm(reward_dir, log_path, ["--runner", "pooling", "--pooler-config", json.dumps(pooler)]) as url:
         yield url

@@ -240,7 +240,7 @@ class InProcessBackend(GenerationBackend):
     async def _restart(self, dead_engine: Any) -> None:
         async with self._restart_lock:
             await anyio.sleep(DEATH_GRACE_S)
-            await _shut_down(dead_engine)
+            await shut_down_engine(dead_engine)
             failures: list[str] = []
             while not self._closing and len(failures) < REBUILD_TRIES:
                 log.error("inference engine died; rebuilding it (try %d of %d)", len(failures) + 1, REBUILD_TRIES)
@@ -269,7 +269,7 @@ class InProcessBackend(GenerationBackend):
         engine, self._engine = self._engine, None
         if engine is not None:
             with anyio.CancelScope(shield=True):
-                await _shut_down(engine)
+                await shut_down_engine(engine)
 
     async def abort(self, request_id: str) -> None:
         if self._engine is not None and self._ready.is_set():
@@ -365,7 +365,7 @@ async def _stop_output_handler(engine: Any) -> None:
     await asyncio.wait([handler], timeout=5)
 
 
-async def _shut_down(engine: Any) -> None:
+async def shut_down_engine(engine: Any) -> None:
     """Stop the engine's output task, then its core (blocking, so in a worker thread), then
     release its ZMQ context — on a clean close and for a dead engine alike.
 

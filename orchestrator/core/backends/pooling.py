@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 
-from orchestrator.core.backends.inprocess import engine_dtype, use_every_cpu_core
+from orchestrator.core.backends.inprocess import engine_dtype, shut_down_engine, use_every_cpu_core
 from orchestrator.core.errors import BackendError, BackendUnavailableError
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class InProcessPooler:
         with anyio.CancelScope(shield=True):
             if self._engine is not None:
                 engine, self._engine = self._engine, None
-                await anyio.to_thread.run_sync(engine.shutdown)
+                await shut_down_engine(engine)
 
 
 def _construct(model_dir: Path, step_tag_id: int, dtype: str) -> Any:
