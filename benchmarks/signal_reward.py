@@ -22,10 +22,8 @@ from pathlib import Path
 import anyio
 from embedded import append_each  # benchmarks/ is the script's directory
 
-from harness.datasets import content_hash
-from harness.reward_data import outcome_steps
+from harness.reward_data import outcome_steps, signal_item_hash, solution_steps
 from orchestrator.core.backends.pooling import InProcessPooler
-from strategies.selection import split_steps
 from verifiers.prm import format_prm_input, step_probabilities
 from verifiers.reward import load_reward_meta
 
@@ -52,7 +50,7 @@ async def score_item(pooler: InProcessPooler, tag: str, item: dict) -> dict:
     outcome, steps = [], []
     for sample in item["samples"]:
         outcome += await probabilities(outcome_steps(sample["text"]))
-        steps.append(await probabilities(tuple(step.strip() for step in split_steps(sample["text"]))))
+        steps.append(await probabilities(solution_steps(sample["text"])))
     return {"id": item["id"], "orm": outcome, "prm_steps": steps}
 
 
@@ -63,7 +61,7 @@ async def score_file(
     source = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
     items = [json.loads(line) for line in source.read_text().splitlines()]
     trained = set(meta["item_hashes"])
-    seen = [item["id"] for item in items if content_hash(item.get("context") or item["question"]) in trained]
+    seen = [item["id"] for item in items if signal_item_hash(item) in trained]
     if seen:
         raise SystemExit(f"{source}: the reward model was trained on {len(seen)} of these items (e.g. {seen[0]})")
     out = scores_path(dataset, split)

@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 
 from harness.catalog import load_dataset
-from harness.datasets import Problem, content_hash
+from harness.datasets import Problem
 from harness.grading import is_correct
+from harness.reward_data import read_signal_items, signal_item_hash
 from orchestrator.core.errors import InvalidRequestError
 from verifiers.learned import FORMAT, SampleFacts, feature_rows
 
@@ -43,15 +44,11 @@ class Labelled:
 def from_signal_samples(paths: list[Path]) -> list[Labelled]:
     """Samples from ``benchmarks/signal_samples.py`` files (dev files only)."""
     rows: list[Labelled] = []
-    for path in paths:
-        if "-dev" not in path.name:
-            raise InvalidRequestError(f"{path} is not a dev-split file: a verifier never trains on test items")
-        for line in path.read_text().splitlines():
-            item = json.loads(line)
-            item_hash = content_hash(item.get("context") or item["question"])
-            for sample in item["samples"]:
-                facts = signal_sample_facts(item["question"], sample)
-                rows.append(Labelled(item["id"], item_hash, facts, bool(sample["correct"])))
+    for item in read_signal_items(paths):
+        item_hash = signal_item_hash(item)
+        for sample in item["samples"]:
+            facts = signal_sample_facts(item["question"], sample)
+            rows.append(Labelled(item["id"], item_hash, facts, bool(sample["correct"])))
     return rows
 
 

@@ -20,9 +20,9 @@ from typing import Literal
 from harness.datasets import content_hash
 from orchestrator.core.errors import InvalidRequestError
 from strategies.selection import split_steps
+from verifiers.prm import STEP_JOIN
 
 Kind = Literal["orm", "prm"]
-STEP_DELIMITER = "\n\n"  # what ``split_steps`` cuts at, and what joins an ORM's one step back
 
 
 @dataclass(frozen=True)
@@ -43,12 +43,23 @@ class RewardExample:
             raise ValueError(f"{self.item_id}: {len(self.steps)} steps but {len(self.targets)} targets")
 
 
+def solution_steps(text: str) -> tuple[str, ...]:
+    """A sample's steps as the PRM reads them: ``split_steps`` pieces, stripped."""
+    return tuple(step.strip() for step in split_steps(text, STEP_JOIN))
+
+
 def outcome_steps(text: str) -> tuple[str, ...]:
-    """An ORM's input: the solution as one step, its blank pieces dropped as the PRM's would be.
+    """An ORM's input: the solution as one step, its blank pieces dropped as the PRM's would be
+    (the ``orm`` verifier joins a request's steps the same way).
 
     Example: ``outcome_steps("3 + 4 = 7\\n\\n\\n\\nSo 7.") == ("3 + 4 = 7\\n\\nSo 7.",)``.
     """
-    return (STEP_DELIMITER.join(step.strip() for step in split_steps(text, STEP_DELIMITER)),)
+    return (STEP_JOIN.join(solution_steps(text)),)
+
+
+def signal_item_hash(item: dict) -> str:
+    """A signal-sample item's content hash, as ``Problem.content_hash`` makes it (its context, else its question)."""
+    return content_hash(item.get("context") or item["question"])
 
 
 def read_signal_items(paths: Iterable[Path]) -> list[dict]:
@@ -56,7 +67,7 @@ def read_signal_items(paths: Iterable[Path]) -> list[dict]:
     items: list[dict] = []
     for path in paths:
         if "-dev" not in path.name:
-            raise InvalidRequestError(f"{path} is not a dev-split file: a reward model never trains on test items")
+            raise InvalidRequestError(f"{path} is not a dev-split file: a verifier never trains on test items")
         items += [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return items
 
@@ -69,7 +80,7 @@ def outcome_examples(items: Iterable[dict], per_item: int | None = None) -> list
     """
     examples: list[RewardExample] = []
     for item in items:
-        item_hash = content_hash(item.get("context") or item["question"])
+        item_hash = signal_item_hash(item)
         for sample in balanced(item["samples"], per_item):
             target = 1.0 if sample["correct"] else 0.0
             examples.append(
@@ -109,7 +120,7 @@ def parse_fold(text: str) -> tuple[int, int]:
 def outside_fold(items: Iterable[dict], held_out: int, folds: int) -> list[dict]:
     """The items not in fold ``held_out`` of ``folds`` (by content hash): a model trained on them can
     score that fold's items out of sample (cross-fitting)."""
-    return [item for item in items if fold_of(content_hash(item.get("context") or item["question"]), folds) != held_out]
+    return [item for item in items if fold_of(signal_item_hash(item), folds) != held_out]
 
 
 def fold_of(item_hash: str, folds: int) -> int:

@@ -22,22 +22,17 @@ import anyio
 
 from harness.datasets import Problem, content_hash
 from harness.grading import is_correct
-from harness.reward_data import STEP_DELIMITER, RewardExample, balanced
+from harness.reward_data import RewardExample, balanced, solution_steps
 from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.session import Session
 from orchestrator.core.settings import Settings
 from orchestrator.runtime import Runtime
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
-from strategies.selection import split_steps
 from verifiers.extraction import extract_answer
+from verifiers.prm import STEP_JOIN
 
 Label = Literal["soft", "hard"]
-
-
-def solution_steps(text: str) -> tuple[str, ...]:
-    """A sample's steps as the PRM reads them: ``split_steps`` pieces, stripped."""
-    return tuple(step.strip() for step in split_steps(text, STEP_DELIMITER))
 
 
 def prefix_texts(steps: Sequence[str]) -> list[str]:
@@ -45,7 +40,7 @@ def prefix_texts(steps: Sequence[str]) -> list[str]:
 
     Example: ``prefix_texts(("a", "b", "c")) == ["a\\n\\n", "a\\n\\nb\\n\\n"]``.
     """
-    return [STEP_DELIMITER.join(steps[:count]) + STEP_DELIMITER for count in range(1, len(steps))]
+    return [STEP_JOIN.join(steps[:count]) + STEP_JOIN for count in range(1, len(steps))]
 
 
 def share_right(problem: Problem, prefix: str, continuations: Sequence[str]) -> float:

@@ -116,7 +116,8 @@ def test_folds_split_items_by_content_and_leave_one_out() -> None:
 
 def test_step_labels_come_from_finishing_each_prefix() -> None:
     from harness.datasets import Problem
-    from harness.reward_rollouts import prefix_texts, share_right, solution_steps
+    from harness.reward_data import solution_steps
+    from harness.reward_rollouts import prefix_texts, share_right
 
     steps = solution_steps("3 x 4 = 12\n\n12 + 1 = 13\n\nThe answer is 13.")
     assert steps == ("3 x 4 = 12", "12 + 1 = 13", "The answer is 13.")
