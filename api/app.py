@@ -18,7 +18,7 @@ from api.contexts import router as contexts_router
 from api.jobs import job_updates, submit_job, summary, to_response, wait_for_job
 from api.metrics import RequestCounter
 from api.metrics import router as metrics_router
-from api.models import ErrorEnvelope, Health, JobList, ReasonRequest, ReasonResponse, StrategyInfo
+from api.models import ErrorEnvelope, Health, JobList, ReasonRequest, ReasonResponse, StrategyInfo, VerifierInfo
 from api.openai_compat import router as openai_router
 from api.security import RequestGuard, error_response
 from api.tenancy import owned_job, tenant
@@ -101,6 +101,13 @@ def _install_routes(app: FastAPI) -> None:
             StrategyInfo(name=s.name, description=s.description, params_schema=s.params_schema())
             for s in REGISTRY.values()
         ]
+
+    @app.get("/v1/verifiers", response_model=list[VerifierInfo])
+    async def verifiers(request: Request) -> list[VerifierInfo]:
+        """Every verifier a strategy's params can name, whether this service has it, and the reward
+        model it serves."""
+        runtime: Runtime = request.app.state.runtime
+        return [VerifierInfo(**status.__dict__) for status in runtime.verifiers.describe()]
 
     @app.post("/v1/reason", response_model=ReasonResponse, responses={202: {"model": ReasonResponse}})
     async def reason(body: ReasonRequest, request: Request):

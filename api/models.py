@@ -99,6 +99,20 @@ class StrategyInfo(BaseModel):
     params_schema: dict[str, Any]
 
 
+class VerifierInfo(BaseModel):
+    """A verifier strategies can name in their params: what it reads, whether this service has it,
+    and for ``orm`` / ``prm`` the reward model it serves."""
+
+    name: str
+    summary: str
+    available: bool
+    unavailable_reason: str | None = Field(None, description="what the operator must set to make it available")
+    reward_model: dict[str, Any] | None = Field(
+        None,
+        description="the served reward model: kind, base_model, judged_model, trained_at, items, validation AUROC",
+    )
+
+
 class ReasonResponse(BaseModel):
     """The answer, how much it cost, and how it was found."""
 

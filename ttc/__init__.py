@@ -10,7 +10,7 @@ Example::
         print(job.result(timeout=60).answer)
 """
 
-from api.models import ReasonResponse, StrategyInfo
+from api.models import ReasonResponse, StrategyInfo, VerifierInfo
 from orchestrator.core.budget import Budget, Usage
 from ttc import errors
 from ttc.client import AsyncClient, AsyncJob, Client, Job
@@ -26,5 +26,6 @@ __all__ = [
     "StrategyInfo",
     "TTCAPIError",
     "Usage",
+    "VerifierInfo",
     "errors",
 ]

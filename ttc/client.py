@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import httpx
 
-from api.models import ContextInfo, JobList, ReasonResponse, StrategyInfo
+from api.models import ContextInfo, JobList, ReasonResponse, StrategyInfo, VerifierInfo
 from orchestrator.core.budget import Budget
 from ttc.errors import APIConnectionError, APITimeoutError, TTCAPIError, error_for
 
@@ -192,6 +192,13 @@ class Client(_Base):
         """Every strategy with its params' JSON schema."""
         return [StrategyInfo.model_validate(s) for s in self._request("GET", "/v1/strategies")]
 
+    def verifiers(self) -> list[VerifierInfo]:
+        """Every verifier strategies can name, whether the service has it, and its reward model.
+
+        Example: ``[v.reward_model for v in client.verifiers() if v.name == "orm"]``.
+        """
+        return [VerifierInfo.model_validate(v) for v in self._request("GET", "/v1/verifiers")]
+
     def jobs(self, limit: int = 20, before: float | None = None) -> JobList:
         """A page of this key's jobs, newest first (``before=page.next_before`` for the next)."""
         return JobList.model_validate(self._request("GET", "/v1/jobs", params=self._page(limit, before)))
@@ -328,6 +335,10 @@ class AsyncClient(_Base):
 
     async def strategies(self) -> list[StrategyInfo]:
         return [StrategyInfo.model_validate(s) for s in await self._request("GET", "/v1/strategies")]
+
+    async def verifiers(self) -> list[VerifierInfo]:
+        """Every verifier strategies can name, whether the service has it, and its reward model."""
+        return [VerifierInfo.model_validate(v) for v in await self._request("GET", "/v1/verifiers")]
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -105,6 +105,7 @@ class ArithmeticStepVerifier(BaseVerifier):
     """Checks every equation of every step exactly."""
 
     name = "arith_steps"
+    summary = "a calculator over each step's equations; free"
     spends_budget = False  # a calculator: checking costs no tokens, so it runs even on a spent budget
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
@@ -116,6 +117,7 @@ class ArithmeticSampleVerifier(BaseVerifier):
     so any aggregation reads it: what "sample until one checks" needs."""
 
     name = "arith_checked"
+    summary = "the calculator's verdict on the whole sample, the same at every step; free"
     spends_budget = False
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:

@@ -1,6 +1,6 @@
 """What every verifier implementation shares: defaults for the kernel's ``Verifier`` protocol.
 
-A verifier subclasses ``BaseVerifier``, sets ``name`` and ``spends_budget``, implements
+A verifier subclasses ``BaseVerifier``, sets ``name``, ``summary`` and ``spends_budget``, implements
 ``score`` and, if it holds anything to release or needs settings, ``aclose`` and
 ``from_settings``. ``verifiers.registry`` names every one of them.
 """
@@ -18,6 +18,7 @@ class BaseVerifier:
     """A verifier with no settings and nothing to release; subclasses implement ``score``."""
 
     name: str = ""
+    summary: str = ""  # one line for GET /v1/verifiers: what it reads and what it costs
     spends_budget: bool = True
 
     @classmethod

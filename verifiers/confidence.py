@@ -154,6 +154,10 @@ class ConfidenceVerifier(BaseVerifier):
         return scores
 
 
-def confidence_verifier(name: str, measure: Measure) -> type[ConfidenceVerifier]:
-    """The verifier class that scores by ``measure``, registered as ``name``."""
-    return type(f"ConfidenceVerifier_{measure}", (ConfidenceVerifier,), {"name": name, "measure": measure})
+def confidence_verifier(name: str, measure: Measure, summary: str) -> type[ConfidenceVerifier]:
+    """The verifier class that scores by ``measure``, registered as ``name``.
+
+    Example: ``confidence_verifier("confidence_mean", "mean", "the mean token confidence; free")``.
+    """
+    attributes = {"name": name, "measure": measure, "summary": summary}
+    return type(f"ConfidenceVerifier_{measure}", (ConfidenceVerifier,), attributes)

@@ -85,6 +85,7 @@ class LearnedVerifier(BaseVerifier):
     """Scores a finished sample by the trained classifier's probability that it is correct."""
 
     name = "learned"
+    summary = "a classifier trained on ttc's own labelled dev samples (TTC_LEARNED_VERIFIER); free"
     spends_budget = False  # no model tokens: an embedding and a classifier on the CPU
 
     def __init__(self, artifact: dict[str, Any]) -> None:

@@ -123,6 +123,7 @@ class ProcessRewardModel(BaseVerifier):
     """
 
     name = "prm"
+    summary = "a process reward model's P(step good) per step (TTC_REWARD__MODEL or TTC_PRM__URL)"
     spends_budget = True  # a PRM server is a model: its calls are not free
 
     def __init__(
@@ -270,6 +271,7 @@ class OutcomeRewardModel(ProcessRewardModel):
     """
 
     name = "orm"
+    summary = "the reward model scoring the whole solution at once, the same at every step"
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:
         whole = [

@@ -8,7 +8,8 @@ them from their session; nothing builds a verifier per request.
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 import anyio
 from pydantic import AfterValidator
@@ -18,7 +19,7 @@ from orchestrator.core.settings import Settings
 from orchestrator.core.verification import Verifier
 from verifiers.arith_steps import ArithmeticSampleVerifier, ArithmeticStepVerifier
 from verifiers.base import BaseVerifier
-from verifiers.confidence import ConfidenceVerifier, confidence_verifier
+from verifiers.confidence import ConfidenceVerifier, Measure, confidence_verifier
 from verifiers.learned import LearnedVerifier
 from verifiers.prm import OutcomeRewardModel, ProcessRewardModel
 from verifiers.reward import ServedRewardModel
@@ -26,20 +27,27 @@ from verifiers.self_judge import SelfJudgeVerifier
 
 log = logging.getLogger(__name__)
 
+# The sample's own token distribution: free, and needs samples drawn with logprobs.
+_MEASURES: tuple[tuple[str, Measure, str], ...] = (
+    ("confidence", "lowest_group", "DeepConf's lowest group confidence of the sample's tokens"),
+    ("confidence_mean", "mean", "the mean confidence of the sample's tokens"),
+    ("confidence_bottom_10", "bottom_10", "the mean of the sample's 10% least confident token groups"),
+    ("confidence_tail", "tail", "the confidence of the sample's last tokens"),
+    ("self_certainty", "self_certainty", "self-certainty: the token distributions' distance from uniform"),
+    ("answer_logprob", "answer_logprob", "the probability of the tokens that write the answer"),
+)
+
 VERIFIERS: dict[str, type[BaseVerifier]] = {
-    "arith_steps": ArithmeticStepVerifier,  # a calculator over each step's equations; free
-    "arith_checked": ArithmeticSampleVerifier,  # the calculator's verdict on a whole sample; free
-    "self_judge": SelfJudgeVerifier,  # the policy model's own P(Yes) per step; one token per step
-    "prm": ProcessRewardModel,  # a process reward model: TTC_REWARD__MODEL in process, or TTC_PRM__URL
-    "orm": OutcomeRewardModel,  # the same model scoring the whole solution at once
-    "learned": LearnedVerifier,  # trained from ttc's own labelled dev samples (TTC_LEARNED_VERIFIER)
-    # The sample's own token distribution (free; needs samples drawn with logprobs):
-    "confidence": confidence_verifier("confidence", "lowest_group"),  # DeepConf's lowest group confidence
-    "confidence_mean": confidence_verifier("confidence_mean", "mean"),
-    "confidence_bottom_10": confidence_verifier("confidence_bottom_10", "bottom_10"),
-    "confidence_tail": confidence_verifier("confidence_tail", "tail"),
-    "self_certainty": confidence_verifier("self_certainty", "self_certainty"),
-    "answer_logprob": confidence_verifier("answer_logprob", "answer_logprob"),
+    cls.name: cls
+    for cls in (
+        ArithmeticStepVerifier,
+        ArithmeticSampleVerifier,
+        SelfJudgeVerifier,
+        ProcessRewardModel,
+        OutcomeRewardModel,
+        LearnedVerifier,
+        *(confidence_verifier(name, measure, f"{what} (needs logprobs); free") for name, measure, what in _MEASURES),
+    )
 }
 
 
@@ -57,6 +65,17 @@ VerifierName = Annotated[str, AfterValidator(known_verifier)]
 """A params field naming a registered verifier; unknown names fail validation with the list."""
 
 
+@dataclass(frozen=True)
+class VerifierStatus:
+    """One line of ``VerifierSet.describe``."""
+
+    name: str
+    summary: str
+    available: bool | None  # None: not known here (the command line asks a service)
+    unavailable_reason: str | None
+    reward_model: dict[str, Any] | None
+
+
 class VerifierSet:
     """The verifiers of one process: each built once from the settings, all closed together.
 
@@ -70,9 +89,15 @@ class VerifierSet:
         await verifiers.aclose()
     """
 
-    def __init__(self, built: dict[str, Verifier], unavailable: dict[str, ConfigurationError]) -> None:
+    def __init__(
+        self,
+        built: dict[str, Verifier],
+        unavailable: dict[str, ConfigurationError],
+        reward: ServedRewardModel | None = None,
+    ) -> None:
         self._built = built
         self._unavailable = unavailable
+        self._reward = reward
 
     @classmethod
     def build(cls, settings: Settings, reward: ServedRewardModel | None = None) -> VerifierSet:
@@ -88,7 +113,25 @@ class VerifierSet:
                     built[name] = verifier.from_settings(settings)
             except ConfigurationError as error:
                 unavailable[name] = error
-        return cls(built, unavailable)
+        return cls(built, unavailable, reward)
+
+    def describe(self) -> list[VerifierStatus]:
+        """Every registered verifier: what it reads, whether this process can use it (and if not,
+        what to set), and for the reward-model verifiers the served model's card.
+
+        Example: ``[v.name for v in verifiers.describe() if v.available]``.
+        """
+        reward_card = self._reward.card() if self._reward is not None else None
+        return [
+            VerifierStatus(
+                name=name,
+                summary=verifier.summary,
+                available=name in self._built,
+                unavailable_reason=str(self._unavailable[name]) if name in self._unavailable else None,
+                reward_model=reward_card if issubclass(verifier, ProcessRewardModel) else None,
+            )
+            for name, verifier in VERIFIERS.items()
+        ]
 
     def get(self, name: str) -> Verifier:
         if name in self._built:

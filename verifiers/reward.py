@@ -69,6 +69,22 @@ class ServedRewardModel:
     def step_tag(self) -> str:
         return str(self.meta["step_tag"])
 
+    def card(self) -> dict[str, Any]:
+        """What a user may know of the served model: its kind, base, the model it judges, when it
+        was trained, on how many items, and its held-out AUROC (not the item hashes or paths).
+
+        Example: ``served.card()["validation"]["within_item_auroc"]``.
+        """
+        meta = self.meta
+        return {
+            "kind": meta.get("kind"),
+            "base_model": meta.get("base_model"),
+            "judged_model": meta.get("judged_model"),
+            "trained_at": meta.get("trained_at"),
+            "items": len(meta.get("item_hashes", ())),
+            "validation": meta.get("validation"),
+        }
+
 
 async def open_reward_model(settings: Settings, policy_model: str) -> ServedRewardModel | None:
     """Start the in-process engine for ``TTC_REWARD__MODEL`` (None when unset), after checking the

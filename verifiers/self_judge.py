@@ -38,6 +38,7 @@ class SelfJudgeVerifier(BaseVerifier):
     """Scores steps with the policy model's own Yes/No judgement."""
 
     name = "self_judge"
+    summary = "the policy model's own P(Yes) that each step is right; one token per step"
     spends_budget = True  # one prompt and one token per step, through the request's session
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:

@@ -163,6 +163,25 @@ def strategies_table(strategies: Iterable[tuple[str, str, dict[str, Any]]]) -> T
     return table
 
 
+def verifiers_table(verifiers: Iterable[Any]) -> Table:
+    """Name, what it reads, and whether the service has it (else what to set); the reward model's card."""
+    table = Table("verifier", "what it reads", "available", show_lines=True)
+    for verifier in verifiers:
+        if verifier.available is None:
+            status = "ask a service: --server"
+        elif verifier.available:
+            status = "yes"
+            if verifier.reward_model:
+                card = verifier.reward_model
+                auroc = (card.get("validation") or {}).get("within_item_auroc")
+                status += f": {card['kind']} on {card['base_model']}, judges {card['judged_model']}"
+                status += f", held-out within-item AUROC {auroc:.3f}" if auroc is not None else ""
+        else:
+            status = f"no: {verifier.unavailable_reason}"
+        table.add_row(verifier.name, verifier.summary, status)
+    return table
+
+
 def print_job(job: Any, as_json: bool, require_success: bool = True) -> None:
     """A job (a ``JobRecord`` here, a ``ReasonResponse`` from a service): the decision path of
     ``auto``, the answer, the output and the usage. With ``require_success`` (a command that

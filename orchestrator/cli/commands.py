@@ -18,6 +18,7 @@ from orchestrator.cli.client import (
     print_job,
     reason_remotely,
     strategies_table,
+    verifiers_table,
 )
 from orchestrator.cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
 from orchestrator.core.errors import TTCError
@@ -89,6 +90,25 @@ async def _reason_here(question: str, strategy: str, budget, params: dict):
             group.start_soon(follow, events())
             finished = await runtime.run_inline(job)
         return finished
+
+
+@app.command()
+def verifiers(server: ServerOption = None, api_key: ApiKeyOption = None) -> None:
+    """Every verifier strategies can name; with --server, whether that service has each one and the
+    reward model it serves."""
+    if server:
+
+        async def fetch():
+            async with connected(server, api_key) as client:
+                return await client.verifiers()
+
+        listed = run(fetch)
+    else:
+        from verifiers.registry import VERIFIERS, VerifierStatus
+
+        # What a service has depends on its settings and the reward model it started: ask it.
+        listed = [VerifierStatus(name, v.summary, None, None, None) for name, v in VERIFIERS.items()]
+    console.print(verifiers_table(listed))
 
 
 @app.command()

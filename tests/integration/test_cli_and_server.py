@@ -287,6 +287,9 @@ def check_sdk(base: str) -> None:
         assert events[0] == "started" and events[-1] == "result" and "wave" in events
         assert job.result(timeout=120).status == "succeeded"
         assert {s.name for s in client.strategies()} >= {"auto", "ets"}
+        verifiers = {v.name: v for v in client.verifiers()}
+        assert verifiers["arith_steps"].available and verifiers["orm"].reward_model is None
+        assert not verifiers["orm"].available and "TTC_REWARD__MODEL" in verifiers["orm"].unavailable_reason
         with pytest.raises(NotFoundError):
             client.job("job-nope").status()
         with pytest.raises(BadRequestError, match="width"):

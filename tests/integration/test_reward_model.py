@@ -88,6 +88,12 @@ async def inprocess_scores(reward_dir: Path) -> AsyncIterator[list[list[float]]]
     assert reward is not None
     verifiers = VerifierSet.build(settings, reward)
     try:
+        listed = {status.name: status for status in verifiers.describe()}
+        assert listed["orm"].available and listed["prm"].available
+        card = listed["orm"].reward_model
+        assert card is not None and (card["kind"], card["base_model"]) == ("orm", "smollm2-135m")
+        assert card["items"] > 0 and "within_item_auroc" in card["validation"]
+        assert listed["arith_steps"].reward_model is None
         yield await verifiers.get("orm").score(batch(), scoring_session())
         steps = await verifiers.get("prm").score(batch(), scoring_session())
         assert [len(row) for row in steps] == [2] * len(batch())  # a tag, and a score, after each step

@@ -85,6 +85,15 @@ def test_an_unconfigured_verifier_says_what_to_set() -> None:
         verifiers.get("prm")
 
 
+def test_every_verifier_is_described_with_what_it_reads_and_what_to_set() -> None:
+    listed = {status.name: status for status in VerifierSet.build(Settings()).describe()}
+    assert set(listed) == set(VERIFIERS)
+    assert all(status.summary for status in listed.values())  # a new verifier must say what it reads
+    assert listed["confidence_mean"].available and listed["confidence_mean"].unavailable_reason is None
+    assert not listed["learned"].available and "TTC_LEARNED_VERIFIER" in listed["learned"].unavailable_reason
+    assert listed["prm"].reward_model is None  # no model served in this process
+
+
 def test_answer_equivalence() -> None:
     assert answers_match("12", "12.0")
     assert answers_match("1,000", "1000")
