@@ -8,17 +8,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio
 
+from harness.reward_data import solution_steps
 from orchestrator.core.backends.inprocess import InProcessBackend
+from orchestrator.core.backends.pooling import InProcessPooler
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, Settings
+from orchestrator.core.verification import PolicyModel, ScoreRequest, aggregate
+from verifiers.prm import OutcomeRewardModel, ProcessRewardModel
 from verifiers.registry import VerifierSet
-from verifiers.reward import open_reward_model
+from verifiers.reward import ServedRewardModel, load_reward_meta, open_reward_model
 
 
 @dataclass
@@ -51,6 +55,47 @@ async def embedded_engine(**options: Any) -> AsyncIterator[Engine]:
                 await reward.scorer.aclose()
     finally:
         await backend.aclose()
+
+
+# The reward-model verifiers score on their own engine and never call the policy model.
+NO_POLICY = cast(PolicyModel, None)
+
+
+@dataclass
+class RewardScorers:
+    """A trained reward model read through the service's own ``orm`` and ``prm`` verifiers, so a
+    benchmark's scores are the ones a strategy would get for the same sample."""
+
+    meta: dict[str, Any]
+    orm: OutcomeRewardModel
+    prm: ProcessRewardModel
+
+    async def outcome(self, question: str, text: str) -> float:
+        """The ``orm`` verifier's score of a finished sample (0 for one with no steps, as online)."""
+        [row] = await self.orm.score([ScoreRequest(question, solution_steps(text))], NO_POLICY)
+        return aggregate(row, "last")
+
+    async def steps(self, question: str, text: str) -> list[float]:
+        """The ``prm`` verifier's score after each step of a sample."""
+        [row] = await self.prm.score([ScoreRequest(question, solution_steps(text))], NO_POLICY)
+        return row
+
+
+@asynccontextmanager
+async def reward_scorers(directory: Path) -> AsyncIterator[RewardScorers]:
+    """Start the reward model in ``directory`` on the pooling engine, as ``TTC_REWARD__MODEL`` would.
+
+    Example: ``async with reward_scorers(Path("runs/orm")) as reward: await reward.outcome(q, text)``.
+    """
+    meta = load_reward_meta(directory)
+    pooler = await InProcessPooler.start(Path(await anyio.Path(directory).resolve()), int(meta["step_tag_id"]))
+    served = ServedRewardModel(pooler, meta, directory)
+    try:
+        settings = Settings()
+        orm = OutcomeRewardModel.from_settings(settings, served)
+        yield RewardScorers(meta, orm, ProcessRewardModel.from_settings(settings, served))
+    finally:
+        await pooler.aclose()
 
 
 Item = TypeVar("Item")

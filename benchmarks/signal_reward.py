@@ -20,12 +20,9 @@ import time
 from pathlib import Path
 
 import anyio
-from embedded import append_each  # benchmarks/ is the script's directory
+from embedded import RewardScorers, append_each, reward_scorers  # benchmarks/ is the script's directory
 
-from harness.reward_data import outcome_steps, signal_item_hash, solution_steps
-from orchestrator.core.backends.pooling import InProcessPooler
-from verifiers.prm import format_prm_input, step_probabilities
-from verifiers.reward import load_reward_meta
+from harness.reward_data import signal_item_hash
 
 SAMPLES = Path(__file__).parent / "results" / "signals"
 
@@ -41,26 +38,20 @@ def stored(path: Path, stamp: str) -> set[str]:
     return {record["id"] for record in map(json.loads, path.read_text().splitlines()) if record["model"] == stamp}
 
 
-async def score_item(pooler: InProcessPooler, tag: str, item: dict) -> dict:
+async def score_item(reward: RewardScorers, item: dict) -> dict:
     """One item's samples: the outcome score and the step scores, in sample order."""
-
-    async def probabilities(steps: tuple[str, ...]) -> list[float]:
-        return step_probabilities(await pooler.tag_rows(format_prm_input(item["question"], steps, tag, system=None)))
-
     outcome, steps = [], []
     for sample in item["samples"]:
-        outcome += await probabilities(outcome_steps(sample["text"]))
-        steps.append(await probabilities(solution_steps(sample["text"])))
+        outcome.append(await reward.outcome(item["question"], sample["text"]))
+        steps.append(await reward.steps(item["question"], sample["text"]))
     return {"id": item["id"], "orm": outcome, "prm_steps": steps}
 
 
-async def score_file(
-    pooler: InProcessPooler, meta: dict, stamp: str, dataset: str, split: str, concurrency: int
-) -> None:
+async def score_file(reward: RewardScorers, stamp: str, dataset: str, split: str, concurrency: int) -> None:
     """Score every item of one signal file not yet scored by this model (refusing trained items)."""
     source = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
     items = [json.loads(line) for line in source.read_text().splitlines()]
-    trained = set(meta["item_hashes"])
+    trained = set(reward.meta["item_hashes"])
     seen = [item["id"] for item in items if signal_item_hash(item) in trained]
     if seen:
         raise SystemExit(f"{source}: the reward model was trained on {len(seen)} of these items (e.g. {seen[0]})")
@@ -71,7 +62,7 @@ async def score_file(
     started = time.monotonic()
 
     async def work(item: dict) -> dict:
-        return {**await score_item(pooler, meta["step_tag"], item), "model": stamp}
+        return {**await score_item(reward, item), "model": stamp}
 
     await append_each(todo, work, out, concurrency)
     samples, seconds = sum(len(item["samples"]) for item in todo), time.monotonic() - started
@@ -79,14 +70,10 @@ async def score_file(
 
 
 async def run(args: argparse.Namespace) -> None:
-    meta = load_reward_meta(args.model)
-    stamp = f"{args.model.resolve()}@{meta['trained_at']}"
-    pooler = await InProcessPooler.start(args.model.resolve(), int(meta["step_tag_id"]))
-    try:
+    async with reward_scorers(args.model) as reward:
+        stamp = f"{await anyio.Path(args.model).resolve()}@{reward.meta['trained_at']}"
         for dataset in args.datasets:
-            await score_file(pooler, meta, stamp, dataset, args.split, args.concurrency)
-    finally:
-        await pooler.aclose()
+            await score_file(reward, stamp, dataset, args.split, args.concurrency)
 
 
 def main() -> None:

@@ -15,65 +15,48 @@ from __future__ import annotations
 
 import argparse
 import json
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
-from embedded import append_each  # benchmarks/ is the script's directory
+from embedded import RewardScorers, append_each, reward_scorers, stored_ids  # benchmarks/ is the script's directory
 
 from harness.catalog import load_dataset
-from harness.reward_data import outcome_steps
+from harness.replay import first_passes, sample_key
 from harness.run import read_sweep_dump
-from orchestrator.core.backends.pooling import InProcessPooler
-from verifiers.prm import format_prm_input, step_probabilities
-from verifiers.reward import load_reward_meta
 
 
-def samples_by_item(dump: dict) -> dict[str, list[str]]:
-    """Each item's stored sample texts (its first pass)."""
-    found: dict[str, list[str]] = {}
-    for key, raw in sorted(dump["passes"].items()):
-        found.setdefault(key.rsplit("|", 2)[0], [sample["text"] for sample in json.loads(raw)["samples"]])
-    return found
-
-
-def scorer_for(problem_hash: str, models: list[tuple[dict, InProcessPooler]]) -> tuple[dict, InProcessPooler]:
-    for meta, pooler in models:
-        if problem_hash not in meta["item_hashes"]:
-            return meta, pooler
+def scorer_for(problem_hash: str, models: list[RewardScorers]) -> RewardScorers:
+    """The first model that did not train on the item."""
+    for model in models:
+        if problem_hash not in model.meta["item_hashes"]:
+            return model
     raise SystemExit("every given reward model was trained on one of this sweep's items: give one that was not")
 
 
 async def run(args: argparse.Namespace) -> None:
-    from harness.replay import sample_key
 
     dump = read_sweep_dump(args.dump)
     spec = dump["spec"]
     problems = {p.id: p for p in load_dataset(spec["dataset"], spec["split"], spec["limit"], spec.get("data_seed", 0))}
-    texts = samples_by_item(dump)
+    texts = {item: [sample["text"] for sample in p["samples"]] for item, p in first_passes(dump["passes"]).items()}
     out_lines = args.out.with_suffix(".jsonl")  # one line per item as it lands: resumable
-    done = {json.loads(line)["id"] for line in out_lines.read_text().splitlines()} if out_lines.exists() else set()
-    models = []
-    for directory in args.models:
-        meta = load_reward_meta(directory)
-        models.append((meta, await InProcessPooler.start(directory.resolve(), int(meta["step_tag_id"]))))
-    try:
+    done = stored_ids(out_lines)
+    async with AsyncExitStack() as stack:
+        models = [await stack.enter_async_context(reward_scorers(directory)) for directory in args.models]
         todo = [item for item in texts if item in problems and item not in done]
         print(f"{len(done)} items scored, {len(todo)} to score", flush=True)
 
         async def work(item_id: str) -> dict:
             problem = problems[item_id]
-            meta, pooler = scorer_for(problem.content_hash, models)
+            model = scorer_for(problem.content_hash, models)
             scores = {}
             for text in texts[item_id]:
-                prompt = format_prm_input(problem.question, outcome_steps(text), meta["step_tag"], system=None)
-                scores[sample_key(problem.question, text)] = step_probabilities(await pooler.tag_rows(prompt))[-1]
+                scores[sample_key(problem.question, text)] = await model.outcome(problem.question, text)
             return {"id": item_id, "scores": scores}
 
         args.out.parent.mkdir(parents=True, exist_ok=True)
         await append_each(todo, work, out_lines, args.concurrency)
-    finally:
-        for _, pooler in models:
-            await pooler.aclose()
     table: dict[str, float] = {}
     for line in out_lines.read_text().splitlines():
         table |= json.loads(line)["scores"]

@@ -166,11 +166,21 @@ def stored_items(
 ) -> list[StoredItem]:
     """The items of ``problems`` that have a stored pass (the first seed's, when there are several);
     with ``rescore``, every sample's score is its verdict on the sample's text instead of the stored one."""
+    by_item = first_passes(passes)
+    return [item_of(problem, by_item[problem.id], rescore) for problem in problems if problem.id in by_item]
+
+
+def first_passes(passes: dict[str, str]) -> dict[str, dict]:
+    """Each item's stored pass, decoded: the first seed's when there are several (what replay reads).
+
+    Example: ``first_passes(dump["passes"])["arith-0-424"]["samples"][0]["text"]``.
+    """
     by_item: dict[str, dict] = {}
     for key, raw in sorted(passes.items()):
         item_id, _digest, _seed = key.rsplit("|", 2)
-        by_item.setdefault(item_id, json.loads(raw))
-    return [item_of(problem, by_item[problem.id], rescore) for problem in problems if problem.id in by_item]
+        if item_id not in by_item:
+            by_item[item_id] = json.loads(raw)
+    return by_item
 
 
 def item_of(problem: Problem, sample_pass: dict, rescore: Rescore | None = None) -> StoredItem:
