@@ -49,10 +49,27 @@ GIVE_UPS: list[tuple[int | None, float]] = [(None, 0.0), *itertools.product((4, 
 
 FIXED_NS = (1, 2, 3, 4, 6, 8, 12)  # plain best-of-n rules: what a class whose votes buy little should draw
 ACCEPT_SCORES = (0.75, 0.9)  # the calculator: 0.8 checked arithmetic, 0.95 checked with a stated answer
+# A trained verifier's scores are probabilities of its own calibration: its thresholds are read off
+# the dev samples' scores, at the share of samples each would accept.
+ACCEPT_SHARES = (0.5, 0.3, 0.15)
 
 
-def grid(max_samples: int) -> list[Allocation]:
-    """The rules the fit chooses among (first and later wave sizes, settle and give-up thresholds)."""
+def accept_scores(items: Sequence[StoredItem]) -> tuple[float, ...]:
+    """The acceptance thresholds the grid tries: the calculator's two, and the dev scores' values
+    above which half, 30% and 15% of the samples lie (so any verifier's scale is covered).
+
+    Example: scores spread evenly over [0, 1] add thresholds near 0.5, 0.7 and 0.85.
+    """
+    scores = sorted(score for item in items for score in item.scores if score is not None)
+    if not scores:
+        return ACCEPT_SCORES
+    quantiles = {round(scores[min(int(len(scores) * (1 - share)), len(scores) - 1)], 4) for share in ACCEPT_SHARES}
+    return tuple(sorted(set(ACCEPT_SCORES) | quantiles))
+
+
+def grid(max_samples: int, accepting: Sequence[float] = ACCEPT_SCORES) -> list[Allocation]:
+    """The rules the fit chooses among (first and later wave sizes, settle and give-up thresholds;
+    ``accepting``: the verifier scores that accept a sample at once)."""
     rules = []
     for first, wave, share, votes, (after, below) in itertools.product(
         (2, 4, 8), (1, 2, 4), (0.5, 0.6, 0.75, 1.0), (2, 3, 4), GIVE_UPS
@@ -70,7 +87,7 @@ def grid(max_samples: int) -> list[Allocation]:
                 give_up_share=below,
             )
         )
-    return rules + accepting_grid(max_samples) + fixed_grid(max_samples)
+    return rules + accepting_grid(max_samples, accepting) + fixed_grid(max_samples)
 
 
 def fixed_grid(max_samples: int) -> list[Allocation]:
@@ -84,12 +101,12 @@ def fixed_grid(max_samples: int) -> list[Allocation]:
     ]
 
 
-def accepting_grid(max_samples: int) -> list[Allocation]:
+def accepting_grid(max_samples: int, accepting: Sequence[float] = ACCEPT_SCORES) -> list[Allocation]:
     """Rules that sample until the verifier accepts one (from a single sample on), settle on agreeing
     votes, and stop after a give-up count with none accepted."""
     rules = []
     for first, wave, accept, (share, votes), after in itertools.product(
-        (1, 2, 4), (1, 2), ACCEPT_SCORES, ((1.0, 2), (0.75, 3), (1.0, max_samples)), (2, 4, 8, None)
+        (1, 2, 4), (1, 2), accepting, ((1.0, 2), (0.75, 3), (1.0, max_samples)), (2, 4, 8, None)
     ):
         if first > max_samples or (after is not None and after < first):
             continue
@@ -270,7 +287,7 @@ def fit_policy(
     replayer = Replayer(typical, cost, shape)
     if cost == "eflops" and _lack_eflops(items, switches):
         switches = ()  # a search's points stored without eFLOPs cannot be priced on that axis
-    candidates = candidates or grid(max_samples)
+    candidates = candidates or grid(max_samples, accept_scores(items))
     # one price of a right answer per budget for the whole stream: every class is fitted at it, so
     # a class whose answers cost more than the stream's spends less and leaves tokens to the rest
     prices = {budget: answer_price(items, budget, replayer) for budget in budgets}

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from harness.classes import class_cuts
 from harness.datasets import Problem
 from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
-from harness.fit import Replayer, fit_budget, fit_policy, fixed_grid, grid, spend_it_all
+from harness.fit import ACCEPT_SCORES, Replayer, accept_scores, fit_budget, fit_policy, fixed_grid, grid, spend_it_all
 from harness.replay import (
     Outcome,
     SearchPoint,
@@ -293,6 +293,19 @@ def test_a_rule_that_accepts_a_checked_sample_answers_with_it_online_and_in_repl
     assert replay(voting, item, None, typical_tokens=100).correct is False  # "5" wins the vote 4-1
     assert first_accepted(["5", None, "4"], [0.05, 0.99, 0.95], 0.9) == "4"  # a sample with no answer is not accepted
     assert any(rule.accept_score is not None and rule.first_wave == 1 for rule in grid(16))
+
+
+def test_a_trained_verifiers_thresholds_come_from_its_dev_scores() -> None:
+    # a reward model whose scores never reach the calculator's 0.75: thresholds at its own
+    # scale (the values above which half, 30% and 15% of the samples lie) join the grid
+    scores = [i / 100 * 0.4 for i in range(100)]  # evenly over [0, 0.4)
+    items = [replace(stored(f"i{k}", ["4"] * 10), scores=tuple(scores[k * 10 : k * 10 + 10])) for k in range(10)]
+    found = accept_scores(items)
+    assert set(ACCEPT_SCORES) <= set(found)
+    assert [round(score, 2) for score in found if score not in ACCEPT_SCORES] == [0.2, 0.28, 0.34]
+    assert accept_scores([stored("x", ["4", "5"])]) == ACCEPT_SCORES  # no stored scores: the calculator's
+    rules = grid(8, found)
+    assert {rule.accept_score for rule in rules if rule.accept_score is not None} == set(found)
 
 
 def test_question_classes_split_by_prompt_length_where_it_separates_easy_from_hard() -> None:
