@@ -73,6 +73,7 @@ class ScriptedBackend(GenerationBackend):
         self.token_delay_s = token_delay_s
         self.calls: list[tuple[str, SamplingSettings, str | None]] = []
         self.aborted: list[str] = []
+        self.running: dict[str, str] = {}  # request id -> prompt of each generation not yet returned
         self._seen_prompts: set[str] = set()
         self._cache_queries = self._cache_hits = 0
 
@@ -83,7 +84,11 @@ class ScriptedBackend(GenerationBackend):
         self.calls.append((prompt, sampling, tree_id))
         delay = self.delay_s(prompt) if callable(self.delay_s) else self.delay_s
         if delay:
-            await anyio.sleep(delay)  # a long generation, cancellable like a real one
+            self.running[request_id] = prompt
+            try:
+                await anyio.sleep(delay)  # a long generation, cancellable like a real one
+            finally:
+                del self.running[request_id]
         texts = list(self.script(prompt, sampling))[: sampling.n]
         completions = tuple(self._completion(text, sampling) for text in texts)
         cached = len(token_ids) if prompt in self._seen_prompts else 0  # a perfect prefix cache
