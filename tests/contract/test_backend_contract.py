@@ -67,12 +67,16 @@ async def test_both_backends_render_and_generate_identically(inprocess_backend, 
 
 async def test_stop_string_ends_the_completion(backend: GenerationBackend) -> None:
     prompt = backend.renderer.render_question("Count from 1 to 10, one number per line.")
-    settings = SamplingSettings(max_tokens=40, temperature=0.0, stop=("\n",))
-    [plain] = await backend.generate([prompt], settings)
+    settings = SamplingSettings(max_tokens=40, temperature=0.0)
+    [free] = await backend.generate([prompt], settings)
+    assert "\n" in free.completions[0].text  # the greedy answer writes a line break: the stop has one to find
+    [plain] = await backend.generate([prompt], settings.model_copy(update={"stop": ("\n",)}))
+    [kept] = await backend.generate(
+        [prompt], settings.model_copy(update={"stop": ("\n",), "include_stop_str_in_output": True})
+    )
+    assert plain.completions[0].finish_reason == kept.completions[0].finish_reason == "stop"
     assert "\n" not in plain.completions[0].text
-    [kept] = await backend.generate([prompt], settings.model_copy(update={"include_stop_str_in_output": True}))
-    if kept.completions[0].finish_reason == "stop" and len(kept.completions[0].token_ids) < 40:
-        assert kept.completions[0].text.endswith("\n") or kept.completions[0].text == plain.completions[0].text
+    assert kept.completions[0].text.endswith("\n") and kept.completions[0].text.count("\n") == 1
 
 
 async def test_logprobs_cover_every_sampled_token(backend: GenerationBackend) -> None:
@@ -155,9 +159,19 @@ async def test_a_sample_stopped_while_it_is_decoded_is_aborted_in_the_engine(bac
 
 async def test_cancelling_the_caller_aborts_engine_requests(backend: GenerationBackend) -> None:
     prompt = backend.renderer.render_question("Write a very long story about a knight.")
-    with anyio.move_on_after(1.5):
-        await backend.generate([prompt, prompt], SamplingSettings(n=2, max_tokens=1500, temperature=1.0))
+    streams, started = 4, (await backend.counters()).generation_tokens
+    async with anyio.create_task_group() as group:
+        sampling = SamplingSettings(n=2, max_tokens=1500, temperature=1.0)
+        group.start_soon(backend.generate, [prompt, prompt], sampling)
+        with anyio.fail_after(60):
+            while (await backend.counters()).generation_tokens < started + 10 * streams:  # noqa: ASYNC110
+                await anyio.sleep(0.1)  # all four stories under way
+        group.cancel_scope.cancel()  # the caller gives up
+    at_cancel = (await backend.counters()).generation_tokens
     await _wait_until_idle(backend)
+    # Left running, four stories of up to 1,500 tokens would go on for hundreds of tokens; the
+    # engine's own count shows they stopped within a few decoding steps of the cancellation.
+    assert (await backend.counters()).generation_tokens - at_cancel <= 20 * streams
 
 
 async def test_health_and_counters(backend: GenerationBackend) -> None:

@@ -93,6 +93,7 @@ class BackendCounters:
     kv_cache_usage: float = 0.0  # fraction of KV blocks in use, 0..1 (max over replicas)
     requests_running: int = 0
     requests_waiting: int = 0
+    generation_tokens: int = 0  # tokens the engine has decoded, aborted requests' included
 
     @property
     def prefix_cache_hit_rate(self) -> float:

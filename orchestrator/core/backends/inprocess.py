@@ -59,6 +59,7 @@ class _EngineCounters:
         self.kv_cache_usage = 0.0
         self.requests_running = 0
         self.requests_waiting = 0
+        self.generation_tokens = 0
 
     def logger_factory(self):
         """A ``StatLoggerFactory`` feeding this sink; vLLM keeps its own loggers too."""
@@ -71,6 +72,8 @@ class _EngineCounters:
                 pass
 
             def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+                if iteration_stats is not None:
+                    sink.generation_tokens += iteration_stats.num_generation_tokens
                 if scheduler_stats is None:
                     return
                 sink.prefix_cache_queries += scheduler_stats.prefix_cache_stats.queries
@@ -91,6 +94,7 @@ class _EngineCounters:
             kv_cache_usage=self.kv_cache_usage,
             requests_running=self.requests_running,
             requests_waiting=self.requests_waiting,
+            generation_tokens=self.generation_tokens,
         )
 
 

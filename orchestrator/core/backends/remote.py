@@ -204,6 +204,7 @@ class RemoteBackend(GenerationBackend):
                 kv_cache_usage=max(totals.kv_cache_usage, replica.kv_cache_usage),
                 requests_running=totals.requests_running + replica.requests_running,
                 requests_waiting=totals.requests_waiting + replica.requests_waiting,
+                generation_tokens=totals.generation_tokens + replica.generation_tokens,
             )
         return totals
 
@@ -261,4 +262,5 @@ def parse_prometheus_counters(text: str) -> BackendCounters:
         kv_cache_usage=float(values.get("vllm:kv_cache_usage_perc", 0.0)),
         requests_running=int(values.get("vllm:num_requests_running", 0)),
         requests_waiting=int(values.get("vllm:num_requests_waiting", 0)),
+        generation_tokens=int(values.get("vllm:generation_tokens_total", 0)),
     )
