@@ -23,14 +23,15 @@ from tests.sessions import VERIFIERS
 
 
 class DiesOnce(ScriptedBackend):
-    """The engine dies under the first request, then serves (a rebuilt engine)."""
+    """The engine dies under request number ``at`` (the first by default), then serves (a rebuilt engine)."""
 
-    def __init__(self) -> None:
+    def __init__(self, at: int = 1) -> None:
         super().__init__(answer_seven)
-        self.deaths = 0
+        self.deaths, self.requests, self.at = 0, 0, at
 
     async def _generate_one(self, token_ids, sampling, request_id, tree_id):
-        if self.deaths == 0:
+        self.requests += 1
+        if self.deaths == 0 and self.requests == self.at:
             self.deaths += 1
             raise EngineDiedError("the inference engine died while this request was running")
         return await super()._generate_one(token_ids, sampling, request_id, tree_id)
@@ -47,6 +48,21 @@ async def test_a_job_whose_engine_dies_runs_once_more_unless_asked_not_to(store,
         assert [e["reason"] for e in events if e["type"] == "retry"] == ["engine_died"]
     else:
         assert done.status == "failed" and done.error["code"] == "engine_died"
+
+
+async def test_both_attempts_of_a_retried_job_are_charged(store) -> None:
+    # two waves of two samples; the engine dies under the second wave of the first attempt, after
+    # the first wave's samples were decoded: the bill is a whole clean run plus that first wave
+    params = {"n": 4, "wave_size": 2}
+    clean = Runtime(Settings(), ScriptedBackend(answer_seven), store, VERIFIERS)
+    clean_run = await clean.run_inline(await clean.submit("3 + 4?", strategy="best_of_n", params=params))
+    dies = DiesOnce(at=2)
+    runtime = Runtime(Settings(), dies, store, VERIFIERS)
+    done = await runtime.run_inline(await runtime.submit("3 + 4?", strategy="best_of_n", params=params))
+    assert done.status == "succeeded" and dies.deaths == 1
+    first_wave = clean_run.usage.completion_tokens // 2
+    assert done.usage.completion_tokens == clean_run.usage.completion_tokens + first_wave
+    assert done.usage.model_calls == clean_run.usage.model_calls + 1
 
 
 @pytest.fixture
