@@ -20,6 +20,7 @@ from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, Settings
 from orchestrator.core.verification import PolicyModel, ScoreRequest, aggregate
+from verifiers.base import SharedModels
 from verifiers.prm import OutcomeRewardModel, ProcessRewardModel
 from verifiers.registry import VerifierSet
 from verifiers.reward import ServedRewardModel, load_reward_meta, open_reward_model
@@ -34,7 +35,8 @@ class Engine:
 
     def session(self, budget: Budget) -> Session:
         """A fresh session (its own meter, which ``session.meter`` reads back) under ``budget``."""
-        return Session(self.backend, BudgetMeter(budget, self.backend.model.shape), verifiers=self.verifiers)
+        meter = BudgetMeter(budget, self.backend.model.shape)
+        return Session(self.backend, meter, verifiers=self.verifiers, embedder=self.verifiers.embedder)
 
 
 @asynccontextmanager
@@ -91,9 +93,9 @@ async def reward_scorers(directory: Path) -> AsyncIterator[RewardScorers]:
     pooler = await InProcessPooler.start(Path(await anyio.Path(directory).resolve()), int(meta["step_tag_id"]))
     served = ServedRewardModel(pooler, meta, directory)
     try:
-        settings = Settings()
-        orm = OutcomeRewardModel.from_settings(settings, served)
-        yield RewardScorers(meta, orm, ProcessRewardModel.from_settings(settings, served))
+        settings, shared = Settings(), SharedModels(reward=served)
+        orm = OutcomeRewardModel.from_settings(settings, shared)
+        yield RewardScorers(meta, orm, ProcessRewardModel.from_settings(settings, shared))
     finally:
         await pooler.aclose()
 

@@ -325,7 +325,8 @@ def score_learned(items: list[dict], path: Path, dataset: str) -> None:
     sys.path.insert(0, str(ROOT))
     from harness.datasets import Problem
     from harness.learned import refuse_trained_items, signal_sample_facts
-    from verifiers.learned import feature_rows, load_artifact
+    from verifiers.learned import embedding_texts, feature_rows, load_artifact
+    from verifiers.semantic import SentenceEmbedder
 
     artifact = load_artifact(path)
     problems = [Problem(item["question"], "", id=item["id"]) for item in items]
@@ -340,7 +341,8 @@ def score_learned(items: list[dict], path: Path, dataset: str) -> None:
     if not set(stored) >= {item["id"] for item in items}:
         owners = [(item["question"], sample) for item in items for sample in item["samples"]]
         facts = [signal_sample_facts(question, sample) for question, sample in owners]
-        probabilities = iter(artifact["model"].predict_proba(feature_rows(facts))[:, 1].tolist())
+        rows = feature_rows(facts, SentenceEmbedder().embed_sync(embedding_texts(facts)))
+        probabilities = iter(artifact["model"].predict_proba(rows)[:, 1].tolist())
         stored = {item["id"]: [next(probabilities) for _ in item["samples"]] for item in items}
         cache.write_text("".join(json.dumps({"id": key, "learned": value}) + "\n" for key, value in stored.items()))
     for item in items:

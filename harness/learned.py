@@ -26,7 +26,8 @@ from harness.datasets import Problem
 from harness.grading import is_correct
 from harness.reward_data import read_signal_items, signal_item_hash
 from orchestrator.core.errors import InvalidRequestError
-from verifiers.learned import FORMAT, SampleFacts, feature_rows
+from verifiers.learned import FORMAT, SampleFacts, embedding_texts, feature_rows
+from verifiers.semantic import SentenceEmbedder
 
 FOLDS = 5
 
@@ -101,7 +102,8 @@ def train(rows: list[Labelled], source: str, judged_model: str = "") -> dict[str
     labels = np.array([row.correct for row in rows])
     if labels.all() or not labels.any():
         raise InvalidRequestError("the samples are all right or all wrong: nothing to learn from them")
-    features = feature_rows([row.facts for row in rows])
+    facts = [row.facts for row in rows]
+    features = feature_rows(facts, SentenceEmbedder().embed_sync(embedding_texts(facts)))  # one use: build it here
     groups = [row.item_id for row in rows]
     candidates = {
         "logistic_regression": lambda: make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)),

@@ -111,6 +111,7 @@ class Runtime:
             self.backend,
             meter,
             verifiers=self.verifiers,
+            embedder=self.verifiers.embedder,
             emit=emit,
             chat=chat,
             served_model=self.model_name,

@@ -162,7 +162,7 @@ async def best_of_n(question: str, session: Session, params: BestOfNParams) -> S
             size = min(wave, params.n - len(samples))
             samples += await draw_wave(question, prompt, session, params, size)
             if params.vote_by == "meaning":
-                samples = await canonical_by_meaning(samples, params.meaning_threshold)
+                samples = await canonical_by_meaning(samples, params.meaning_threshold, session.embedder)
             waves.append(size)
             votes = tally(samples, params.selection)
             await session.emit({"type": "wave", "samples": len(samples), "tally": votes})

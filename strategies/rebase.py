@@ -20,7 +20,7 @@ from strategies.base import StrategyResult, register
 from strategies.ets_program import EtsCandidate, rebase_allocation, select_leaves
 from strategies.stepwise import Frontier, StepSearch, StepSearchParams, run_search
 from strategies.tree import Node, SearchTree
-from verifiers.semantic import cluster_by_cosine, embed
+from verifiers.semantic import cluster_by_cosine
 
 
 class RebaseParams(StepSearchParams):
@@ -78,7 +78,8 @@ class EtsRebalance(Rebalance):
         if len(live) <= 1:
             return live
         params = self.params
-        clusters = cluster_by_cosine(await embed([node.step for node in live]), params.cluster_distance)
+        embedded = await search.session.embedder.embed([node.step for node in live])
+        clusters = cluster_by_cosine(embedded, params.cluster_distance)
         ancestors = {node.id: search.tree.path(node)[:-1] for node in live}
         candidates = [
             EtsCandidate(

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.backends.base import Completion
+from orchestrator.core.verification import TextEmbedder
 from verifiers.confidence import trace_confidence
 from verifiers.extraction import extract_answer
 
@@ -182,16 +183,16 @@ def choose(samples: Sequence[Sample], rule: Rule) -> Choice:
     return Choice(answer=winner, sample=stating, tally=totals)
 
 
-async def canonical_by_meaning(samples: Sequence[Sample], threshold: float) -> list[Sample]:
+async def canonical_by_meaning(samples: Sequence[Sample], threshold: float, embedder: TextEmbedder) -> list[Sample]:
     """Each sample with its answer replaced by the first answer that means the same, so they vote together.
 
     Example: answers ``["Paris", "It is Paris.", "Rome"]`` become ``["Paris", "Paris", "Rome"]``
-    when the first two embed closer than ``threshold`` (cosine similarity).
+    when the first two embed closer than ``threshold`` (cosine similarity, by ``session.embedder``).
     """
     from verifiers.semantic import group_by_meaning
 
     distinct = list(dict.fromkeys(s.answer for s in samples if s.answer is not None))
-    labels = await group_by_meaning(distinct, threshold)
+    labels = await group_by_meaning(embedder, distinct, threshold)
     first_of_label: dict[int, str] = {}
     for answer, label in zip(distinct, labels, strict=True):
         first_of_label.setdefault(label, answer)

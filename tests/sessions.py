@@ -22,6 +22,7 @@ def new_session(backend: GenerationBackend, meter: BudgetMeter | None = None) ->
         backend,
         meter or BudgetMeter(Budget()),
         verifiers=VERIFIERS,
+        embedder=VERIFIERS.embedder,
         served_model=model,
         routing_policy=served_policy(model),
     )

@@ -8,10 +8,24 @@ A verifier subclasses ``BaseVerifier``, sets ``name``, ``summary`` and ``spends_
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Self
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Self
 
 from orchestrator.core.settings import Settings
 from orchestrator.core.verification import PolicyModel, ScoreRequest
+from verifiers.semantic import SentenceEmbedder
+
+if TYPE_CHECKING:
+    from verifiers.reward import ServedRewardModel
+
+
+@dataclass(frozen=True)
+class SharedModels:
+    """What the runtime builds once and verifiers borrow: the sentence embedder and, when one is
+    served, the trained reward model (``TTC_REWARD__MODEL``)."""
+
+    embedder: SentenceEmbedder = field(default_factory=SentenceEmbedder)
+    reward: ServedRewardModel | None = None
 
 
 class BaseVerifier:
@@ -22,8 +36,9 @@ class BaseVerifier:
     spends_budget: bool = True
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
-        """Build the verifier the settings describe (raise ``ConfigurationError`` naming what is missing)."""
+    def from_settings(cls, settings: Settings, shared: SharedModels) -> Self:
+        """Build the verifier the settings describe, borrowing what it needs of ``shared`` (raise
+        ``ConfigurationError`` naming what is missing)."""
         return cls()
 
     async def score(self, batch: Sequence[ScoreRequest], session: PolicyModel) -> list[list[float]]:

@@ -28,9 +28,9 @@ from orchestrator.core.errors import ConfigurationError, InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.verification import PolicyModel, ScoreRequest
 from verifiers.arith_steps import ArithmeticStepVerifier
-from verifiers.base import BaseVerifier
+from verifiers.base import BaseVerifier, SharedModels
 from verifiers.confidence import MEASURES, trace_confidence
-from verifiers.semantic import embed_sync
+from verifiers.semantic import DIMENSIONS, SentenceEmbedder
 
 FORMAT = "ttc-learned-verifier/2"  # 2: trained items recorded by content hash
 TOP_K = 5
@@ -49,13 +49,21 @@ class SampleFacts:
     cut_off: bool
 
 
-def feature_rows(facts: Sequence[SampleFacts]) -> np.ndarray:
-    """The feature matrix, one row per sample (blocking: it embeds)."""
+def embedding_texts(facts: Sequence[SampleFacts]) -> list[str]:
+    """What is embedded for each sample: its question and its text."""
+    return [f"{fact.question}\n\n{fact.text}" for fact in facts]
+
+
+def feature_rows(facts: Sequence[SampleFacts], embeddings: np.ndarray) -> np.ndarray:
+    """The feature matrix, one row per sample: its embedding (``embedding_texts``, embedded) and
+    the cheap features.
+
+    Example (offline): ``feature_rows(facts, embedder.embed_sync(embedding_texts(facts)))``.
+    """
     if not facts:
-        return np.zeros((0, 384 + len(MEASURES) + 3), dtype=np.float32)
-    embeddings = embed_sync([f"{fact.question}\n\n{fact.text}" for fact in facts])
+        return np.zeros((0, DIMENSIONS + len(MEASURES) + 3), dtype=np.float32)
     cheap = np.array([_cheap_features(fact) for fact in facts], dtype=np.float32)
-    return np.hstack([embeddings.astype(np.float32), cheap])
+    return np.hstack([np.asarray(embeddings, dtype=np.float32), cheap])
 
 
 def _cheap_features(fact: SampleFacts) -> list[float]:
@@ -88,18 +96,19 @@ class LearnedVerifier(BaseVerifier):
     summary = "a classifier trained on ttc's own labelled dev samples (TTC_LEARNED_VERIFIER); free"
     spends_budget = False  # no model tokens: an embedding and a classifier on the CPU
 
-    def __init__(self, artifact: dict[str, Any]) -> None:
+    def __init__(self, artifact: dict[str, Any], embedder: SentenceEmbedder) -> None:
         self.model = artifact["model"]
         self.meta = artifact["meta"]
+        self.embedder = embedder  # borrowed: the runtime built it and closes it
         self._calculator = ArithmeticStepVerifier()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Self:
+    def from_settings(cls, settings: Settings, shared: SharedModels) -> Self:
         if settings.learned_verifier is None:
             raise ConfigurationError(
                 "the learned verifier needs TTC_LEARNED_VERIFIER: the file `ttc train-verifier` writes"
             )
-        return cls(load_artifact(settings.learned_verifier))
+        return cls(load_artifact(settings.learned_verifier), shared.embedder)
 
     @property
     def trained_items(self) -> frozenset[str]:
@@ -124,6 +133,6 @@ class LearnedVerifier(BaseVerifier):
             )
             for request, steps in zip(batch, calculator, strict=True)
         ]
-        rows = await anyio.to_thread.run_sync(feature_rows, facts)
+        rows = feature_rows(facts, await self.embedder.embed(embedding_texts(facts)))
         probabilities = await anyio.to_thread.run_sync(self.model.predict_proba, rows)
         return [[float(p)] * max(len(r.steps), 1) for p, r in zip(probabilities[:, 1], batch, strict=True)]

@@ -34,8 +34,8 @@ from orchestrator.core.backends.vllm_http import choose_model, error_message, se
 from orchestrator.core.errors import BackendError, BackendUnavailableError, ConfigurationError
 from orchestrator.core.settings import PRM_SYSTEM_PROMPT, Settings
 from orchestrator.core.verification import PolicyModel, ScoreRequest
-from verifiers.base import BaseVerifier
-from verifiers.reward import ServedRewardModel, TagScorer
+from verifiers.base import BaseVerifier, SharedModels
+from verifiers.reward import TagScorer
 
 DEFAULT_STEP_TAG = "<extra_0>"
 STEP_JOIN = "\n\n"  # how an outcome model sees steps: the text they were split from
@@ -157,10 +157,10 @@ class ProcessRewardModel(BaseVerifier):
         self._discovery_lock = anyio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, reward: ServedRewardModel | None = None) -> Self:
+    def from_settings(cls, settings: Settings, shared: SharedModels) -> Self:
         """The reward model the runtime serves in process (``TTC_REWARD__MODEL``), else the pooling
         server named by ``TTC_PRM__URL``, ``TTC_PRM__MODEL`` and ``TTC_PRM__STEP_TAG``."""
-        if reward is not None:  # ttc's own reward models read ChatML without a system prompt
+        if (reward := shared.reward) is not None:  # ttc's own reward models read ChatML without a system prompt
             return cls(scorer=reward.scorer, step_tag=reward.step_tag, system_prompt=None)
         options = settings.prm
         return cls(

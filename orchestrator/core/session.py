@@ -2,9 +2,10 @@
 
 A strategy gets one session per request. ``generate`` runs a batch on the backend under
 the request's budget meter (admission, deadline, charging); ``verifier(name)`` hands out
-one of the runtime's verifiers and ``score`` runs it, charged to the request; ``emit``
-publishes progress. Every request of a session carries its search tree id, so they are
-pinned to one replica and share that replica's prefix cache. Strategies never touch
+one of the runtime's verifiers and ``score`` runs it, charged to the request; ``embedder``
+is the runtime's sentence embedder; ``emit`` publishes progress. Every request of a
+session carries its search tree id, so they are pinned to one replica and share that
+replica's prefix cache. Strategies never touch
 vLLM, HTTP or Redis directly.
 
 A chat request's options (``orchestrator.core.chat``) live here too: ``renderer`` puts
@@ -32,7 +33,14 @@ from orchestrator.core.budget import BudgetMeter
 from orchestrator.core.chat import ChatOptions, ConversationRenderer
 from orchestrator.core.errors import BudgetExceededError, ConfigurationError
 from orchestrator.core.rendering import ChatRenderer
-from orchestrator.core.verification import Aggregation, ScoreRequest, Verifier, VerifierSource, aggregate
+from orchestrator.core.verification import (
+    Aggregation,
+    ScoreRequest,
+    TextEmbedder,
+    Verifier,
+    VerifierSource,
+    aggregate,
+)
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
 DELTA_EVERY_S = 0.1  # how often streamed tokens are published: one Redis write per tenth of a second
@@ -47,6 +55,7 @@ class Session:
         meter: BudgetMeter,
         *,
         verifiers: VerifierSource | None = None,
+        embedder: TextEmbedder | None = None,
         emit: EventSink | None = None,
         chat: ChatOptions | None = None,
         served_model: str | None = None,
@@ -61,6 +70,7 @@ class Session:
         self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
         self.chat = chat or ChatOptions()
         self._verifiers = verifiers
+        self._embedder = embedder
         self._emit = emit
         self._renderer = ConversationRenderer(backend.renderer, self.chat.history) if self.chat.history else None
         self._engine_calls = 0
@@ -70,6 +80,13 @@ class Session:
         if self._verifiers is None:
             raise ConfigurationError(f"this session was opened without verifiers, so {name!r} is unavailable")
         return self._verifiers.get(name)
+
+    @property
+    def embedder(self) -> TextEmbedder:
+        """The runtime's sentence embedder (built once per process, as the verifiers are)."""
+        if self._embedder is None:
+            raise ConfigurationError("this session was opened without a sentence embedder: meaning needs one")
+        return self._embedder
 
     async def emit(self, event: dict[str, Any]) -> None:
         """Publish a progress event (a search depth, a voting wave) to whoever follows the request."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from orchestrator.core.backends.base import GenerationResult, Prompt, SamplingSettings, TokenLogprob
 from orchestrator.core.errors import InvalidRequestError
@@ -64,6 +64,15 @@ class Verifier(Protocol):
 
     async def aclose(self) -> None:
         """Release what the verifier holds (HTTP clients); called once, by the runtime."""
+        ...
+
+
+class TextEmbedder(Protocol):
+    """Sentence embeddings, built once by the runtime (``verifiers.semantic.SentenceEmbedder``):
+    ETS's semantic coverage and voting by meaning reach it through the session."""
+
+    async def embed(self, texts: Sequence[str]) -> Any:
+        """An (n, d) array of unit-length rows, one per text, computed off the event loop."""
         ...
 
 

@@ -8,12 +8,16 @@ from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
 from strategies import get_strategy
 from strategies.selection import Sample, canonical_by_meaning
-from tests.sessions import new_session
-from verifiers.semantic import embed, group_by_meaning
+from tests.sessions import VERIFIERS, new_session
+from verifiers.semantic import group_by_meaning
+
+EMBEDDER = VERIFIERS.embedder  # the one the test sessions share, as a runtime's sessions do
 
 
 async def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None:
-    vectors = await embed(["The capital of France is Paris.", "Paris is France's capital.", "I like green tea."])
+    vectors = await EMBEDDER.embed(
+        ["The capital of France is Paris.", "Paris is France's capital.", "I like green tea."]
+    )
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     assert vectors[0] @ vectors[1] > 0.8 > vectors[0] @ vectors[2]
@@ -21,10 +25,10 @@ async def test_embeddings_are_unit_vectors_and_similar_texts_are_close() -> None
 
 async def test_grouping_and_canonical_answers_follow_meaning() -> None:
     texts = ["The capital of France is Paris.", "Paris is France's capital.", "I like green tea."]
-    labels = await group_by_meaning(texts, threshold=0.8)
+    labels = await group_by_meaning(EMBEDDER, texts, threshold=0.8)
     assert labels[0] == labels[1] != labels[2]
     samples = [Sample(text=str(answer), answer=answer) for answer in [*texts, None]]
-    canonical = await canonical_by_meaning(samples, 0.8)
+    canonical = await canonical_by_meaning(samples, 0.8, EMBEDDER)
     assert [s.answer for s in canonical] == [texts[0], texts[0], texts[2], None]
 
 
