@@ -29,6 +29,7 @@ from redis.exceptions import ResponseError
 from orchestrator.core.admission import StreamSlots
 from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.store import STORE_ERRORS
+from orchestrator.outcome import Cancelled, decide
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,8 @@ class Worker:
                 async with self.streams.hold(self.weigh(job)):
                     await self.run_job(job)  # fills in the job's outcome; marks it cancelled if cancelled
                 group.cancel_scope.cancel()
-            if job.status == "running":  # cancelled before the strategy started
-                job.status = "cancelled"
+            if job.status == "running":  # cancelled before its run began: decided like any ending
+                decide(job.kind, Cancelled(), job.usage).apply(job)
             await self._store_outcome(job, message_id)
         finally:
             self.slots.release()

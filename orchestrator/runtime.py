@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -21,7 +22,7 @@ from pydantic import BaseModel
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.chat import ChatOptions, shape_answer
-from orchestrator.core.errors import BudgetExceededError, EngineDiedError, InvalidRequestError, TTCError
+from orchestrator.core.errors import EngineDiedError, InvalidRequestError, TTCError
 from orchestrator.core.model_catalog import model_identity
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
@@ -29,6 +30,7 @@ from orchestrator.core.store import JobRecord, Store, open_redis
 from orchestrator.core.store.contexts import ContextRecord
 from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait
 from orchestrator.jobs import Worker
+from orchestrator.outcome import Ending, decide
 from orchestrator.sleep import ContextKeeper
 from strategies import get_strategy
 from strategies.auto import AutoParams, check_policy_model
@@ -216,39 +218,25 @@ class Runtime:
 
         session = self.session(meter, emit, job.chat)
         await emit({"type": "started", "strategy": job.strategy})
-        failure: TTCError | None = None
+        ended: Ending
         try:
-            result = await self._run_once_more_if_the_engine_dies(job, session)
-        except TTCError as error:  # a budget error here means nothing usable was produced in time
-            job.status, job.error, failure = "failed", error.to_dict(), error
-        except BaseException as error:  # cancelled, or a bug: record it, then let it propagate
-            cancelled = isinstance(error, anyio.get_cancelled_exc_class())
-            job.status = "cancelled" if cancelled else "failed"
-            if not cancelled:
-                job.error = TTCError(f"internal error: {type(error).__name__}: {error}").to_dict()
-            job.usage = meter.snapshot()
-            if job.context_id is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.contexts.settle(job)
-            raise
-        else:
-            job.status = "succeeded"
-            job.answer, job.output, job.trace = result.answer, result.output, result.trace
-            job.best_so_far, job.cut_off = result.best_so_far, result.cut_off
-            if job.chat is not None:  # the answer's text as the chat request shaped it (length, stop strings)
-                job.output, cut = shape_answer(result.output, job.chat, self.backend.renderer)
-                job.cut_off = job.cut_off or cut == "length"
-        job.usage = meter.snapshot()
-        if job.status == "succeeded" and job.kind == "reason" and job.answer is None and job.usage.budget_exhausted:
-            job.status = "failed"  # a limit ended it before any answer existed: say so, not "succeeded"
-            ended = BudgetExceededError(
-                f"the {job.usage.budget_exhausted} limit ended the request before any answer existed "
-                "(the text so far is in output); raise the budget",
-                limit=job.usage.budget_exhausted,
-            )
-            job.error = ended.to_dict()
+            ended = await self._run_once_more_if_the_engine_dies(job, session)
+        except BaseException as error:  # a service error, a cancellation or a bug: decided below
+            ended = error
+        if isinstance(ended, StrategyResult) and job.chat is not None:
+            # the answer's text as the chat request shaped it (length, stop strings)
+            output, cut = shape_answer(ended.output, job.chat, self.backend.renderer)
+            ended = ended.model_copy(update={"output": output, "cut_off": ended.cut_off or cut == "length"})
+        outcome = decide(job.kind, ended, meter.snapshot(), anyio.get_cancelled_exc_class())
+        if isinstance(ended, StrategyResult) and outcome.status == "succeeded" and job.context_id is not None:
+            # a question answered over a memory is counted, and carries its share of the sleep
+            outcome = replace(outcome, usage=await self.contexts.with_amortised_sleep(job, ended, outcome.usage))
+        outcome.apply(job)
         if job.context_id is not None:
-            await self.contexts.settle(job, failure)
+            with anyio.CancelScope(shield=True):  # a cancelled precompute still records how it ended
+                await self.contexts.settle(job)
+        if isinstance(ended, BaseException) and not isinstance(ended, TTCError):
+            raise ended  # cancelled, or a bug: recorded above, and it propagates
         return job
 
     async def _run_once_more_if_the_engine_dies(self, job: JobRecord, session: Session) -> StrategyResult:
@@ -256,8 +244,6 @@ class Runtime:
         only if the request allows it). The same meter goes on: both attempts are charged."""
         for attempt in (1, 2):
             try:
-                if job.kind == "precompute":
-                    return await self.contexts.precompute(job, session)
                 return await self._answer(job, session)
             except EngineDiedError as error:
                 if attempt == 2 or not job.retry_engine_death:
@@ -267,9 +253,12 @@ class Runtime:
         raise AssertionError("unreachable")
 
     async def _answer(self, job: JobRecord, session: Session) -> StrategyResult:
-        """Run the job's strategy on its question (asked over its context and memory, if any)."""
+        """Run the job's strategy on its question (asked over its context and memory, if any; a
+        precompute's question is the context itself)."""
         chosen = get_strategy(job.strategy)
-        if job.context_id is None:
+        if job.kind == "precompute":
+            await self.contexts.starting(job)
+        if job.context_id is None or job.kind == "precompute":
             return await chosen.run(job.question, session, chosen.parse_params(job.params))
         question, used = await self.contexts.question(job, session)
         result = await chosen.run(question, session, chosen.parse_params(job.params))

@@ -15,7 +15,7 @@ import anyio
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from orchestrator.core.budget import Budget
+from orchestrator.core.budget import Budget, Usage
 from orchestrator.core.errors import InvalidRequestError, PromptTooLongError, TTCError, describe_problems
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.session import Session
@@ -23,7 +23,7 @@ from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.contexts import ContextRecord
 from orchestrator.core.store.store import ApiKey
 from strategies.base import StrategyResult
-from strategies.sleep_time import SleepParams, precompute_memory, with_memory
+from strategies.sleep_time import SleepParams, with_memory
 
 log = logging.getLogger(__name__)
 CONTEXT_POLL_S = 0.25
@@ -80,12 +80,10 @@ class ContextKeeper:
         await self.store.create_context_with_job(context, job, quota, enqueue=enqueue)
         return context, job
 
-    async def precompute(self, job: JobRecord, session: Session) -> StrategyResult:
-        """The sleep phase: checked notes on the context, before any question."""
+    async def starting(self, job: JobRecord) -> None:
+        """A precompute job begins: its context shows it is computing (the ``sleep_time`` strategy
+        then runs like any other)."""
         await self.store.mark_context_computing(job.context_id)
-        memory = await precompute_memory(job.question, session, SleepParams.model_validate(job.params))
-        trace = {"notes": memory.notes, "dropped": memory.dropped, "rounds": memory.rounds}
-        return StrategyResult(answer=None, output=memory.text, trace=trace)
 
     async def question(self, job: JobRecord, session: Session) -> tuple[str, dict[str, Any]]:
         """The question over its context, with the memory if it is ready (or, if asked, once it is).
@@ -115,23 +113,28 @@ class ContextKeeper:
                 context = await self.store.get_context(context.id)
         return context
 
-    async def settle(self, job: JobRecord, error: TTCError | None = None) -> None:
-        """After a job over a context ends: store its memory, or count the question, or record
-        a failed precompute. Bookkeeping problems are logged: the job's own outcome still stands."""
+    async def with_amortised_sleep(self, job: JobRecord, result: StrategyResult, usage: Usage) -> Usage:
+        """A question answered with its context's memory is counted (once per job), and its usage
+        carries the context's sleep tokens and their share per question so far. Bookkeeping
+        problems are logged: the answer still stands, without the amortised figures."""
+        if not (result.trace.get("context") or {}).get("memory_version"):
+            return usage
         try:
-            if job.kind == "precompute":
-                await self.store.end_precompute(job.context_id, job.id, job.output, job.usage, _error_of(job, error))
-            elif job.status == "succeeded" and (job.trace.get("context") or {}).get("memory_version"):
-                context = await self.store.count_query(job.context_id, job.id)
-                job.usage.sleep_time_tokens = context.sleep_tokens
-                job.usage.amortised_sleep_tokens = round(context.sleep_tokens / max(1, context.queries), 3)
+            context = await self.store.count_query(job.context_id, job.id)
+        except (TTCError, RedisError, OSError) as problem:
+            log.warning("counting job %s's question on its context failed: %s", job.id, problem)
+            return usage
+        amortised = round(context.sleep_tokens / max(1, context.queries), 3)
+        return usage.model_copy(update={"sleep_time_tokens": context.sleep_tokens, "amortised_sleep_tokens": amortised})
+
+    async def settle(self, job: JobRecord) -> None:
+        """After a precompute job's outcome is decided: store its memory, or record its failure.
+        Bookkeeping problems are logged: the job's own outcome still stands."""
+        if job.kind != "precompute":
+            return
+        cancelled = {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+        error = None if job.status == "succeeded" else job.error or cancelled
+        try:
+            await self.store.end_precompute(job.context_id, job.id, job.output, job.usage, error)
         except (TTCError, RedisError, OSError) as problem:
             log.warning("context bookkeeping for job %s failed: %s", job.id, problem)
-
-
-def _error_of(job: JobRecord, error: TTCError | None) -> dict[str, str] | None:
-    if job.status == "succeeded":
-        return None
-    if error is not None:
-        return error.to_dict()
-    return job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}

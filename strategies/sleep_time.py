@@ -22,6 +22,7 @@ from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.errors import BudgetExceededError, PromptTooLongError
 from orchestrator.core.session import Session
 from orchestrator.core.verification import ScoreRequest
+from strategies.base import StrategyResult, register
 from verifiers.registry import VerifierName
 
 SLEEP_SYSTEM = "You study a situation before anyone asks about it, and write down what will be useful."
@@ -120,6 +121,14 @@ async def precompute_memory(context: str, session: Session, params: SleepParams)
         # the notes outgrew the model's context: keep what fits so far
     text = _capped("\n".join(kept), params.memory_max_chars)
     return Memory(text=text, notes=kept, dropped=dropped, rounds=rounds)
+
+
+@register("sleep_time", SleepParams)
+async def sleep_time(context: str, session: Session, params: SleepParams) -> StrategyResult:
+    """Sleep-time precompute: checked notes on a context, before any question (what a context's job runs)."""
+    memory = await precompute_memory(context, session, params)
+    trace = {"notes": memory.notes, "dropped": memory.dropped, "rounds": memory.rounds}
+    return StrategyResult(answer=None, output=memory.text, trace=trace)
 
 
 def _question_of(note: str) -> str:

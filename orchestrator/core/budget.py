@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import NoReturn
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -197,9 +198,14 @@ class BudgetMeter:
             self._exhaust("flops", f"the FLOPs budget of {self.budget.max_flops:.3g} cannot fit another call")
         return low, cost(low)
 
-    def _exhaust(self, limit: str, message: str) -> None:
+    def exhausted(self, limit: str, message: str) -> BudgetExceededError:
+        """Record that ``limit`` ended the request (the first limit reached is the one kept) and
+        return the error to raise. Example: ``raise meter.exhausted("deadline", "the deadline passed")``."""
         self.usage.budget_exhausted = self.usage.budget_exhausted or limit
-        raise BudgetExceededError(message, limit=limit)
+        return BudgetExceededError(message, limit=limit)
+
+    def _exhaust(self, limit: str, message: str) -> NoReturn:
+        raise self.exhausted(limit, message)
 
     # --- charging ----------------------------------------------------------------------------
 

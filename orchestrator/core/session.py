@@ -31,7 +31,7 @@ from orchestrator.core.backends.base import (
 )
 from orchestrator.core.budget import BudgetMeter
 from orchestrator.core.chat import ChatOptions, ConversationRenderer
-from orchestrator.core.errors import BudgetExceededError, ConfigurationError
+from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.verification import (
     Aggregation,
@@ -215,7 +215,5 @@ class Session:
             with anyio.fail_after(max(remaining_s, 0.0)):
                 yield
         except TimeoutError:
-            self.meter.usage.budget_exhausted = self.meter.usage.budget_exhausted or "deadline"
-            raise BudgetExceededError(
-                f"the deadline of {self.meter.budget.deadline_s} s passed during {what}", limit="deadline"
-            ) from None
+            message = f"the deadline of {self.meter.budget.deadline_s} s passed during {what}"
+            raise self.meter.exhausted("deadline", message) from None
