@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.models import ContextInfo, ContextRequest, ErrorEnvelope
-from api.tenancy import caller, owned_context, tenant
-from orchestrator.core.errors import JobExistsError, NotFoundError
-from orchestrator.core.store.contexts import ContextRecord, new_context_id
+from api.tenancy import caller, owned_context
+from orchestrator.core.store.contexts import ContextRecord
 from orchestrator.runtime import Runtime
 
 router = APIRouter()
@@ -34,25 +31,17 @@ def to_info(context: ContextRecord) -> ContextInfo:
 async def create_context(body: ContextRequest, request: Request) -> JSONResponse:
     """Store a context and queue the precompute of its memory (a worker runs it); 202 with its id.
 
-    An idempotency key is claimed before anything is stored, as for jobs (``api.jobs.submit_job``).
+    An idempotency key already used returns its context (``Runtime.create_context``).
     """
     runtime: Runtime = request.app.state.runtime
-    context_id = new_context_id()
-    if body.idempotency_key:
-        context_id = await runtime.store.claim_idempotency("context", tenant(request), body.idempotency_key, context_id)
-        with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
-            return _accepted(await owned_context(request, context_id))
-    try:
-        context, _ = await runtime.create_context(
-            body.text,
-            sleep_budget=body.sleep_budget,
-            params=body.params,
-            api_key=caller(request),
-            context_id=context_id,
-            enqueue=True,
-        )
-    except JobExistsError:  # a concurrent twin with the same key stored it first
-        context = await owned_context(request, context_id)
+    context, _ = await runtime.create_context(
+        body.text,
+        sleep_budget=body.sleep_budget,
+        params=body.params,
+        api_key=caller(request),
+        idempotency_key=body.idempotency_key,
+        enqueue=True,
+    )
     return _accepted(context)
 
 

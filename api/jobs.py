@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -10,12 +9,11 @@ from typing import Any
 from fastapi import Request
 
 from api.models import JobSummary, ReasonResponse
-from api.tenancy import caller, owned_job, tenant
+from api.tenancy import caller
 from orchestrator.core.budget import Budget
 from orchestrator.core.chat import ChatOptions
-from orchestrator.core.errors import JobExistsError, NotFoundError
 from orchestrator.core.store import JobRecord
-from orchestrator.core.store.store import TERMINAL, MemoryWait, new_job_id
+from orchestrator.core.store.store import TERMINAL, MemoryWait
 from orchestrator.runtime import Runtime
 
 
@@ -33,34 +31,21 @@ async def submit_job(
     chat: ChatOptions | None = None,
 ) -> JobRecord:
     """Validate, store and queue a job owned by the caller; the caller's idempotency key already
-    used returns its job.
-
-    The key is claimed for a fresh job id *before* the job is stored (and queued, in the same
-    step), so a retry after any failure — Redis lost mid-request, a 503 — finds the job if it
-    was stored and stores it under the same id if not: never two jobs, never one unqueued.
-    """
+    used returns its job (``Runtime.submit``)."""
     runtime: Runtime = request.app.state.runtime
-    job_id = new_job_id()
-    if idempotency_key:
-        job_id = await runtime.store.claim_idempotency("job", tenant(request), idempotency_key, job_id)
-        with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
-            return await owned_job(request, job_id)
-    try:
-        return await runtime.submit(
-            question,
-            budget=budget,
-            strategy=strategy,
-            params=params,
-            api_key=caller(request),
-            context_id=context_id,
-            context_memory=context_memory,
-            job_id=job_id,
-            enqueue=True,
-            retry_engine_death=retry,
-            chat=chat,
-        )
-    except JobExistsError:  # a concurrent twin with the same key stored it first
-        return await owned_job(request, job_id)
+    return await runtime.submit(
+        question,
+        budget=budget,
+        strategy=strategy,
+        params=params,
+        api_key=caller(request),
+        context_id=context_id,
+        context_memory=context_memory,
+        idempotency_key=idempotency_key,
+        enqueue=True,
+        retry_engine_death=retry,
+        chat=chat,
+    )
 
 
 async def wait_for_job(request: Request, job: JobRecord) -> JobRecord:

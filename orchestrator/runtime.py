@@ -8,6 +8,7 @@ outcome — including a best-so-far answer when the budget ran out.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -22,13 +23,13 @@ from pydantic import BaseModel
 from orchestrator.core.backends import GenerationBackend, open_backend
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.chat import ChatOptions, shape_answer
-from orchestrator.core.errors import EngineDiedError, InvalidRequestError, TTCError
+from orchestrator.core.errors import EngineDiedError, InvalidRequestError, JobExistsError, NotFoundError, TTCError
 from orchestrator.core.model_catalog import model_identity
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
-from orchestrator.core.store.contexts import ContextRecord
-from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait
+from orchestrator.core.store.contexts import ContextRecord, new_context_id
+from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait, new_job_id
 from orchestrator.jobs import Worker
 from orchestrator.outcome import Ending, decide
 from orchestrator.sleep import ContextKeeper
@@ -157,19 +158,52 @@ class Runtime:
         api_key: ApiKey | None = None,
         context_id: str | None = None,
         context_memory: MemoryWait = "use_if_ready",
-        job_id: str | None = None,
+        idempotency_key: str | None = None,
         enqueue: bool = False,
         retry_engine_death: bool = True,
         chat: ChatOptions | None = None,
     ) -> JobRecord:
-        """Validate a request and store it as a queued job (no compute spent yet), under ``job_id``
-        if given, and (``enqueue``) on the workers' queue in the same step.
+        """Validate a request and store it as a queued job (no compute spent yet), and (``enqueue``)
+        on the workers' queue in the same step.
 
         The job belongs to ``api_key`` (None: a service without keys), and its token budget is
         reserved against the key's quota. With ``context_id`` the question is asked over that
         context (404 unless it exists and has the same owner) and its precomputed memory: used
         if ready, or waited for with ``"wait"``.
+
+        An ``idempotency_key`` the owner already used returns its job. The key is claimed for a
+        fresh job id *before* the job is stored (and queued, in the same step), so a retry after
+        any failure — Redis lost mid-request, a 503 — finds the job if it was stored and stores
+        it under the same id if not: never two jobs, never one unqueued.
         """
+        owner = api_key.id if api_key else None
+        job_id = new_job_id()
+        if idempotency_key:
+            job_id = await self.store.claim_idempotency("job", owner, idempotency_key, job_id)
+            with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
+                return await self.store.get_owned_job(job_id, owner)
+        try:
+            return await self._store_job(
+                question, budget, strategy, params, api_key, context_id, context_memory, job_id, enqueue,
+                retry_engine_death, chat,
+            )  # fmt: skip
+        except JobExistsError:  # a concurrent twin with the same key stored it first
+            return await self.store.get_owned_job(job_id, owner)
+
+    async def _store_job(
+        self,
+        question: str,
+        budget: Budget | None,
+        strategy: str,
+        params: dict[str, Any] | None,
+        api_key: ApiKey | None,
+        context_id: str | None,
+        context_memory: MemoryWait,
+        job_id: str,
+        enqueue: bool,
+        retry_engine_death: bool,
+        chat: ChatOptions | None,
+    ) -> JobRecord:
         if not question.strip():
             raise InvalidRequestError("the question is empty")
         chosen = get_strategy(strategy)
@@ -185,6 +219,7 @@ class Runtime:
                 "this engine cannot seed a request (vLLM's CPU build crashes on per-request seeds): leave seed unset"
             )
         job = JobRecord(
+            id=job_id,
             question=question,
             strategy=strategy,
             params=parsed.model_dump(),
@@ -195,8 +230,6 @@ class Runtime:
             retry_engine_death=retry_engine_death,
             chat=chat,
         )
-        if job_id is not None:
-            job.id = job_id
         return await self.store.create_job(job, api_key.quota_tokens if api_key else None, enqueue=enqueue)
 
     async def execute(self, job: JobRecord) -> JobRecord:
@@ -271,13 +304,27 @@ class Runtime:
         sleep_budget: Budget | None = None,
         params: dict[str, Any] | None = None,
         api_key: ApiKey | None = None,
-        context_id: str | None = None,
+        idempotency_key: str | None = None,
         enqueue: bool = False,
     ) -> tuple[ContextRecord, JobRecord]:
-        """Store a context (under ``context_id`` if given) and its precompute job, owned by ``api_key``;
-        ``enqueue`` queues the job in the same step."""
+        """Store a context and its precompute job, owned by ``api_key``; ``enqueue`` queues the job
+        in the same step. An ``idempotency_key`` the owner already used returns its context (and
+        job), claimed before anything is stored, as for ``submit``."""
+        owner = api_key.id if api_key else None
+        context_id = new_context_id()
+        if idempotency_key:
+            context_id = await self.store.claim_idempotency("context", owner, idempotency_key, context_id)
+            with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
+                return await self._stored_context(context_id, owner)
         budget = self.effective_budget(sleep_budget)
-        return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
+        try:
+            return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
+        except JobExistsError:  # a concurrent twin with the same key stored it first
+            return await self._stored_context(context_id, owner)
+
+    async def _stored_context(self, context_id: str, owner: str | None) -> tuple[ContextRecord, JobRecord]:
+        context = await self.store.get_owned_context(context_id, owner)
+        return context, await self.store.get_owned_job(context.job_id, owner)
 
     async def reason(
         self,
