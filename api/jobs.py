@@ -13,7 +13,7 @@ from api.tenancy import caller
 from orchestrator.core.budget import Budget
 from orchestrator.core.chat import ChatOptions
 from orchestrator.core.store import JobRecord
-from orchestrator.core.store.store import TERMINAL, MemoryWait
+from orchestrator.core.store.jobs import TERMINAL, MemoryWait
 from orchestrator.runtime import Runtime
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from fastapi import Request
 
 from orchestrator.core.store import JobRecord
+from orchestrator.core.store.api_keys import ApiKey
 from orchestrator.core.store.contexts import ContextRecord
-from orchestrator.core.store.store import ApiKey
 
 
 def caller(request: Request) -> ApiKey | None:

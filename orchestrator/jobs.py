@@ -28,7 +28,7 @@ from redis.exceptions import ResponseError
 
 from orchestrator.core.admission import StreamSlots
 from orchestrator.core.store import JobRecord, Store
-from orchestrator.core.store.store import STORE_ERRORS
+from orchestrator.core.store.records import STORE_ERRORS
 from orchestrator.outcome import Cancelled, decide
 
 log = logging.getLogger(__name__)

@@ -28,8 +28,10 @@ from orchestrator.core.model_catalog import model_identity
 from orchestrator.core.session import EventSink, Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord, Store, open_redis
+from orchestrator.core.store.api_keys import ApiKey
 from orchestrator.core.store.contexts import ContextRecord, new_context_id
-from orchestrator.core.store.store import STORE_ERRORS, ApiKey, MemoryWait, new_job_id
+from orchestrator.core.store.jobs import MemoryWait, new_job_id
+from orchestrator.core.store.records import STORE_ERRORS
 from orchestrator.jobs import Worker
 from orchestrator.outcome import Ending, decide
 from orchestrator.sleep import ContextKeeper

@@ -20,8 +20,8 @@ from orchestrator.core.errors import InvalidRequestError, PromptTooLongError, TT
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.session import Session
 from orchestrator.core.store import JobRecord, Store
+from orchestrator.core.store.api_keys import ApiKey
 from orchestrator.core.store.contexts import ContextRecord
-from orchestrator.core.store.store import ApiKey
 from strategies.base import StrategyResult
 from strategies.sleep_time import SleepParams, with_memory
 

@@ -1,15 +1,21 @@
-"""What the store keeps about a context for sleep-time compute."""
+"""Contexts for sleep-time compute in Redis: the record, creating it with its precompute job,
+and the changes a precompute or a question makes to it (each applied once per job)."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from redis.exceptions import WatchError
 
-from orchestrator.core.budget import Budget, Usage
+from orchestrator.core.budget import Budget, Usage, add_usage
+from orchestrator.core.errors import NotFoundError
+from orchestrator.core.store.jobs import JobRecord, JobStore
+from orchestrator.core.store.records import AlsoWrite, Change
 
 ContextStatus = Literal["queued", "computing", "ready", "failed"]
 
@@ -48,3 +54,111 @@ class ContextRecord(BaseModel):
     @property
     def sleep_tokens(self) -> int:
         return self.sleep_usage.compute_tokens
+
+
+class ContextStore(JobStore):
+    """Contexts, stored beside their precompute jobs."""
+
+    async def create_context_with_job(
+        self, context: ContextRecord, job: JobRecord, quota: int | None = None, *, enqueue: bool = False
+    ) -> None:
+        """Store a context and its precompute job together (one step), refusing to overwrite;
+        ``quota`` and ``enqueue`` as for ``create_job``."""
+        records = {self._context_key(context.id): context, self._job_key(job.id): job}
+        await self._create(records, job, quota, enqueue)
+
+    async def get_context(self, context_id: str) -> ContextRecord:
+        """The context's record, or ``NotFoundError``."""
+        raw = await self.redis.get(self._context_key(context_id))
+        if raw is None:
+            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+        return ContextRecord.model_validate_json(raw)
+
+    async def get_owned_context(self, context_id: str, tenant: str | None) -> ContextRecord:
+        """The context if ``tenant`` owns it; another tenant's is ``NotFoundError`` as a missing one."""
+        context = await self.get_context(context_id)
+        if context.api_key_id != tenant:
+            raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+        return context
+
+    async def mark_context_computing(self, context_id: str) -> None:
+        def computing(record: ContextRecord) -> ContextRecord | None:
+            if record.status != "queued":
+                return None
+            record.status, record.updated_at = "computing", time.time()
+            return record
+
+        await self.transform(self._context_key(context_id), ContextRecord, computing, f"context {context_id}")
+
+    async def end_precompute(
+        self, context_id: str, job_id: str, memory: str | None, usage: Usage, error: dict[str, str] | None
+    ) -> ContextRecord:
+        """Apply a finished precompute once: its cost, and its memory (a new version) or its error."""
+
+        def apply(record: ContextRecord) -> ContextRecord:
+            record.sleep_usage = add_usage(record.sleep_usage, usage)
+            if error is None:
+                record.memory, record.memory_version, record.status = memory or "", record.memory_version + 1, "ready"
+            else:
+                record.status, record.error = ("ready" if record.memory_version else "failed"), error
+            record.updated_at = time.time()
+            return record
+
+        def history(pipe: Any, record: ContextRecord) -> None:
+            if error is None:
+                entry = {"memory": memory or "", "usage": usage.model_dump(), "job_id": job_id, "at": time.time()}
+                pipe.hset(self.keys.context_memories(context_id), str(record.memory_version), json.dumps(entry))
+
+        return await self._apply_once(context_id, job_id, apply, history)
+
+    async def count_query(self, context_id: str, job_id: str) -> ContextRecord:
+        """Count one question answered with the context's memory (once per job)."""
+
+        def count(record: ContextRecord) -> ContextRecord:
+            record.queries += 1
+            return record
+
+        return await self._apply_once(context_id, job_id, count)
+
+    async def _apply_once(
+        self, context_id: str, job_id: str, change: Change[ContextRecord], also: AlsoWrite[ContextRecord] | None = None
+    ) -> ContextRecord:
+        """Change the context for ``job_id`` unless that job's change is already applied (atomic)."""
+        key, applied = self._context_key(context_id), self.keys.context_jobs_applied(context_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key, applied)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        raise NotFoundError(f"context {context_id} does not exist")
+                    record = ContextRecord.model_validate_json(raw)
+                    if await pipe.sismember(applied, job_id):
+                        await pipe.unwatch()
+                        return record  # a retried or taken-over job: already counted
+                    record = change(record)
+                    pipe.multi()
+                    pipe.set(key, record.model_dump_json())
+                    pipe.sadd(applied, job_id)
+                    if also is not None:
+                        also(pipe, record)
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
+
+    def _context_key(self, context_id: str) -> str:
+        """The key of a context named by a client; an id of any other shape names no context."""
+        if not CONTEXT_ID.match(context_id):
+            raise NotFoundError(
+                f"context {context_id!r} does not exist (context ids look like ctx-<32 hex digits>): "
+                "create it with POST /v1/contexts"
+            )
+        return self.keys.context(context_id)
+
+    async def _ended_unsettled(self, job: JobRecord) -> None:
+        """A precompute that ended without its worker settling it (cancelled while queued, crashed):
+        the context learns so. Applied once per job, so a no-op where the worker did settle it."""
+        if job.kind == "precompute" and job.context_id and job.status != "succeeded":
+            error = job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+            await self.end_precompute(job.context_id, job.id, None, job.usage, error)
