@@ -31,8 +31,8 @@ from orchestrator.core.errors import (
     http_status_for_code,
 )
 from orchestrator.core.settings import Settings
-from orchestrator.jobs import JobQueue
-from orchestrator.runtime import Runtime
+from service.jobs import JobQueue
+from service.runtime import Runtime
 from strategies import REGISTRY
 
 EVENT_ID = re.compile(r"^\d{1,20}-\d{1,20}$")  # a Redis stream entry id, as the events' ``id:`` lines carry

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from api.models import ContextInfo, ContextRequest, ErrorEnvelope
 from api.tenancy import caller, owned_context
 from orchestrator.core.store.contexts import ContextRecord
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 
 router = APIRouter()
 

@@ -14,7 +14,7 @@ from orchestrator.core.budget import Budget
 from orchestrator.core.chat import ChatOptions
 from orchestrator.core.store import JobRecord
 from orchestrator.core.store.jobs import TERMINAL, MemoryWait
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 
 
 async def submit_job(

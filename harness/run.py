@@ -40,7 +40,7 @@ from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.model_catalog import local_reference, model_identity
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from strategies import REGISTRY
 from strategies.allocation import Switch
 from strategies.policy import Policy, Sampling, load_policy

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 
 from orchestrator.core.budget import Budget, Usage
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 
 
 class Attempt(BaseModel):

@@ -11,11 +11,11 @@ import anyio
 import uvicorn
 
 from api.app import create_app
-from orchestrator.cli.serve import GracefulServer
+from cli.serve import GracefulServer
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from tests.sessions import VERIFIERS
 
 

@@ -16,7 +16,7 @@ from api.app import create_app
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from tests.conftest import free_port
 from tests.sessions import VERIFIERS
 

@@ -18,7 +18,7 @@ from tests.conftest import TEST_MODEL, free_port, wait_for_http
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow, pytest.mark.subprocess]
 
-TTC = [sys.executable, "-m", "orchestrator.cli"]
+TTC = [sys.executable, "-m", "cli"]
 
 
 def ttc_env(tmp_path: Path, **extra: str) -> dict[str, str]:

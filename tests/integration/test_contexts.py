@@ -19,7 +19,7 @@ from orchestrator.core.budget import Budget
 from orchestrator.core.errors import NotFoundError
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from strategies.sleep_time import QUERY_NOTES
 from tests.conftest import free_port
 from tests.sessions import VERIFIERS

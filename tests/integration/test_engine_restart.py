@@ -18,7 +18,7 @@ from orchestrator.core.backends.base import SamplingSettings
 from orchestrator.core.errors import EngineDiedError
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import JobRecord
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from tests.sessions import VERIFIERS
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]

@@ -16,7 +16,7 @@ from orchestrator.core.backends.vllm_http import replica_order
 from orchestrator.core.errors import BackendUnavailableError, EngineDiedError
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import RemoteOptions, Settings
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from tests.conftest import ENGINE_OPTIONS, free_port
 from tests.integration.conftest import answer_seven
 from tests.sessions import VERIFIERS

@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from orchestrator import jobs
 from orchestrator.core.errors import StoreUnavailableError
 from orchestrator.core.store import JobRecord, Store
-from orchestrator.jobs import JobQueue, Worker
+from service import jobs
+from service.jobs import JobQueue, Worker
 
 
 def runner(seconds: float, log: list[str]):

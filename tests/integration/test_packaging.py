@@ -178,7 +178,7 @@ def test_the_server_extra_alone_runs_the_service(wheel: Path, tmp_path: Path) ->
     scratch_site = next((tmp_path / "server" / "lib").glob("python3*/site-packages"))
     (scratch_site / "declared.pth").write_text(str(tmp_path / "declared") + "\n")
     service = (
-        "import api.app, orchestrator.runtime, orchestrator.jobs, orchestrator.cli.commands, strategies, "
+        "import api.app, service.runtime, service.jobs, cli.commands, strategies, "
         "verifiers.registry, verifiers.semantic, ttc; "
         "from strategies import REGISTRY; from verifiers.registry import VERIFIERS; "
         "print(len(REGISTRY), len(VERIFIERS))"

@@ -17,7 +17,7 @@ from api.app import create_app
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store, open_redis
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from tests.conftest import free_port
 from tests.integration.conftest import answer_seven
 from tests.redis_process import RedisProcess

@@ -7,7 +7,7 @@ import pytest
 from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from tests.sessions import VERIFIERS
 

@@ -22,7 +22,7 @@ from orchestrator.core.budget import Budget
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 from strategies.policy import load_policy
 from tests.sessions import VERIFIERS
 

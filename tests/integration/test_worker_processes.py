@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from orchestrator.core.store import JobRecord, Store, open_redis
-from orchestrator.jobs import JobQueue
+from service.jobs import JobQueue
 from tests.integration.test_cli_and_server import remote_env
 
 pytestmark = [pytest.mark.remote, pytest.mark.slow, pytest.mark.subprocess]
@@ -24,7 +24,7 @@ def start_worker(tmp_path: Path, name: str, vllm_server: str, model_dir: Path) -
     env = remote_env(tmp_path, vllm_server, model_dir, TTC_JOB_STALE_AFTER_S="4", TTC_WORKER_CONCURRENCY="1")
     with (tmp_path / f"{name}.log").open("w") as log:  # the worker keeps its own copy of the descriptor
         return subprocess.Popen(
-            [sys.executable, "-m", "orchestrator.cli", "worker"],
+            [sys.executable, "-m", "cli", "worker"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

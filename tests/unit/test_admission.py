@@ -44,7 +44,7 @@ async def test_wider_than_the_capacity_runs_alone_and_cancelled_waiters_leave() 
 
 def test_a_job_weighs_the_sequences_its_strategy_decodes_at_once() -> None:
     from orchestrator.core.store import JobRecord
-    from orchestrator.runtime import job_streams
+    from service.runtime import job_streams
 
     assert job_streams(JobRecord(question="q", strategy="best_of_n", params={"n": 16})) == 16
     assert job_streams(JobRecord(question="q", strategy="beam_search", params={"width": 4, "samples_per_beam": 2})) == 8

@@ -7,7 +7,7 @@ import asyncio
 from orchestrator.core.budget import Usage
 from orchestrator.core.errors import BackendUnavailableError
 from orchestrator.core.store import JobRecord
-from orchestrator.outcome import Cancelled, decide
+from service.outcome import Cancelled, decide
 from strategies.base import StrategyResult
 
 SPENT = Usage(prompt_tokens=10, completion_tokens=30, model_calls=1)

@@ -87,7 +87,7 @@ def test_the_command_names_what_to_fix(tmp_path: Path) -> None:
     import typer
     from typer.testing import CliRunner
 
-    from orchestrator.cli.sweeps import train_reward_model
+    from cli.sweeps import train_reward_model
 
     app = typer.Typer()
     app.command()(train_reward_model)  # the one command: invoked without its name

@@ -18,8 +18,8 @@ def main() -> None:
     """Console entry point (guarded: vLLM starts worker processes with spawn). The base install is
     the SDK alone; without the service's packages the command says what to install."""
     try:
-        from orchestrator.cli.commands import app
-        from orchestrator.cli.sweeps import (
+        from cli.commands import app
+        from cli.sweeps import (
             fit_router,
             sweep,
             sweep_dump,

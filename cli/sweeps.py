@@ -1,4 +1,4 @@
-"""``ttc sweep`` and ``ttc fit-router``: the harness's commands (registered by ``orchestrator.cli``)."""
+"""``ttc sweep`` and ``ttc fit-router``: the harness's commands (registered by ``cli``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.common import fail, load_settings, quiet_engine_logs, run
+from cli.common import fail, load_settings, quiet_engine_logs, run
 from orchestrator.core.errors import InvalidRequestError, describe_problems
 
 

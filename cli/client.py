@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from api.progress import describe
-from orchestrator.cli.common import exit_with, run
+from cli.common import exit_with, run
 from orchestrator.core.errors import TTCError
 
 ServerOption = Annotated[

@@ -9,7 +9,7 @@ import uvicorn
 
 from api.app import create_app
 from orchestrator.core.settings import Settings
-from orchestrator.runtime import Runtime
+from service.runtime import Runtime
 
 
 def run_server(settings: Settings, *, demo_question: str | None = None) -> None:

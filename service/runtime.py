@@ -32,9 +32,9 @@ from orchestrator.core.store.api_keys import ApiKey
 from orchestrator.core.store.contexts import ContextRecord, new_context_id
 from orchestrator.core.store.jobs import MemoryWait, new_job_id
 from orchestrator.core.store.records import STORE_ERRORS
-from orchestrator.jobs import Worker
-from orchestrator.outcome import Ending, decide
-from orchestrator.sleep import ContextKeeper
+from service.jobs import Worker
+from service.outcome import Ending, decide
+from service.sleep import ContextKeeper
 from strategies import get_strategy
 from strategies.auto import AutoParams, check_policy_model
 from strategies.base import StrategyResult, parallel_streams

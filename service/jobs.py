@@ -29,7 +29,7 @@ from redis.exceptions import ResponseError
 from orchestrator.core.admission import StreamSlots
 from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.records import STORE_ERRORS
-from orchestrator.outcome import Cancelled, decide
+from service.outcome import Cancelled, decide
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ JobRunner = Callable[[JobRecord], Awaitable[JobRecord]]
 
 
 JobWeigher = Callable[[JobRecord], int]
-"""The sequences a job decodes at once (``orchestrator.runtime.job_streams``): what it takes of the batch."""
+"""The sequences a job decodes at once (``service.runtime.job_streams``): what it takes of the batch."""
 
 
 class Worker:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.client import (
+from cli.client import (
     ApiKeyOption,
     ServerOption,
     connected,
@@ -20,7 +20,7 @@ from orchestrator.cli.client import (
     strategies_table,
     verifiers_table,
 )
-from orchestrator.cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
+from cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
 from orchestrator.core.errors import TTCError
 
 app = typer.Typer(
@@ -71,7 +71,7 @@ async def _reason_here(question: str, strategy: str, budget, params: dict):
     """Run the question in this process, drawing the job's events as they are stored."""
     import anyio
 
-    from orchestrator.runtime import Runtime
+    from service.runtime import Runtime
 
     quiet_engine_logs()
     async with Runtime.open(load_settings()) as runtime:
@@ -137,7 +137,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the HTTP API with the configured backend and Redis."""
-    from orchestrator.cli.serve import run_server
+    from cli.serve import run_server
 
     quiet_engine_logs()
     settings = load_settings()
@@ -158,7 +158,7 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(help="jobs held at once (default TTC_WORKER_CONCURRENCY)")] = None,
 ) -> None:
     """Run jobs from the Redis queue (start several, on several machines, against one Redis)."""
-    from orchestrator.runtime import Runtime
+    from service.runtime import Runtime
 
     quiet_engine_logs()
     settings = load_settings()
