@@ -6,9 +6,11 @@ COPY pyproject.toml README.md ./
 COPY orchestrator ./orchestrator
 COPY strategies ./strategies
 COPY verifiers ./verifiers
+COPY service ./service
 COPY api ./api
 COPY harness ./harness
 COPY ttc ./ttc
+COPY cli ./cli
 # the service's packages (the base install is the SDK alone); no engine: vLLM runs as its own servers
 RUN pip install --no-cache-dir '.[server]' && useradd --create-home ttc
 # a non-root user whose home holds every cache and data directory it writes (models' tokenizers, Redis)
