@@ -39,7 +39,7 @@ async def run(args: argparse.Namespace) -> None:
     dump = read_sweep_dump(args.dump)
     spec = dump["spec"]
     problems = {p.id: p for p in load_dataset(spec["dataset"], spec["split"], spec["limit"], spec.get("data_seed", 0))}
-    texts = {item: [sample["text"] for sample in p["samples"]] for item, p in first_passes(dump["passes"]).items()}
+    texts = {item: [sample.text for sample in p.samples] for item, p in first_passes(dump["passes"]).items()}
     out_lines = args.out.with_suffix(".jsonl")  # one line per item as it lands: resumable
     done = stored_ids(out_lines)
     async with AsyncExitStack() as stack:

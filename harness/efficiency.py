@@ -18,9 +18,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from harness.replay import Outcome, StoredItem, best_of_n, best_of_n_within
+from harness.replay import Outcome
 from harness.report import concave_hull
-from strategies.selection import Rule
 
 BOOTSTRAP = 2000
 
@@ -36,23 +35,6 @@ def tokens_to_reach(curve: Sequence[tuple[float, float]], accuracy: float) -> tu
         if acc_b >= accuracy:
             return cost_a + (cost_b - cost_a) * (accuracy - acc_a) / (acc_b - acc_a), "interpolated"
     return curve[-1][0], "at least"
-
-
-def baseline_table(
-    items: Sequence[StoredItem], selection: Rule = "majority", budgets: Sequence[int] = ()
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per item, (correct, tokens) of every best-of-N point with ``selection`` as two arrays: one
-    column per N = 1..size, then one per budget (the sweep's derived point, which draws samples
-    while they fit and so can be cheaper than any fixed N)."""
-    size = min(item.size for item in items)
-    rows = [
-        [best_of_n(item, n, selection) for n in range(1, size + 1)]
-        + [best_of_n_within(item, budget, selection) for budget in budgets]
-        for item in items
-    ]
-    correct = np.array([[o.correct for o in row] for row in rows], dtype=float)
-    tokens = np.array([[o.tokens for o in row] for row in rows], dtype=float)
-    return correct, tokens
 
 
 def ratio(auto_correct: np.ndarray, auto_tokens: np.ndarray, correct: np.ndarray, tokens: np.ndarray) -> tuple:

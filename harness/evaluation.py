@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.efficiency import accuracy_difference, baseline_table, compare
-from harness.replay import Point, StoredItem, best_of_n_within, replay
+from harness.efficiency import accuracy_difference, compare
+from harness.replay import Point, StoredItem, baseline_table, best_of_n_within, replay
 from harness.report import concave_hull
 from orchestrator.core.costmodel import ModelShape
 from strategies.allocation import Allocation, Votes

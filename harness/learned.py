@@ -24,6 +24,7 @@ import numpy as np
 from harness.catalog import load_dataset
 from harness.datasets import Problem
 from harness.grading import is_correct
+from harness.passes import SamplePass
 from harness.reward_data import read_signal_items, signal_item_hash
 from orchestrator.core.errors import InvalidRequestError
 from verifiers.learned import FORMAT, SampleFacts, embedding_texts, feature_rows
@@ -75,16 +76,16 @@ def from_sweep_passes(spec: dict[str, Any], passes: dict[str, str]) -> list[Labe
         problem = problems.get(key.split("|", 1)[0])
         if problem is None:
             continue
-        for sample in json.loads(raw)["samples"]:
+        for sample in SamplePass.model_validate_json(raw).samples:
             facts = SampleFacts(
                 question=problem.question,
-                text=sample["text"],
-                confidence=sample.get("confidence") or {},
-                calculator=sample.get("score"),
-                tokens=sample.get("tokens") or 0,
-                cut_off=bool(sample.get("cut_off")),
+                text=sample.text,
+                confidence=sample.confidence or {},
+                calculator=sample.score,
+                tokens=sample.tokens or 0,
+                cut_off=sample.cut_off,
             )
-            right = is_correct(problem, sample.get("answer"), sample["text"])
+            right = is_correct(problem, sample.answer, sample.text)
             rows.append(Labelled(problem.id, problem.content_hash, facts, right))
     return rows
 

@@ -20,14 +20,16 @@ are loaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
+import numpy as np
+
 from harness.datasets import Problem
 from harness.grading import is_correct
+from harness.passes import SamplePass, affordable_prefix
 from harness.results import SweepResult
 from harness.sweep import StrategySpec
 from orchestrator.core.costmodel import ModelShape, generation_cost
@@ -173,32 +175,30 @@ def stored_items(
 def first_passes(passes: dict[str, str]) -> dict[str, dict]:
     """Each item's stored pass, decoded: the first seed's when there are several (what replay reads).
 
-    Example: ``first_passes(dump["passes"])["arith-0-424"]["samples"][0]["text"]``.
+    Example: ``first_passes(dump["passes"])["arith-0-424"].samples[0].text``.
     """
-    by_item: dict[str, dict] = {}
+    by_item: dict[str, SamplePass] = {}
     for key, raw in sorted(passes.items()):
         item_id, _digest, _seed = key.rsplit("|", 2)
         if item_id not in by_item:
-            by_item[item_id] = json.loads(raw)
+            by_item[item_id] = SamplePass.model_validate_json(raw)
     return by_item
 
 
-def item_of(problem: Problem, sample_pass: dict, rescore: Rescore | None = None) -> StoredItem:
+def item_of(problem: Problem, sample_pass: SamplePass, rescore: Rescore | None = None) -> StoredItem:
     """One stored pass as a ``StoredItem``, each distinct answer graded with the first sample stating it."""
-    usage, samples = sample_pass["usage"], sample_pass["samples"]
+    samples = sample_pass.samples
     first_text: dict[str, str] = {}
     for sample in samples:
-        if sample["answer"] is not None:
-            first_text.setdefault(sample["answer"], sample["text"])
+        if sample.answer is not None:
+            first_text.setdefault(sample.answer, sample.text)
     return StoredItem(
         id=problem.id,
-        prompt_length=usage["prompt_tokens"],  # the pass is one request
-        prompt_tokens=usage["prompt_tokens"] - usage["cached_prompt_tokens"],
-        answers=tuple(sample["answer"] for sample in samples),
-        tokens=tuple(sample["tokens"] or 0 for sample in samples),
-        scores=tuple(
-            rescore(problem.question, sample["text"]) if rescore else sample.get("score") for sample in samples
-        ),
+        prompt_length=sample_pass.usage.prompt_tokens,  # the pass is one request
+        prompt_tokens=sample_pass.prompt_compute,
+        answers=tuple(sample.answer for sample in samples),
+        tokens=tuple(sample_pass.lengths),
+        scores=tuple(rescore(problem.question, sample.text) if rescore else sample.score for sample in samples),
         right=frozenset(answer for answer, text in first_text.items() if is_correct(problem, answer, text)),
     )
 
@@ -306,10 +306,7 @@ def best_of_n_within(
     item: StoredItem, budget: int, selection: Rule = "majority", shape: ModelShape | None = None
 ) -> Outcome:
     """Best-of-N on the longest prefix of samples whose tokens fit in ``budget`` (the sweep's derived point)."""
-    spent, taken = item.prompt_tokens, 0
-    while taken < item.size and spent + item.tokens[taken] <= budget:
-        spent += item.tokens[taken]
-        taken += 1
+    taken, spent = affordable_prefix(item.prompt_tokens, item.tokens, budget)
     eflops = _plus(wave_eflops(shape, item, item.tokens[:taken], first=True), 0.0, shape)
     return Outcome(taken > 0 and chosen(item, taken, selection) in item.right, spent, taken, (), eflops)
 
@@ -317,3 +314,20 @@ def best_of_n_within(
 def chosen(item: StoredItem, taken: int, selection: Rule) -> str | None:
     """The answer ``selection`` picks among the first ``taken`` samples, as a strategy picks it."""
     return choose(item.samples[:taken], selection).answer
+
+
+def baseline_table(
+    items: Sequence[StoredItem], selection: Rule = "majority", budgets: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per item, (correct, tokens) of every best-of-N point with ``selection`` as two arrays: one
+    column per N = 1..size, then one per budget (the sweep's derived point, which draws samples
+    while they fit and so can be cheaper than any fixed N)."""
+    size = min(item.size for item in items)
+    rows = [
+        [best_of_n(item, n, selection) for n in range(1, size + 1)]
+        + [best_of_n_within(item, budget, selection) for budget in budgets]
+        for item in items
+    ]
+    correct = np.array([[o.correct for o in row] for row in rows], dtype=float)
+    tokens = np.array([[o.tokens for o in row] for row in rows], dtype=float)
+    return correct, tokens

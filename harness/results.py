@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from harness.passes import SamplePass
 from orchestrator.core.errors import InvalidRequestError
 from orchestrator.core.store import Store
 
@@ -94,12 +95,12 @@ class SweepStore:
         raw = await self.redis.hgetall(self.keys.sweep_probes(self.sweep))
         return {item: ProbeFeatures.model_validate_json(value) for item, value in raw.items()}
 
-    async def save_pass(self, key: str, sample_pass: dict[str, Any]) -> None:
-        await self.redis.hset(self.keys.sweep_passes(self.sweep), key, json.dumps(sample_pass))
+    async def save_pass(self, key: str, sample_pass: SamplePass) -> None:
+        await self.redis.hset(self.keys.sweep_passes(self.sweep), key, sample_pass.model_dump_json())
 
-    async def sample_pass(self, key: str) -> dict[str, Any] | None:
+    async def sample_pass(self, key: str) -> SamplePass | None:
         raw = await self.redis.hget(self.keys.sweep_passes(self.sweep), key)
-        return json.loads(raw) if raw else None
+        return SamplePass.model_validate_json(raw) if raw else None
 
     async def passes(self) -> dict[str, str]:
         """Every stored best-of-N pass: ``item|params digest|seed`` to its JSON."""

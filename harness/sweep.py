@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from harness.catalog import Split
 from harness.datasets import Problem
 from harness.grading import is_correct
+from harness.passes import SamplePass
 from harness.results import ProbeFeatures, SweepResult, SweepStore, unit_key
 from harness.solvers import Attempt, Solver
 from orchestrator.core.admission import StreamSlots
@@ -39,7 +40,7 @@ from orchestrator.core.store.keys import Keys
 from strategies import REGISTRY
 from strategies.base import parallel_streams
 from strategies.probe import ProbeParams
-from strategies.selection import Rule, Sample, choose
+from strategies.selection import Rule, choose
 
 # Probes and best-of-N passes must not be cut by the service's default request limits: they ask
 # for the default ceilings (``RequestLimits``), as much as a service allows unless its operator
@@ -240,7 +241,7 @@ class Sweep:
             [_derived_result(problem, config, seed, budget, sample_pass, selection) for budget in budgets]
         )
 
-    async def _sample_pass(self, problem: Problem, config: StrategySpec, seed: int) -> dict[str, Any]:
+    async def _sample_pass(self, problem: Problem, config: StrategySpec, seed: int) -> SamplePass:
         """N samples of the item, all scored, drawn once for every selection and budget."""
         params = REGISTRY["best_of_n"].parse_params(config.params).model_dump()
         params |= {"selection": "weighted", "adaptive": False}
@@ -255,7 +256,7 @@ class Sweep:
             samples = attempt.trace.get("samples", [])
             if len(samples) < params["n"] or attempt.usage.budget_exhausted:
                 raise RuntimeError(f"the best-of-N pass drew {len(samples)} of {params['n']} samples")
-            sample_pass = {"usage": attempt.usage.model_dump(), "samples": samples}
+            sample_pass = SamplePass(usage=attempt.usage, samples=samples)
             await self.results.save_pass(key, sample_pass)
             return sample_pass
 
@@ -291,20 +292,16 @@ def _result_of(problem: Problem, config: StrategySpec, seed: int, budget: int, a
 
 
 def _derived_result(
-    problem: Problem, config: StrategySpec, seed: int, budget: int, sample_pass: dict[str, Any], selection: Rule
+    problem: Problem, config: StrategySpec, seed: int, budget: int, sample_pass: SamplePass, selection: Rule
 ) -> SweepResult:
     """The budget-``budget`` point of best-of-N, selected from the longest affordable prefix."""
-    usage, samples = sample_pass["usage"], sample_pass["samples"]
-    prompt_compute = usage["prompt_tokens"] - usage["cached_prompt_tokens"]
-    spent, taken = prompt_compute, 0
-    while taken < len(samples) and spent + (samples[taken]["tokens"] or 0) <= budget:
-        spent += samples[taken]["tokens"] or 0
-        taken += 1
-    prefix = [Sample.model_validate(sample) for sample in samples[:taken]]
+    usage = sample_pass.usage
+    prefix, spent = sample_pass.within(budget)
+    taken = len(prefix)
     chosen = choose(prefix, selection)
     output = chosen.sample.text if chosen.sample else ""
-    share = spent / max(1, prompt_compute + sum(s["tokens"] or 0 for s in samples))
-    completion = spent - prompt_compute
+    share = spent / max(1, sample_pass.prompt_compute + sum(sample_pass.lengths))
+    completion = spent - sample_pass.prompt_compute
     return SweepResult(
         item_id=problem.id,
         grade=problem.grade,
@@ -318,10 +315,10 @@ def _derived_result(
         status="succeeded",
         compute_tokens=spent,
         completion_tokens=completion,
-        flops=usage["flops"] * share,
-        eflops=usage.get("eflops", 0.0) * share,  # a token share: KV reads are not split exactly
-        kv_footprint_tokens=usage["prompt_tokens"] + completion,
-        latency_s=usage["wall_time_s"],  # one batched request: about the pass's time, not a share of it
-        budget_exhausted="tokens" if taken < len(samples) else None,
+        flops=usage.flops * share,
+        eflops=usage.eflops * share,  # a token share: KV reads are not split exactly
+        kv_footprint_tokens=usage.prompt_tokens + completion,
+        latency_s=usage.wall_time_s,  # one batched request: about the pass's time, not a share of it
+        budget_exhausted="tokens" if taken < len(sample_pass.samples) else None,
         derived=True,
     )

@@ -22,12 +22,13 @@ Example: with the defaults, four samples answering 12, 12, 12, 7 are settled (0.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from strategies.votes import count_votes, ranked
 
 Action = Literal["answer", "wave", "switch"]
 
@@ -89,9 +90,9 @@ class Votes:
     @classmethod
     def of(cls, answers: Sequence[str | None]) -> Votes:
         """Example: ``Votes.of(["4", "4", "5", None])`` has leader "4" with 2 votes of 4 samples."""
-        ranked = Counter(answer for answer in answers if answer is not None).most_common(2)
-        leader, leader_votes = ranked[0] if ranked else (None, 0)
-        return cls(len(answers), leader, leader_votes, ranked[1][1] if len(ranked) > 1 else 0)
+        order = ranked(count_votes(answers))
+        leader, leader_votes = order[0] if order else (None, 0.0)
+        return cls(len(answers), leader, int(leader_votes), int(order[1][1]) if len(order) > 1 else 0)
 
     @property
     def share(self) -> float:
@@ -168,11 +169,11 @@ def joined_vote(answers: Sequence[str | None], searched: str | None) -> str | No
     Example: samples 4, 4, 5 and a search answering 5 give 5 (two votes each); a search answering
     7 gives 4 (two votes against one).
     """
-    tally = Counter(answer for answer in answers if answer is not None)
-    leader = tally.most_common(1)[0][0] if tally else None  # as ``Votes.of``: the first drawn wins a tie
+    tally = count_votes(answers)
+    leader = Votes.of(answers).leader  # the first drawn wins a tie
     if searched is None or leader is None:
         return searched if searched is not None else leader
-    return searched if tally[searched] + 1 >= tally[leader] else leader
+    return searched if tally.get(searched, 0.0) + 1 >= tally[leader] else leader
 
 
 def mean_length(lengths: Sequence[int], typical: int) -> float:

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 from orchestrator.core.backends.base import StopCheck, TokenLogprob
 from strategies.selection import Sample
+from strategies.votes import count_votes
 from verifiers.confidence import WINDOW, token_confidence
 
 
@@ -50,9 +51,7 @@ def below_threshold(threshold: float, k: int, window: int = WINDOW) -> StopCheck
 
 def consensus_share(samples: Sequence[Sample]) -> float:
     """The leading answer's share of the vote, each finished trace weighted by its lowest group confidence."""
-    weights: dict[str, float] = {}
-    for sample in samples:
-        if sample.answer is not None and sample.confidence and "lowest_group" in sample.confidence:
-            weights[sample.answer] = weights.get(sample.answer, 0.0) + sample.confidence["lowest_group"]
-    total = sum(weights.values())
-    return max(weights.values()) / total if total > 0 else 0.0
+    weighed = [sample for sample in samples if sample.confidence and "lowest_group" in sample.confidence]
+    votes = count_votes([s.answer for s in weighed], [s.confidence["lowest_group"] for s in weighed])
+    total = sum(votes.values())
+    return max(votes.values()) / total if total > 0 else 0.0

@@ -10,7 +10,6 @@ the same way. A strategy's trace keeps each sample as ``sample.model_dump()``, r
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
@@ -19,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.core.backends.base import Completion
 from orchestrator.core.verification import TextEmbedder
+from strategies.votes import count_votes
 from verifiers.confidence import trace_confidence
 from verifiers.extraction import extract_answer
 
@@ -100,11 +100,8 @@ def tally(samples: Sequence[Sample], rule: Rule = "majority") -> dict[str, float
     Samples without an answer do not vote. Example: two samples answering "4" and one "5"
     give ``{"4": 2.0, "5": 1.0}`` by majority.
     """
-    totals: dict[str, float] = defaultdict(float)
-    for sample in samples:
-        if sample.answer is not None:
-            totals[sample.answer] += (sample.score or 0.0) if rule == "weighted" else 1.0
-    return dict(totals)
+    weights = [sample.score or 0.0 for sample in samples] if rule == "weighted" else None
+    return count_votes([sample.answer for sample in samples], weights)
 
 
 def vote_is_decided(totals: dict[str, float], remaining: int) -> bool:

@@ -11,12 +11,14 @@ from pydantic import ValidationError
 
 from harness.classes import class_cuts
 from harness.datasets import Problem
-from harness.efficiency import baseline_table, compare, ratio, tokens_to_reach
+from harness.efficiency import compare, ratio, tokens_to_reach
 from harness.fit import ACCEPT_SCORES, Replayer, accept_scores, fit_budget, fit_policy, fixed_grid, grid, spend_it_all
+from harness.passes import SamplePass, affordable_prefix
 from harness.replay import (
     Outcome,
     SearchPoint,
     StoredItem,
+    baseline_table,
     best_of_n,
     best_of_n_within,
     item_of,
@@ -113,7 +115,7 @@ def test_a_best_of_n_point_selects_from_the_longest_prefix_the_budget_affords() 
         {"text": f"so {a}", "answer": a, "score": s, "tokens": 50}
         for a, s in [("3", 0.1), ("5", 0.9), ("5", 0.8), ("3", 0.2), ("3", 0.3)]
     ]
-    sample_pass = {"usage": usage, "samples": samples, "error": None}
+    sample_pass = SamplePass.model_validate({"usage": usage, "samples": samples})  # as stored, parsed once
     problem = Problem("q", "5", id="q1")
     config = StrategySpec(strategy="best_of_n")
     point = _derived_result(problem, config, 0, 200, sample_pass, "majority")  # 40 + 3 x 50 fits, 4 do not
@@ -361,21 +363,29 @@ def test_every_class_is_fitted_at_its_streams_price_so_hopeless_votes_get_one_sa
     assert any(rule.max_samples == 1 for rule in grid(16))  # plain one-sample best-of-n is a candidate
 
 
+def test_the_affordable_prefix_is_the_longest_that_fits_after_the_prompt() -> None:
+    assert affordable_prefix(40, [100, 90, 300], 250) == (2, 230)
+    assert affordable_prefix(40, [100, 90], 1000) == (2, 230)  # everything fits
+    assert affordable_prefix(40, [100], 139) == (0, 40)  # not even one sample: the prompt alone
+
+
 def test_stored_samples_are_scored_again_offline_by_a_free_verifier() -> None:
     problem = Problem("What is 3 x 4?", "12", id="p")
-    sample_pass = {
-        "usage": {"prompt_tokens": 20, "cached_prompt_tokens": 0},
-        "samples": [
-            {"answer": "12", "text": "3 x 4 = 12.\n\nThe answer is 12.", "tokens": 10, "score": 0.6},
-            {"answer": "13", "text": "3 x 4 = 13.\n\nThe answer is 13.", "tokens": 10, "score": 0.05},
-        ],
-    }
+    sample_pass = SamplePass.model_validate(
+        {
+            "usage": {"prompt_tokens": 20, "cached_prompt_tokens": 0},
+            "samples": [
+                {"answer": "12", "text": "3 x 4 = 12.\n\nThe answer is 12.", "tokens": 10, "score": 0.6},
+                {"answer": "13", "text": "3 x 4 = 13.\n\nThe answer is 13.", "tokens": 10, "score": 0.05},
+            ],
+        }
+    )
     assert item_of(problem, sample_pass).scores == (0.6, 0.05)
     assert item_of(problem, sample_pass, rescorer("arith_checked")).scores == (0.95, 0.05)
     with pytest.raises(InvalidRequestError, match="scored again only by"):
         rescorer("self_judge")
     # a served verifier's earlier scores, looked up by question and text; a sample it did not score is an error
-    texts = [sample["text"] for sample in sample_pass["samples"]]
+    texts = [sample.text for sample in sample_pass.samples]
     table = {sample_key(problem.question, texts[0]): 0.9, sample_key(problem.question, texts[1]): 0.2}
     assert item_of(problem, sample_pass, rescorer("orm", table)).scores == (0.9, 0.2)
     with pytest.raises(InvalidRequestError, match="no orm score"):
