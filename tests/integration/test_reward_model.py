@@ -91,8 +91,8 @@ async def inprocess_scores(reward_dir: Path) -> AsyncIterator[list[list[float]]]
         listed = {status.name: status for status in verifiers.describe()}
         assert listed["orm"].available and listed["prm"].available
         card = listed["orm"].reward_model
-        assert card is not None and (card["kind"], card["base_model"]) == ("orm", "smollm2-135m")
-        assert card["items"] == 6 and card["judged_model"] == "smollm2-135m"
+        assert card is not None and (card["kind"], card["judged_model"]) == ("orm", "smollm2-135m")
+        assert card["items"] == 6
         assert card["validation"]["epoch"] == 30  # the last epoch's record (no held-out items here: no AUROC)
         assert listed["arith_steps"].reward_model is None
         yield await verifiers.get("orm").score(batch(), scoring_session())

@@ -80,4 +80,5 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(
             if process is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)  # no worker process outlives the test
+                process.wait(30)  # reaped: a killed worker is not left a zombie
         await connection.aclose()
