@@ -12,10 +12,10 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from pydantic import BaseModel
@@ -43,6 +43,7 @@ from verifiers.registry import VerifierSet
 from verifiers.reward import open_reward_model
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def params_streams(params: BaseModel, served: Policy | None = None) -> int:
@@ -179,18 +180,44 @@ class Runtime:
         it under the same id if not: never two jobs, never one unqueued.
         """
         owner = api_key.id if api_key else None
-        job_id = new_job_id()
-        if idempotency_key:
-            job_id = await self.store.claim_idempotency("job", owner, idempotency_key, job_id)
-            with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
-                return await self.store.get_owned_job(job_id, owner)
-        try:
+
+        async def store_new(job_id: str) -> JobRecord:
             return await self._store_job(
                 question, budget, strategy, params, api_key, context_id, context_memory, job_id, enqueue,
                 retry_engine_death, chat,
             )  # fmt: skip
+
+        return await self._once_per_key(
+            "job",
+            owner,
+            idempotency_key,
+            new_job_id(),
+            lambda job_id: self.store.get_owned_job(job_id, owner),
+            store_new,
+        )
+
+    async def _once_per_key(
+        self,
+        scope: str,
+        owner: str | None,
+        idempotency_key: str | None,
+        fresh_id: str,
+        stored: Callable[[str], Awaitable[T]],
+        store_new: Callable[[str], Awaitable[T]],
+    ) -> T:
+        """Store a new record under ``fresh_id``, or (``idempotency_key`` already used by ``owner``)
+        return the one the key names: the key is claimed before anything is stored, a record it
+        names that is not stored yet is stored under that id, and a concurrent twin that stored it
+        first wins (``JobExistsError``)."""
+        target = fresh_id
+        if idempotency_key:
+            target = await self.store.claim_idempotency(scope, owner, idempotency_key, fresh_id)
+            with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
+                return await stored(target)
+        try:
+            return await store_new(target)
         except JobExistsError:  # a concurrent twin with the same key stored it first
-            return await self.store.get_owned_job(job_id, owner)
+            return await stored(target)
 
     async def _store_job(
         self,
@@ -313,16 +340,15 @@ class Runtime:
         in the same step. An ``idempotency_key`` the owner already used returns its context (and
         job), claimed before anything is stored, as for ``submit``."""
         owner = api_key.id if api_key else None
-        context_id = new_context_id()
-        if idempotency_key:
-            context_id = await self.store.claim_idempotency("context", owner, idempotency_key, context_id)
-            with contextlib.suppress(NotFoundError):  # not stored yet: by an attempt that failed, or by us now
-                return await self._stored_context(context_id, owner)
-        budget = self.effective_budget(sleep_budget)
-        try:
+
+        async def store_new(context_id: str) -> tuple[ContextRecord, JobRecord]:
+            budget = self.effective_budget(sleep_budget)
             return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
-        except JobExistsError:  # a concurrent twin with the same key stored it first
-            return await self._stored_context(context_id, owner)
+
+        return await self._once_per_key(
+            "context", owner, idempotency_key, new_context_id(),
+            lambda context_id: self._stored_context(context_id, owner), store_new,
+        )  # fmt: skip
 
     async def _stored_context(self, context_id: str, owner: str | None) -> tuple[ContextRecord, JobRecord]:
         context = await self.store.get_owned_context(context_id, owner)

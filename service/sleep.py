@@ -21,7 +21,7 @@ from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.session import Session
 from orchestrator.core.store import JobRecord, Store
 from orchestrator.core.store.api_keys import ApiKey
-from orchestrator.core.store.contexts import ContextRecord
+from orchestrator.core.store.contexts import PRECOMPUTE_CANCELLED, ContextRecord
 from strategies.base import StrategyResult
 from strategies.sleep_time import SleepParams, with_memory
 
@@ -132,8 +132,7 @@ class ContextKeeper:
         Bookkeeping problems are logged: the job's own outcome still stands."""
         if job.kind != "precompute":
             return
-        cancelled = {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
-        error = None if job.status == "succeeded" else job.error or cancelled
+        error = None if job.status == "succeeded" else job.error or PRECOMPUTE_CANCELLED
         try:
             await self.store.end_precompute(job.context_id, job.id, job.output, job.usage, error)
         except (TTCError, RedisError, OSError) as problem:

@@ -170,7 +170,8 @@ def joined_vote(answers: Sequence[str | None], searched: str | None) -> str | No
     7 gives 4 (two votes against one).
     """
     tally = count_votes(answers)
-    leader = Votes.of(answers).leader  # the first drawn wins a tie
+    order = ranked(tally)
+    leader = order[0][0] if order else None  # as ``Votes.of``: the first drawn wins a tie
     if searched is None or leader is None:
         return searched if searched is not None else leader
     return searched if tally.get(searched, 0.0) + 1 >= tally[leader] else leader

@@ -20,6 +20,9 @@ from orchestrator.core.store.records import AlsoWrite, Change
 ContextStatus = Literal["queued", "computing", "ready", "failed"]
 
 
+PRECOMPUTE_CANCELLED = {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+"""The error a context records when its precompute was cancelled (and the job holds none of its own)."""
+
 CONTEXT_ID = re.compile(r"^ctx-[0-9a-f]{32}$")  # exactly what new_context_id mints
 
 
@@ -160,5 +163,5 @@ class ContextStore(JobStore):
         """A precompute that ended without its worker settling it (cancelled while queued, crashed):
         the context learns so. Applied once per job, so a no-op where the worker did settle it."""
         if job.kind == "precompute" and job.context_id and job.status != "succeeded":
-            error = job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
+            error = job.error or PRECOMPUTE_CANCELLED
             await self.end_precompute(job.context_id, job.id, None, job.usage, error)

@@ -233,11 +233,8 @@ class JobStore(ApiKeyStore):
         return [JobRecord.model_validate_json(record) for record in raw if record is not None]
 
     async def _ended_unsettled(self, job: JobRecord) -> None:
-        """A precompute that ended without its worker settling it (cancelled while queued, crashed):
-        the context learns so. Applied once per job, so a no-op where the worker did settle it."""
-        if job.kind == "precompute" and job.context_id and job.status != "succeeded":
-            error = job.error or {"type": "cancelled", "code": "cancelled", "message": "the precompute was cancelled"}
-            await self.end_precompute(job.context_id, job.id, None, job.usage, error)
+        """A job that ended without its worker storing the outcome (cancelled while queued, crashed):
+        a hook for what else must learn so (``ContextStore``: a precompute's context)."""
 
     async def job_stats(self) -> JobStats:
         """Counters over every job finished so far, by whichever process finished it."""
