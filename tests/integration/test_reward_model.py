@@ -4,7 +4,9 @@ The test model (SmolLM2-135M) is fine-tuned as an outcome reward model on twelve
 (six right, six wrong); its loss must fall, and served by vLLM's pooling runner — in process
 (``TTC_REWARD__MODEL``) and as a ``vllm serve --runner pooling`` server (``TTC_PRM__URL``) — the
 ``orm`` verifier must score every right solution it saw above every wrong one, with the same
-scores both ways.
+scores both ways. Both run in float32 here: in bfloat16 the two engines batch the same rows
+differently and a score near the middle moved by 0.05 between them on one machine, which hid
+whether the server path scores the same tokens at the same tag.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from harness.reward_training import Trainer, TrainingConfig
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.session import Session
-from orchestrator.core.settings import PrmOptions, RewardOptions, Settings
+from orchestrator.core.settings import EngineOptions, PrmOptions, RewardOptions, Settings
 from orchestrator.core.verification import ScoreRequest
 from tests.conftest import serve_vllm
 from verifiers.registry import VerifierSet
@@ -29,6 +31,7 @@ from verifiers.reward import ARTIFACT_FILE, load_reward_meta, open_reward_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
+EXACT = "float32"  # both scorers in one exact dtype, so "the same scores" can be checked tightly
 PAIRS = [(2, 3), (4, 5), (7, 6), (9, 8), (12, 3), (15, 7)]
 
 
@@ -83,7 +86,7 @@ def assert_right_above_wrong(scores: list[list[float]]) -> None:
 
 @pytest.fixture(scope="module")
 async def inprocess_scores(reward_dir: Path) -> AsyncIterator[list[list[float]]]:
-    settings = Settings(reward=RewardOptions(model=reward_dir), prm=PrmOptions())
+    settings = Settings(reward=RewardOptions(model=reward_dir), prm=PrmOptions(), engine=EngineOptions(dtype=EXACT))
     reward = await open_reward_model(settings, "smollm2-135m")
     assert reward is not None
     verifiers = VerifierSet.build(settings, reward)
@@ -112,7 +115,7 @@ def pooling_server(reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
     tag_id = load_reward_meta(reward_dir)["step_tag_id"]
     pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": tag_id}
     log_path = tmp_path_factory.mktemp("reward-server") / "server.log"
-    with serve_vllm(reward_dir, log_path, ["--runner", "pooling", "--pooler-config", json.dumps(pooler)]) as url:
+    with serve_vllm(reward_dir, log_path, ["--runner", "pooling", "--pooler-config", json.dumps(pooler)], EXACT) as url:
         yield url
 
 
