@@ -71,9 +71,24 @@ class ContextRequest(RequestBody):
 
     text: str = Field(..., min_length=1, max_length=64_000)
     sleep_budget: Budget | None = Field(None, description="limits of the precompute (default: the service's)")
-    params: dict[str, Any] = Field(default_factory=dict, description="sleep params: rounds, round_max_tokens, ...")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="sleep params: rounds, questions, samples, agree, retrieve, ... (GET /v1/strategies: sleep_time)",
+    )
     idempotency_key: str | None = Field(
         None, pattern=IDEMPOTENCY_KEY, description="the same key returns the same context (per API key)"
+    )
+
+
+class ContextUpdate(RequestBody):
+    """Text to append to a context; its memory is then recomputed over what changed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    append: str = Field(..., min_length=1, max_length=64_000, description="text added after the context's own")
+    sleep_budget: Budget | None = Field(None, description="limits of the re-sleep (default: the context's)")
+    idempotency_key: str | None = Field(
+        None, pattern=IDEMPOTENCY_KEY, description="the same key appends once (per API key)"
     )
 
 
@@ -82,6 +97,7 @@ class ContextInfo(BaseModel):
 
     context_id: str
     status: str
+    text: str = Field("", description="the context as it stands (with every append)")
     memory: str | None
     memory_version: int
     sleep_usage: Usage

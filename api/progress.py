@@ -59,7 +59,9 @@ def _retry(event: dict[str, Any]) -> str:
 
 
 def _sleep_round(event: dict[str, Any]) -> str:
-    return f"sleep-time round {event.get('round')}: kept {event.get('kept')}, dropped {event.get('dropped')}"
+    stages = event.get("stages") or {}
+    passed = ", ".join(f"{count} {stage}" for stage, count in stages.items() if stage != "kept")
+    return f"sleep-time round {event.get('round')}: {event.get('kept')} facts kept ({passed})"
 
 
 DESCRIBERS = {

@@ -1,20 +1,23 @@
-"""Sleep-time compute vs none on stateful multi-query tasks (one context, four questions).
+"""Sleep-time compute vs none on stateful multi-query tasks (one context, several questions).
 
-Each context's memory is precomputed once; every question is then answered with a small
-test-time budget, with the memory and without it. Test-time tokens are the completion
-tokens spent at question time (the paper's measure); prompt tokens are reported too.
-Without memory, larger budgets and best-of-N votes give the curve to match.
+Each test context's memory is precomputed once (derived facts, checked, grounded and agreed on:
+``strategies.sleep_time``); every question is then answered with and without it, direct at
+several budgets and best-of-N, in one run on one engine. Test-time tokens are the completion
+tokens spent at question time (the paper's measure); cost per query counts compute tokens
+(uncached prompt + completion) on both sides, plus the context's sleep tokens shared by 1, 4
+or 10 questions. Intervals resample contexts (``harness.sleep_report``).
 
-    .venv/bin/python benchmarks/sleep_time_multi_query.py [--contexts 8] [--seed 0]
-    .venv/bin/python benchmarks/sleep_time_multi_query.py --memory oracle --contexts 4
+Resumable: answered questions land in ``results/sleep_time/<dataset>-<memory>.jsonl`` and
+memories in ``...contexts.jsonl``; a rerun with the same arguments skips them.
 
-``--memory oracle`` replaces the precompute with a perfect sleeper's memory: each of the
-context's questions with its right answer, stored through the same context path. It bounds
-what the query phase can gain from a memory, separately from how well the model writes one.
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset multi_query --contexts 30
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset bakery --contexts 30
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset stateful_gsm --contexts 30
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --memory oracle --contexts 8
 
-Reports: accuracy at equal test-time budget; test-time tokens the no-memory curve needs to
-reach the memory's accuracy (ratio); cost per query at 4 queries per context, counting the
-sleep tokens amortised over the context's questions.
+``--memory oracle`` stores a perfect sleeper's memory instead (each question's quantity as a
+fact, no sleep tokens): what the query phase can gain from a memory, apart from how well the
+model writes one.
 """
 
 from __future__ import annotations
@@ -22,166 +25,198 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import tempfile
 from pathlib import Path
 
 import anyio
 
-RESULTS_DIR = Path(__file__).parent / "results"
-BUDGETS = [32, 64, 128, 256]
-VOTES = [2, 4, 8]
+RESULTS_DIR = Path(__file__).parent / "results" / "sleep_time"
+BUDGETS = [64, 128, 256]
+VOTES = [2, 4]
+MEMORY_VOTES = [2]
+VOTE_TOKENS = 256
+
+
+def configurations() -> list[tuple[str, str, dict, bool]]:
+    """(label, strategy, params, with memory) of every way a question is answered."""
+    runs = []
+    for budget in BUDGETS:
+        runs += [
+            (f"{side}/direct@{budget}", "direct", {"max_tokens": budget}, side == "memory")
+            for side in ("memory", "none")
+        ]
+    for n in VOTES:
+        params = {"n": n, "max_tokens": VOTE_TOKENS, "adaptive": False}
+        runs.append((f"none/best_of_{n}@{VOTE_TOKENS}", "best_of_n", params, False))
+        if n in MEMORY_VOTES:
+            runs.append((f"memory/best_of_{n}@{VOTE_TOKENS}", "best_of_n", params, True))
+    return runs
+
+
+def whole_contexts(dataset: str, contexts: int, seed: int) -> list:
+    """The test split's first ``contexts`` contexts, each with all of its questions."""
+    from harness.catalog import load_dataset
+
+    problems = load_dataset(dataset, "test", contexts * 6, seed)
+    chosen = list(dict.fromkeys(p.meta["context_id"] for p in problems))[:contexts]
+    return [p for p in problems if p.meta["context_id"] in chosen]
 
 
 async def main(args: argparse.Namespace) -> dict:
-    from harness.datasets import multi_query_contexts
     from harness.grading import is_correct
+    from harness.sleep_report import accuracy_intervals, comparison, graded_facts
     from orchestrator.core.backends.inprocess import InProcessBackend
     from orchestrator.core.budget import Budget
     from orchestrator.core.model_catalog import ensure_model
-    from orchestrator.core.settings import EngineOptions, Settings
+    from orchestrator.core.settings import EngineOptions, RequestLimits, Settings
     from orchestrator.core.store import Store, open_redis
     from service.runtime import Runtime
     from verifiers.registry import VerifierSet
 
-    settings = Settings()
+    stem = RESULTS_DIR / f"{args.dataset}-{args.memory}"
+    answers_path, contexts_path = stem.with_suffix(".jsonl"), Path(f"{stem}.contexts.jsonl")
+    answered = {(row["label"], row["id"]) for row in _rows(answers_path)}
+    memories = {row["context"]: row for row in _rows(contexts_path)}
+    problems = whole_contexts(args.dataset, args.contexts, args.seed)
+    settings = Settings(limits=RequestLimits(deadline_s=3600))  # queued behind the other contexts on 2 cores
     model = ensure_model(settings.model_cache_dir, settings.model)
     backend = await InProcessBackend.start(str(model), EngineOptions(cpu_kv_cache_space_gib=2))
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-bench-")))
     runtime = Runtime(settings, backend, Store(connection, "bench"), VerifierSet.build(settings))
-    problems = multi_query_contexts(args.contexts, args.seed)
-    label = "oracle" if args.memory == "oracle" else "memory"
-    contexts: dict[str, dict] = {}
-    points: dict[str, list[dict]] = {}
+    loose = Budget(deadline_s=3600, max_tokens=40_000)  # the sleep's own params bound it, not the default 4,096
+    sleep = {"rounds": args.rounds, "questions": args.questions, "samples": args.samples, "agree": args.agree,
+             "round_max_tokens": args.round_tokens, "retrieve": args.retrieve}  # fmt: skip
+    stored_ids: dict[str, str] = {}
     limiter = anyio.CapacityLimiter(args.concurrency)
-    loose = Budget(deadline_s=3600)
 
-    async def answer(problem, label: str, strategy: str, params: dict, context_id: str | None) -> None:
-        question = problem.meta["query"] if context_id else problem.question
+    async def remember(key: str, questions: list) -> None:
+        """The context stored with its memory: recomputed if new, restored from the file if not."""
+        known = memories.get(key)
+        if args.memory == "oracle":
+            record = await oracle_context(runtime, questions)
+        elif known is None:
+            async with limiter:
+                record = await runtime.precompute(questions[0].meta["context"], sleep_budget=loose, params=sleep)
+            job = await runtime.store.get_job(record.job_id)
+            quantities = questions[0].meta["quantities"]
+            known = {"context": key, "sleep_tokens": record.sleep_tokens, "memory": record.memory or "",
+                     "stages": job.trace.get("stages"), "dropped": job.trace.get("dropped", []),
+                     "facts": graded_facts((record.memory or "").splitlines(), quantities),
+                     "candidates": graded_facts(job.trace.get("candidates", []), quantities)}  # fmt: skip
+            _append(contexts_path, known)
+            print(f"{key}: {record.sleep_tokens} sleep tokens, {known['facts']} facts kept, stages {known['stages']}")
+        else:
+            record = await restored_context(runtime, questions[0].meta["context"], known["memory"], sleep)
+        memories[key] = known or {"context": key, "sleep_tokens": 0, "memory": record.memory}
+        stored_ids[key] = record.id
+
+    async def answer(problem, label: str, strategy: str, params: dict, with_memory: bool) -> None:
+        context_id = stored_ids[problem.meta["context_id"]] if with_memory else None
+        question = problem.meta["query"] if with_memory else problem.question
         async with limiter:
             job = await runtime.reason(question, budget=loose, strategy=strategy, params=params, context_id=context_id)
-        points.setdefault(label, []).append(
-            {
-                "id": problem.id,
-                "correct": is_correct(problem, job.answer, job.output),
-                "completion_tokens": job.usage.completion_tokens,
-                "prompt_tokens": job.usage.prompt_tokens - job.usage.cached_prompt_tokens,
-            }
-        )
+        row = {"label": label, "id": problem.id, "context": problem.meta["context_id"],
+               "correct": is_correct(problem, job.answer, job.output),
+               "completion_tokens": job.usage.completion_tokens, "compute_tokens": job.usage.compute_tokens,
+               "facts_used": (job.trace.get("context") or {}).get("facts_used")}  # fmt: skip
+        _append(answers_path, row)
 
     try:
-        sleep = {"rounds": args.rounds, "round_max_tokens": args.round_tokens}
+        by_context: dict[str, list] = {}
         for problem in problems:
-            key = problem.meta["context_id"]
-            if key in contexts:
-                continue
-            if args.memory == "oracle":
-                record = await oracle_context(runtime, [p for p in problems if p.meta["context_id"] == key])
-            else:
-                record = await runtime.precompute(problem.meta["context"], sleep_budget=loose, params=sleep)
-            contexts[key] = {"id": record.id, "sleep_tokens": record.sleep_tokens, "memory": record.memory}
-            print(f"{key}: {record.sleep_tokens} sleep tokens, memory:\n{record.memory}\n")
+            by_context.setdefault(problem.meta["context_id"], []).append(problem)
+        async with anyio.create_task_group() as group:
+            for key, questions in by_context.items():
+                group.start_soon(remember, key, questions)
         async with anyio.create_task_group() as group:
             for problem in problems:
-                context_id = contexts[problem.meta["context_id"]]["id"]
-                for b in BUDGETS:
-                    params = {"max_tokens": b}
-                    group.start_soon(answer, problem, f"{label}/direct@{b}", "direct", params, context_id)
-                    group.start_soon(answer, problem, f"none/direct@{b}", "direct", params, None)
-                for n in VOTES:
-                    params = {"n": n, "max_tokens": 128, "adaptive": False}
-                    group.start_soon(answer, problem, f"none/best_of_{n}@128", "best_of_n", params, None)
+                for label, strategy, params, with_memory in configurations():
+                    if (label, problem.id) not in answered:
+                        group.start_soon(answer, problem, label, strategy, params, with_memory)
     finally:
         await runtime.verifiers.aclose()
         await backend.aclose()
         await connection.aclose()
+    return report(args, sleep, list(_rows(answers_path)), memories, accuracy_intervals, comparison)
 
-    summary = {
-        label: {
-            "accuracy": sum(p["correct"] for p in rows) / len(rows),
-            "test_time_tokens": statistics.mean(p["completion_tokens"] for p in rows),
-            "prompt_tokens": statistics.mean(p["prompt_tokens"] for p in rows),
-        }
-        for label, rows in sorted(points.items())
-    }
-    sleep_per_query = statistics.mean(c["sleep_tokens"] for c in contexts.values()) / 4
-    memory_points = {b: _point(summary[f"{label}/direct@{b}"]) for b in BUDGETS}
-    # The no-memory curve: direct at each budget (keyed by budget, so the same-budget comparison
-    # is direct vs direct) and the votes (keyed apart, negative, as they have no budget of their own).
-    baseline = {b: _point(summary[f"none/direct@{b}"]) for b in BUDGETS}
-    baseline |= {-n: _point(summary[f"none/best_of_{n}@128"]) for n in VOTES}
-    rows = []
-    for row in matched(memory_points, baseline):
-        memory_cost = row["memory_tokens"] + sleep_per_query
-        rows.append(
-            row
-            | {
-                "cost_per_query_with_sleep": memory_cost,
-                "cost_ratio_at_4_queries": row["baseline_tokens_to_match"] / memory_cost,
-            }
-        )
+
+def report(args, sleep: dict, rows: list[dict], memories: dict[str, dict], accuracy_intervals, comparison) -> dict:
+    """The saved report: per configuration, the headline comparison, and the facts' grades."""
+    sleep_tokens = {key: int(row.get("sleep_tokens", 0)) for key, row in memories.items()}
+    kept = [row["facts"] for row in memories.values() if "facts" in row]
+    candidates = [row["candidates"] for row in memories.values() if "candidates" in row]
+    stages: dict[str, int] = {}
+    for row in memories.values():
+        for stage, count in (row.get("stages") or {}).items():
+            stages[stage] = stages.get(stage, 0) + count
     return {
         "benchmark": "sleep_time_multi_query",
+        "dataset": args.dataset,
+        "split": "test",
         "memory": args.memory,
-        "contexts": len(contexts),
-        "questions": len(problems),
-        "seed": args.seed,
+        "contexts": len(memories),
+        "questions": len({row["id"] for row in rows}),
         "sleep_params": sleep,
-        "mean_sleep_tokens_per_context": sleep_per_query * 4,
-        "summary": summary,
-        "memory_vs_none": rows,
-        "memories": {k: v["memory"] for k, v in contexts.items()},
+        "mean_sleep_tokens_per_context": sum(sleep_tokens.values()) / max(1, len(sleep_tokens)),
+        "configurations": accuracy_intervals(rows),
+        "comparison": comparison(rows, sleep_tokens),
+        "facts": {
+            "filter_stages": stages,
+            "candidates_right": _share(candidates),
+            "kept_right": _share(kept),
+        },
     }
+
+
+def _share(grades: list[dict]) -> dict:
+    facts, right = sum(g["facts"] for g in grades), sum(g["right"] for g in grades)
+    return {"facts": facts, "right": right, "share": right / facts if facts else None}
 
 
 async def oracle_context(runtime, questions: list):
-    """A context whose memory is every one of its questions with the right answer (no sleep tokens)."""
+    """A context whose memory is each question's quantity as a fact (no sleep tokens)."""
     from orchestrator.core.budget import Usage
 
-    notes = "\n".join(f"Q: {p.meta['query']} A: {p.answer}" for p in questions)
-    context, job = await runtime.create_context(questions[0].meta["context"])
-    return await runtime.store.end_precompute(context.id, job.id, notes, Usage(), None)
+    facts = "\n".join(f"Q: {p.meta['query']} A: → {p.answer}" for p in questions)
+    context, job = await runtime.create_context(questions[0].meta["context"], params={"retrieve": 0})
+    return await runtime.store.end_precompute(context.id, job.id, facts, Usage(), None)
 
 
-def matched(memory: dict[int, tuple[float, float]], baseline: dict[int, tuple[float, float]]) -> list[dict]:
-    """Per budget: the memory point, and the test-time tokens the no-memory baseline needs to match
-    its accuracy on the concave hull of the baseline's points (any mix of them)."""
-    from harness.efficiency import tokens_to_reach
-    from harness.report import concave_hull
+async def restored_context(runtime, text: str, memory: str, sleep: dict):
+    """A context stored with a memory computed by an earlier run (a resumed run does not sleep twice)."""
+    from orchestrator.core.budget import Usage
 
-    curve = concave_hull([(0.0, 0.0), *((tokens, accuracy) for accuracy, tokens in baseline.values())])
-    rows = []
-    for budget, (accuracy, tokens) in sorted(memory.items()):
-        needed, note = tokens_to_reach(curve, accuracy)
-        rows.append(
-            {
-                "budget": budget,
-                "memory_accuracy": accuracy,
-                "memory_tokens": tokens,
-                "baseline_tokens_to_match": needed,
-                "test_time_ratio": needed / tokens if tokens > 0 else None,
-                "note": note,
-            }
-        )
-    return rows
+    context, job = await runtime.create_context(text, params=sleep)
+    return await runtime.store.end_precompute(context.id, job.id, memory, Usage(), None)
 
 
-def _point(row: dict) -> tuple[float, float]:
-    return row["accuracy"], row["test_time_tokens"]
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _append(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--contexts", type=int, default=8)
+    parser.add_argument("--dataset", choices=["multi_query", "bakery", "stateful_gsm"], default="multi_query")
+    parser.add_argument("--contexts", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--round-tokens", type=int, default=256)
+    parser.add_argument("--questions", type=int, default=6)
+    parser.add_argument("--samples", type=int, default=4)
+    parser.add_argument("--agree", type=int, default=3)
+    parser.add_argument("--round-tokens", type=int, default=384)
+    parser.add_argument("--retrieve", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory", choices=["sleep", "oracle"], default="sleep", help="who writes the memory")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
-    report = anyio.run(main, parser.parse_args())
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / ("sleep_time_multi_query.json" if report["memory"] == "sleep" else "sleep_time_oracle.json")
-    out.write_text(json.dumps(report, indent=2))
-    print(json.dumps({k: report[k] for k in ("summary", "memory_vs_none")}, indent=2))
+    parsed = parser.parse_args()
+    result = anyio.run(main, parsed)
+    out = RESULTS_DIR / f"{parsed.dataset}-{parsed.memory}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: result[k] for k in ("comparison", "facts")}, indent=2))
     print(f"saved {out}")

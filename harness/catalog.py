@@ -1,7 +1,9 @@
 """Datasets by name, with reproducible dev/test splits.
 
-Names: ``arithmetic``, ``countdown``, ``multi_query`` (generated), ``gsm8k``, ``math500``,
-``aime`` (public), ``gym:<family>`` (reasoning-gym), or a path to a ``.jsonl`` file.
+Names: ``arithmetic``, ``countdown``, ``multi_query`` and ``bakery`` (generated; the last two
+multi-question contexts), ``stateful_gsm`` (multi-question contexts from reasoning-gym's
+``gsm_symbolic``), ``gsm8k``, ``math500``, ``aime`` (public), ``gym:<family>`` (reasoning-gym),
+or a path to a ``.jsonl`` file.
 
 Every set is split by what its items say (``Problem.content_hash``: the normalised question,
 or the context for multi-question contexts), not by id: generated and public sets repeat
@@ -16,11 +18,17 @@ from collections.abc import Callable
 from typing import Literal
 
 from harness import public_data
-from harness.datasets import Problem, countdown, graded_arithmetic, multi_query_contexts
+from harness.datasets import Problem, bakery_contexts, countdown, graded_arithmetic, multi_query_contexts
 from orchestrator.core.errors import InvalidRequestError
 
 Split = Literal["dev", "test", "all"]
-GENERATED = {"arithmetic": graded_arithmetic, "countdown": countdown, "multi_query": multi_query_contexts}
+GENERATED = {
+    "arithmetic": graded_arithmetic,
+    "countdown": countdown,
+    "multi_query": multi_query_contexts,
+    "bakery": bakery_contexts,
+    "stateful_gsm": public_data.stateful_gsm_symbolic,
+}
 FIXED = {"gsm8k": public_data.gsm8k, "math500": public_data.math500, "aime": public_data.aime}
 DATASET_NAMES = [*GENERATED, *FIXED, "gym:<family>", "<file>.jsonl"]
 

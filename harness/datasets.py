@@ -179,12 +179,13 @@ def _random_expression(rng: random.Random, numbers: list[int]) -> tuple[str, int
 def multi_query_contexts(count: int, seed: int | str = 0, questions_per_context: int = 4) -> list[Problem]:
     """``count`` shop contexts with ``questions_per_context`` questions each (stateful tasks).
 
-    Every question carries its context in ``meta["context"]`` and ``meta["context_id"]``;
-    the question text is the context followed by the question, so any strategy can answer
-    it. Grades rise with the steps a question needs (0: one lookup-and-add ... 3: four).
+    Every question carries its context in ``meta["context"]`` and ``meta["context_id"]``, and
+    the quantities the context implies in ``meta["quantities"]`` (what a sleep phase's facts are
+    graded against); the question text is the context followed by the question, so any strategy
+    can answer it. Grades rise with the steps a question needs (0: one lookup-and-add ... 3: four).
     """
     rng = random.Random(seed)
-    problems = []
+    contexts = []
     for number in range(count):
         red, blue, price, sold, restock = (
             rng.randint(3, 20),
@@ -197,24 +198,63 @@ def multi_query_contexts(count: int, seed: int | str = 0, questions_per_context:
             f"A shop has {red} red pens and {blue} blue pens. Every pen costs {price} dollars. "
             f"On Monday the shop sells {sold} red pens. On Tuesday it receives {restock} new blue pens."
         )
+        after = red - sold + blue + restock
         asked = [
             ("How many pens did the shop have before Monday?", red + blue),
             ("How many red pens are left after Monday?", red - sold),
             ("How many blue pens does the shop have after Tuesday?", blue + restock),
-            (
-                "What are all the pens in the shop worth after Tuesday, in dollars?",
-                (red - sold + blue + restock) * price,
-            ),
-        ][:questions_per_context]
-        context_id = f"shop-{seed}-{number}"
-        for grade, (text, answer) in enumerate(asked):
+            ("What are all the pens in the shop worth after Tuesday, in dollars?", after * price),
+        ]
+        implied = [red + blue, red - sold, blue + restock, red - sold + blue, after, after * price]
+        implied += [(red + blue) * price, sold * price, restock * price]
+        contexts.append((f"shop-{seed}-{number}", context, asked, implied))
+    return _context_questions(contexts, questions_per_context)
+
+
+def bakery_contexts(count: int, seed: int | str = 0, questions_per_context: int = 4) -> list[Problem]:
+    """``count`` bakery contexts, four questions each: a second stateful family, worded unlike the
+    shop and led by multiplication (trays x muffins per tray) instead of sums. Same fields as
+    ``multi_query_contexts``.
+    """
+    rng = random.Random(f"bakery-{seed}")
+    names = ["Rosa", "Omar", "Mei", "Tariq", "Lena", "Kofi", "Ines", "Pavel"]
+    contexts = []
+    for number in range(count):
+        name = rng.choice(names)
+        trays, per_tray, price = rng.randint(2, 6), rng.randint(6, 12), rng.randint(2, 5)
+        baked = trays * per_tray
+        sold, given = rng.randint(5, baked // 2), rng.randint(1, 6)
+        context = (
+            f"{name} runs a bakery. This morning {name} baked {trays} trays of muffins with {per_tray} muffins "
+            f"on each tray. Before noon customers bought {sold} muffins, at {price} dollars each. In the "
+            f"afternoon {name} gave {given} muffins to a shelter."
+        )
+        asked = [
+            ("How many muffins were baked this morning?", baked),
+            ("How many muffins were left at noon?", baked - sold),
+            ("How much money did the muffins sold before noon bring in, in dollars?", sold * price),
+            ("How many muffins were left at the end of the day?", baked - sold - given),
+        ]
+        implied = [baked, baked - sold, sold * price, baked - sold - given, sold + given, baked * price]
+        contexts.append((f"bakery-{seed}-{number}", context, asked, implied))
+    return _context_questions(contexts, questions_per_context)
+
+
+def _context_questions(
+    contexts: list[tuple[str, str, list[tuple[str, int]], list[int]]], questions_per_context: int
+) -> list[Problem]:
+    """One ``Problem`` per question of each (id, context, questions, implied quantities)."""
+    problems = []
+    for context_id, context, asked, implied in contexts:
+        quantities = sorted({str(value) for value in implied})
+        for grade, (text, answer) in enumerate(asked[:questions_per_context]):
             problems.append(
                 Problem(
                     f"{context}\n\nQuestion: {text}",
                     str(answer),
                     id=f"{context_id}-q{grade}",
                     grade=grade,
-                    meta={"context_id": context_id, "context": context, "query": text},
+                    meta={"context_id": context_id, "context": context, "query": text, "quantities": quantities},
                 )
             )
     return problems

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -62,12 +63,7 @@ def aime() -> list[Problem]:
 
 def reasoning_gym(family: str, count: int, seed: int | str) -> list[Problem]:
     """``count`` items of one reasoning-gym family, reproducible from ``seed``."""
-    import reasoning_gym as gym
-
-    try:
-        dataset = gym.create_dataset(family, size=count, seed=_int_seed(seed))
-    except (KeyError, ValueError) as error:
-        raise InvalidRequestError(f"unknown reasoning-gym family {family!r} ({error})") from None
+    dataset = _gym_entries(family, count, seed)
     return [
         Problem(
             entry["question"],
@@ -78,6 +74,63 @@ def reasoning_gym(family: str, count: int, seed: int | str) -> list[Problem]:
         )
         for index, entry in enumerate(dataset)
     ]
+
+
+_GSM_TRAILER = re.compile(r"\s*Give the result as your final answer\.?\s*Do not include units\.?\s*$")
+_READABLE_NAME = re.compile(r"^[a-z]+(?:_[a-z]+)+$")  # total_fees, not n3 or num_item2
+
+
+def stateful_gsm_symbolic(count: int, seed: int | str, variants: int = 3) -> list[Problem]:
+    """Multi-question contexts from reasoning-gym's ``gsm_symbolic`` templates (Stateful GSM-Symbolic):
+    the context is the problem without its question; the questions are the original one and up
+    to ``variants`` more, each asking for a quantity the template derives (a variable the text
+    does not state, with a readable name: "What is the total fees in this situation?"). Fields as
+    for ``datasets.multi_query_contexts``; ``meta["quantities"]`` holds every derived value.
+    """
+    problems = []
+    for index, entry in enumerate(_gym_entries("gsm_symbolic", count, seed)):
+        text = _GSM_TRAILER.sub("", entry["question"]).strip()
+        sentences = re.split(r"(?<=[.!?])\s+", text)
+        if len(sentences) < 2 or not sentences[-1].endswith("?"):
+            continue
+        context, question = " ".join(sentences[:-1]), sentences[-1]
+        stated = set(re.findall(r"\d+(?:\.\d+)?", context))
+        derived = {
+            name: value
+            for name, value in entry["metadata"].get("variables", {}).items()
+            if isinstance(value, int | float) and not isinstance(value, bool) and str(value) not in stated
+        }
+        asked = [(question, str(entry["answer"]))]
+        for name, value in derived.items():
+            if len(asked) > variants or not _READABLE_NAME.match(name) or str(value) == str(entry["answer"]):
+                continue
+            asked.append((f"What is the {name.replace('_', ' ')} in this situation?", _plain_number(value)))
+        context_id = f"gsm-stateful-{seed}-{index}"
+        quantities = sorted({_plain_number(value) for value in derived.values()} | {str(entry["answer"])})
+        for grade, (query, answer) in enumerate(asked):
+            problems.append(
+                Problem(
+                    f"{context}\n\nQuestion: {query}",
+                    answer,
+                    id=f"{context_id}-q{grade}",
+                    grade=grade,
+                    meta={"context_id": context_id, "context": context, "query": query, "quantities": quantities},
+                )
+            )
+    return problems
+
+
+def _gym_entries(family: str, count: int, seed: int | str) -> list[dict[str, Any]]:
+    import reasoning_gym as gym
+
+    try:
+        return list(gym.create_dataset(family, size=count, seed=_int_seed(seed)))
+    except (KeyError, ValueError) as error:
+        raise InvalidRequestError(f"unknown reasoning-gym family {family!r} ({error})") from None
+
+
+def _plain_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 def load_jsonl(path: str | Path) -> list[Problem]:

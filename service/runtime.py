@@ -34,7 +34,7 @@ from orchestrator.core.store.jobs import MemoryWait, new_job_id
 from orchestrator.core.store.records import STORE_ERRORS
 from service.jobs import Worker
 from service.outcome import Ending, decide
-from service.sleep import ContextKeeper
+from service.sleep import ContextKeeper, client_sleep_params
 from strategies import get_strategy
 from strategies.auto import AutoParams, check_policy_model
 from strategies.base import StrategyResult, parallel_streams
@@ -340,15 +340,57 @@ class Runtime:
         in the same step. An ``idempotency_key`` the owner already used returns its context (and
         job), claimed before anything is stored, as for ``submit``."""
         owner = api_key.id if api_key else None
+        self.check_parallel("sleep_time", client_sleep_params(params))
 
         async def store_new(context_id: str) -> tuple[ContextRecord, JobRecord]:
-            budget = self.effective_budget(sleep_budget)
+            budget = self.effective_budget(self._sleep_budget(sleep_budget, params))
             return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
 
         return await self._once_per_key(
             "context", owner, idempotency_key, new_context_id(),
             lambda context_id: self._stored_context(context_id, owner), store_new,
         )  # fmt: skip
+
+    async def extend_context(
+        self,
+        context_id: str,
+        text: str,
+        *,
+        sleep_budget: Budget | None = None,
+        api_key: ApiKey | None = None,
+        idempotency_key: str | None = None,
+        enqueue: bool = False,
+    ) -> tuple[ContextRecord, JobRecord]:
+        """Append ``text`` to a context the caller owns and store its re-sleep job (``enqueue``:
+        queued in the same step); its budget is ``sleep_budget`` or the context's own. A key the
+        owner already used returns the context and the re-sleep it started, so a retried append
+        appends once."""
+        owner = api_key.id if api_key else None
+
+        async def store_new(job_id: str) -> tuple[ContextRecord, JobRecord]:
+            context = await self.store.get_owned_context(context_id, owner)
+            budget = self.effective_budget(sleep_budget or context.sleep_budget)
+            return await self.contexts.extend(context.id, text, budget, api_key, job_id=job_id, enqueue=enqueue)
+
+        async def stored(job_id: str) -> tuple[ContextRecord, JobRecord]:
+            job = await self.store.get_owned_job(job_id, owner)
+            return await self.store.get_owned_context(job.context_id or context_id, owner), job
+
+        return await self._once_per_key("context-extend", owner, idempotency_key, new_job_id(), stored, store_new)
+
+    async def delete_context(self, context_id: str, *, api_key: ApiKey | None = None) -> None:
+        """Remove a context the caller owns and its memory; a precompute still running is cancelled."""
+        await self.contexts.delete(context_id, api_key)
+
+    def _sleep_budget(self, requested: Budget | None, params: dict[str, Any] | None) -> Budget:
+        """A precompute's budget: as requested, and where it names no token limit, what its params can
+        spend (up to the operator's ceiling) instead of a question's default, which would afford a
+        round's proposal and only a couple of its answers."""
+        requested = requested or Budget()
+        if requested.max_tokens is not None:
+            return requested
+        needed = client_sleep_params(params).full_cost()
+        return requested.model_copy(update={"max_tokens": min(needed, self.settings.limits.max_tokens)})
 
     async def _stored_context(self, context_id: str, owner: str | None) -> tuple[ContextRecord, JobRecord]:
         context = await self.store.get_owned_context(context_id, owner)

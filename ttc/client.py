@@ -79,6 +79,14 @@ class _Base:
             "idempotency_key": f"sdk-{uuid.uuid4().hex}",  # a retried create returns the same context
         }
 
+    @staticmethod
+    def _append_body(text: str, sleep_budget: Budget | dict | None) -> dict[str, Any]:
+        return {
+            "append": text,
+            "sleep_budget": _budget(sleep_budget),
+            "idempotency_key": f"sdk-{uuid.uuid4().hex}",  # a retried append appends once
+        }
+
     def _backoff(self, attempt: int, response: httpx.Response | None) -> float:
         retry_after = response.headers.get("retry-after") if response is not None else None
         if retry_after:
@@ -174,6 +182,19 @@ class Client(_Base):
     def context(self, context_id: str) -> ContextInfo:
         """A context's status, memory, sleep tokens and questions served."""
         return ContextInfo.model_validate(self._request("GET", f"/v1/contexts/{context_id}"))
+
+    def extend_context(self, context_id: str, text: str, *, sleep_budget=None) -> ContextInfo:
+        """Append ``text`` to a context; its memory is recomputed over what changed (returns at once,
+        status ``queued``; questions use the old memory until then).
+
+        Example: ``client.extend_context(info.context_id, "On Friday it sells 4 more.")``.
+        """
+        body = self._append_body(text, sleep_budget)
+        return ContextInfo.model_validate(self._request("PATCH", f"/v1/contexts/{context_id}", json=body))
+
+    def delete_context(self, context_id: str) -> None:
+        """Remove a context and its memory (a precompute still running is cancelled)."""
+        self._request("DELETE", f"/v1/contexts/{context_id}")
 
     def wait_for_context(self, context_id: str, timeout: float | None = None, poll_s: float = 0.5) -> ContextInfo:
         """Wait until the context's memory is ready (or its precompute failed)."""
@@ -311,6 +332,13 @@ class AsyncClient(_Base):
 
     async def context(self, context_id: str) -> ContextInfo:
         return ContextInfo.model_validate(await self._request("GET", f"/v1/contexts/{context_id}"))
+
+    async def extend_context(self, context_id: str, text: str, *, sleep_budget=None) -> ContextInfo:
+        body = self._append_body(text, sleep_budget)
+        return ContextInfo.model_validate(await self._request("PATCH", f"/v1/contexts/{context_id}", json=body))
+
+    async def delete_context(self, context_id: str) -> None:
+        await self._request("DELETE", f"/v1/contexts/{context_id}")
 
     async def wait_for_context(
         self,

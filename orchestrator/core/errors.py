@@ -48,6 +48,13 @@ class JobExistsError(InvalidRequestError):
     http_status = 409
 
 
+class ConflictError(InvalidRequestError):
+    """The request is valid but the record is busy (a context whose memory is being computed)."""
+
+    code = "conflict"
+    http_status = 409
+
+
 class RequestTooLargeError(InvalidRequestError):
     """The request body is larger than the service accepts."""
 

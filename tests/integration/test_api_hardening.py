@@ -54,6 +54,7 @@ def _route_calls(app, job_id: str, context_id: str) -> list[tuple[str, str, dict
         "/v1/reason": REASON,
         "/v1/chat/completions": {"messages": [{"role": "user", "content": "3 + 4?"}], "max_tokens": 1000},
         "/v1/contexts": {"text": "Tom has 3 apples.", "sleep_budget": {"max_tokens": 1000}},
+        "/v1/contexts/{context_id}": {"append": "Tom eats 1 apple.", "sleep_budget": {"max_tokens": 1000}},
     }
     calls = []
     for route in app.routes:

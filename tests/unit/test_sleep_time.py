@@ -1,59 +1,132 @@
-"""Sleep-time compute logic on the scripted backend: notes, their check, the query prompt."""
+"""Sleep-time compute logic on the scripted backend: proposed questions, their answers and the
+filters (agreement, calculator, grounding), a re-sleep over grown text, and the query prompt."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
-from strategies.sleep_time import QUERY_NOTES, SleepParams, _capped, parse_notes, precompute_memory, with_memory
+from strategies.facts import Fact, chain_grounded, context_numbers, equations_in, grounded_in, parse_facts
+from strategies.sleep_time import QUERY_NOTES, SleepParams, _capped, precompute_memory, revalidated, with_memory
 from tests.sessions import new_session
 
 CONTEXT = "A shop has 12 red pens and 7 blue pens. Every pen costs 3 dollars."
 
 
-def test_notes_are_parsed_from_numbered_or_plain_lines() -> None:
-    text = "Here goes.\n1. Q: How many pens? A: 12 + 7 = 19\nQ: Red cost? A: 12 x 3 = 36\nnoise Q: no"
-    assert parse_notes(text) == ["Q: How many pens? A: 12 + 7 = 19", "Q: Red cost? A: 12 x 3 = 36"]
+def test_equations_are_read_from_plain_and_latex_working() -> None:
+    text = r"First \(12 \text{ pens} \times 3 = 36\) dollars, then $36 + 21 = $57. So (3 + 4) * 2 = 14. Six 12 = 12."
+    assert [(eq.expression, eq.value) for eq in equations_in(text)] == [
+        ("12 * 3", 36),
+        ("36 + 21", 57),
+        ("(3 + 4) * 2", 14),
+    ]
 
 
-def test_the_query_prompt_carries_context_memory_and_question() -> None:
-    asked = with_memory(CONTEXT, "Q: How many pens? A: 19", "How many pens?")
+def test_fact_lines_are_parsed_from_lists_with_units_and_dollar_signs() -> None:
+    facts = parse_facts("1. Pens in all: 12 + 7 = 19 pens\n- Red pens' cost: $12 x 3 = $36.\nThe answer is 5.")
+    assert [fact.line() for fact in facts] == ["Pens in all: 12 + 7 = 19", "Red pens' cost: 12 x 3 = 36"]
+    assert Fact("per person", "7 / 2", Fraction(7, 2)).line() == "per person: 7 / 2 = 3.5"
+    assert not Fact("pens", "12 + 7", Fraction(20)).checks()
+
+
+def test_working_is_grounded_only_in_stated_numbers_and_its_own_earlier_results() -> None:
+    known = context_numbers("Twice a week she buys a dozen eggs, 30% of them brown, for 3 dollars.")
+    assert {2, 7, 12, 30, 100, 3} <= known
+    assert not grounded_in(Fact("", "1 + 1", Fraction(2)), known - {Fraction(1)})  # holds, says nothing here
+    assert chain_grounded(equations_in("2 x 12 = 24, then 24 x 3 = 72"), known)  # 24 came from the step before
+    assert not chain_grounded(equations_in("24 x 4 = 96"), known)  # 24 and 4 are nowhere
+
+
+def test_the_query_prompt_carries_context_facts_and_question() -> None:
+    asked = with_memory(CONTEXT, ["Q: How many pens? A: 12 + 7 = 19 → 19"], "How many pens?")
     assert asked.startswith(CONTEXT) and QUERY_NOTES in asked and asked.endswith("Question: How many pens?")
     assert QUERY_NOTES not in with_memory(CONTEXT, None, "How many pens?")
 
 
-def test_memory_is_capped_at_whole_notes() -> None:
-    assert _capped("Q: a A: 1\nQ: b A: 2", 12) == "Q: a A: 1"
+def test_memory_is_capped_at_whole_facts() -> None:
+    assert _capped("a: 1 + 1 = 2\nb: 2 + 2 = 4", 14) == "a: 1 + 1 = 2"
     assert _capped("x" * 50, 10) == "x" * 10
 
 
-async def test_wrong_arithmetic_is_dropped_and_rounds_stop_when_nothing_is_new() -> None:
-    rounds = [
-        "1. Q: How many pens? A: 12 + 7 = 19\n2. Q: Cost of red pens? A: 12 x 3 = 35",
-        "Q: How many pens? A: 12 + 7 = 19\nQ: Cost of blue pens? A: 7 x 3 = 21",
-        "Q: How many pens? A: 12 + 7 = 19",
-    ]
-    calls: list[str] = []
+SOLUTIONS = {
+    "How many pens are there?": ["12 + 7 = 19. The answer is 19."] * 3 + ["The answer is 20."],
+    "What do the red pens cost?": ["12 x 3 = 35. The answer is 35."] * 4,  # agreed, arithmetic wrong
+    "What do two shops' pens cost?": ["19 x 2 = 38, 38 x 3 = 114. The answer is 114."] * 4,  # 2 shops: not stated
+    "How many blue pens are there?": ["The answer is 7."] * 4,  # a lookup: no working to check
+    "What is one pen's price in cents?": ["3 x 100 = 300. The answer is 300."] * 2 + ["The answer is 3."] * 2,
+    "What are all the pens worth?": ["19 x 3 = 57. The answer is 57."] * 4,  # builds on 19, kept in round 1
+}
 
+
+def shop_script(rounds: list[list[str]], calls: list[str]):
     def script(prompt: str, sampling) -> list[str]:
         calls.append(prompt)
-        return [rounds[len(calls) - 1]]
+        if "Question: " in prompt:
+            question = prompt.split("Question: ")[1].split("\n")[0].split("<")[0].strip()
+            return SOLUTIONS[question][: sampling.n]
+        return ["\n".join(rounds[min(sum("Question: " not in c for c in calls), len(rounds)) - 1])]
 
-    session = new_session(ScriptedBackend(script), BudgetMeter(Budget()))
-    memory = await precompute_memory(CONTEXT, session, SleepParams(rounds=5))
-    assert memory.notes == ["Q: How many pens? A: 12 + 7 = 19", "Q: Cost of blue pens? A: 7 x 3 = 21"]
-    assert memory.dropped == ["Q: Cost of red pens? A: 12 x 3 = 35"]  # 12 x 3 is 36
-    assert memory.rounds == 3 and "Your notes so far:\nQ: How many pens? A: 12 + 7 = 19" in calls[1]
-
-
-async def test_a_spent_sleep_budget_keeps_the_notes_so_far() -> None:
-    def script(prompt: str, sampling) -> list[str]:
-        return ["Q: How many pens? A: 12 + 7 = 19\n" + "x" * 400]
-
-    meter = BudgetMeter(Budget(max_tokens=700))
-    memory = await precompute_memory(CONTEXT, new_session(ScriptedBackend(script), meter), SleepParams(rounds=4))
-    assert memory.notes == ["Q: How many pens? A: 12 + 7 = 19"] and meter.usage.budget_exhausted == "tokens"
+    return script
 
 
-def test_notes_with_the_answer_on_the_next_line_are_parsed() -> None:
-    text = "Q: 1. What do the red pens cost?\nA: 12 * 3 = 36\nA: a stray answer\nQ: Blue? A: 7 * 3 = 21"
-    assert parse_notes(text) == ["Q: What do the red pens cost? A: 12 * 3 = 36", "Q: Blue? A: 7 * 3 = 21"]
+async def test_each_filter_drops_what_it_should_and_later_rounds_build_on_kept_facts() -> None:
+    rounds = [
+        [f"{number}. {question}" for number, question in enumerate(list(SOLUTIONS)[:5], start=1)],
+        ["Q: What are all the pens worth?", "How many pens are there?"],  # one new, one asked before
+        ["How many pens are there?"],  # nothing new
+    ]
+    calls: list[str] = []
+    session = new_session(ScriptedBackend(shop_script(rounds, calls)), BudgetMeter(Budget()))
+    memory = await precompute_memory(CONTEXT, session, SleepParams(rounds=5, samples=4, agree=3))
+    assert memory.facts == [
+        "Q: How many pens are there? A: 12 + 7 = 19 → 19",
+        "Q: What are all the pens worth? A: 19 x 3 = 57 → 57",
+    ]
+    # 6 proposed, all answered; 5 with 3 of 4 agreeing (not the cents); 4 with a checked working (not
+    # the lookup, not 35); 2 grounded (two shops' 2 is nowhere in the context)
+    assert memory.stages == {
+        "proposed": 6,
+        "answered": 6,
+        "agreed": 5,
+        "checked": 3,
+        "grounded": 2,
+        "judged": 2,
+        "kept": 2,
+    }
+    assert set(memory.dropped) == set(list(SOLUTIONS)[1:5])
+    assert "Q: What do the red pens cost? A: → 35" in memory.candidates
+    assert memory.rounds == 3 and "Already worked out:\nQ: How many pens are there?" in calls[-1]
+
+
+async def test_a_budget_too_small_for_a_full_answer_asks_nothing_and_keeps_what_it_has() -> None:
+    calls: list[str] = []
+    session = new_session(
+        ScriptedBackend(shop_script([["How many pens are there?"]], calls)), BudgetMeter(Budget(max_tokens=900))
+    )
+    memory = await precompute_memory(CONTEXT, session, SleepParams(samples=4, round_max_tokens=384))
+    assert memory.facts == [] and session.meter.usage.budget_exhausted == "tokens"
+    assert not any("Question: " in call for call in calls)  # no answer was started only to be cut short
+
+
+def test_a_re_sleep_keeps_prior_facts_only_while_they_still_hold() -> None:
+    prior = [
+        "Q: How many pens? A: 12 + 7 = 19 → 19",
+        "Q: Worth? A: 19 x 3 = 57 → 57",
+        "Q: Made up? A: 40 + 2 = 42 → 42",
+        "Q: Wrong? A: 12 + 7 = 20 → 20",
+        "not a fact",
+    ]
+    held = revalidated(prior, context_numbers(CONTEXT))
+    assert [fact.line() for fact in held] == prior[:2]
+
+
+async def test_a_re_sleep_starts_from_the_prior_facts_and_points_at_the_change() -> None:
+    calls: list[str] = []
+    session = new_session(
+        ScriptedBackend(shop_script([["What are all the pens worth?"]], calls)), BudgetMeter(Budget())
+    )
+    params = SleepParams(rounds=1, prior_facts=["Q: How many pens are there? A: 12 + 7 = 19 → 19"], changed="A note.")
+    memory = await precompute_memory(CONTEXT, session, params)
+    assert memory.facts == [params.prior_facts[0], "Q: What are all the pens worth? A: 19 x 3 = 57 → 57"]
+    assert "The situation has just changed: A note." in calls[0] and "How many pens are there?" in calls[0]

@@ -10,12 +10,13 @@ import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
-from redis.exceptions import WatchError
+from redis.exceptions import RedisError, WatchError
 
 from orchestrator.core.budget import Budget, Usage, add_usage
-from orchestrator.core.errors import NotFoundError
+from orchestrator.core.errors import ConflictError, NotFoundError, StoreUnavailableError
 from orchestrator.core.store.jobs import JobRecord, JobStore
 from orchestrator.core.store.records import AlsoWrite, Change
+from orchestrator.core.store.scripts import CREATE_RECORDS
 
 ContextStatus = Literal["queued", "computing", "ready", "failed"]
 
@@ -69,6 +70,54 @@ class ContextStore(JobStore):
         ``quota`` and ``enqueue`` as for ``create_job``."""
         records = {self._context_key(context.id): context, self._job_key(job.id): job}
         await self._create(records, job, quota, enqueue)
+
+    async def extend_context(
+        self,
+        context_id: str,
+        tenant: str | None,
+        more: str,
+        job: JobRecord,
+        quota: int | None = None,
+        *,
+        enqueue: bool = False,
+    ) -> ContextRecord:
+        """Append ``more`` to a context ``tenant`` owns and store ``job``, its re-sleep, in one step
+        (its budget reserved against ``quota``, queued with ``enqueue``); the memory so far stays
+        until the new one is stored. A context whose memory is being computed is ``ConflictError``.
+        ``job.question`` is set to the new text, ``job.context_id`` to the context."""
+        key = self._context_key(context_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    context = None if raw is None else ContextRecord.model_validate_json(raw)
+                    if context is None or context.api_key_id != tenant:
+                        raise NotFoundError(f"context {context_id} does not exist: create it with POST /v1/contexts")
+                    if context.status in ("queued", "computing"):
+                        raise ConflictError(
+                            f"context {context_id}'s memory is being computed (job {context.job_id}): "
+                            "add to it once its status is ready or failed"
+                        )
+                    context.text = f"{context.text}\n{more}"
+                    context.status, context.job_id, context.updated_at = "queued", job.id, time.time()
+                    job.question, job.context_id = context.text, context.id
+                    records = {key: context, self._job_key(job.id): job}
+                    keys, arguments = self._creation(records, job, quota, enqueue, replaced=1)
+                    pipe.multi()
+                    pipe.eval(CREATE_RECORDS, len(keys), *keys, *arguments)
+                    [created] = await pipe.execute()
+                    await self._check_created(created, job, quota)
+                    return context
+                except WatchError:
+                    continue  # the context changed meanwhile (a precompute ended): read it again
+                except (RedisError, OSError) as error:
+                    raise StoreUnavailableError(f"Redis write failed ({error})") from None
+
+    async def delete_context(self, context_id: str) -> None:
+        """Remove a context, its memories and its bookkeeping (its jobs stay, as records of what ran)."""
+        keys = (self._context_key(context_id), self.keys.context_memories(context_id))
+        await self.redis.delete(*keys, self.keys.context_jobs_applied(context_id))
 
     async def get_context(self, context_id: str) -> ContextRecord:
         """The context's record, or ``NotFoundError``."""

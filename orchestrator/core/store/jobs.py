@@ -105,19 +105,30 @@ class JobStore(ApiKeyStore):
     async def _create(self, records: dict[str, BaseModel], job: JobRecord, quota: int | None, enqueue: bool) -> None:
         """Create ``records`` (one of them ``job``) atomically, reserving ``job``'s budget against ``quota``
         and queueing it if ``enqueue``."""
+        keys, arguments = self._creation(records, job, quota, enqueue, replaced=0)
+        try:
+            created = await self.redis.eval(CREATE_RECORDS, len(keys), *keys, *arguments)
+        except (RedisError, OSError) as error:
+            raise StoreUnavailableError(f"Redis write failed ({error})") from None
+        await self._check_created(created, job, quota)
+
+    def _creation(
+        self, records: dict[str, BaseModel], job: JobRecord, quota: int | None, enqueue: bool, replaced: int
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of ``CREATE_RECORDS`` (its first ``replaced`` records may exist)."""
         if quota is not None:
             if job.budget.max_tokens is None:
                 raise InvalidRequestError("this API key has a token quota: set budget.max_tokens")
             job.quota_reserved = job.budget.max_tokens
         keys = [self.keys.api_key_usage(), self.keys.api_key_reserved(), self.keys.jobs_by_time()]
         keys += [self.keys.schema_version(), self.keys.job_stream(), self._jobs_of(job.api_key_id), *records]
-        arguments = [job.api_key_id or "", job.quota_reserved, -1 if quota is None else quota, job.id]
-        arguments += [job.created_at, SCHEMA_VERSION, "1" if enqueue else "0"]
+        arguments: list[Any] = [job.api_key_id or "", job.quota_reserved, -1 if quota is None else quota, job.id]
+        arguments += [job.created_at, SCHEMA_VERSION, "1" if enqueue else "0", replaced]
         arguments += [record.model_dump_json() for record in records.values()]
-        try:
-            created = await self.redis.eval(CREATE_RECORDS, len(keys), *keys, *arguments)
-        except (RedisError, OSError) as error:
-            raise StoreUnavailableError(f"Redis write failed ({error})") from None
+        return keys, arguments
+
+    async def _check_created(self, created: int, job: JobRecord, quota: int | None) -> None:
+        """Turn ``CREATE_RECORDS``' answer into the error it means, if any."""
         if created == 0:
             raise JobExistsError(f"job {job.id} (or its context) already exists")
         if created == -1:
