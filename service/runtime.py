@@ -39,6 +39,7 @@ from strategies import get_strategy
 from strategies.auto import AutoParams, check_policy_model
 from strategies.base import StrategyResult, parallel_streams
 from strategies.policy import Policy, served_policy
+from strategies.sleep_time import SleepParams
 from verifiers.registry import VerifierSet
 from verifiers.reward import open_reward_model
 
@@ -343,7 +344,7 @@ class Runtime:
         self.check_parallel("sleep_time", client_sleep_params(params))
 
         async def store_new(context_id: str) -> tuple[ContextRecord, JobRecord]:
-            budget = self.effective_budget(self._sleep_budget(sleep_budget, params))
+            budget = self.effective_budget(self._sleep_budget(sleep_budget, client_sleep_params(params)))
             return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
 
         return await self._once_per_key(
@@ -369,7 +370,8 @@ class Runtime:
 
         async def store_new(job_id: str) -> tuple[ContextRecord, JobRecord]:
             context = await self.store.get_owned_context(context_id, owner)
-            budget = self.effective_budget(sleep_budget or context.sleep_budget)
+            params = SleepParams.model_validate(context.params)
+            budget = self.effective_budget(self._sleep_budget(sleep_budget or context.sleep_budget, params))
             return await self.contexts.extend(context.id, text, budget, api_key, job_id=job_id, enqueue=enqueue)
 
         async def stored(job_id: str) -> tuple[ContextRecord, JobRecord]:
@@ -382,14 +384,14 @@ class Runtime:
         """Remove a context the caller owns and its memory; a precompute still running is cancelled."""
         await self.contexts.delete(context_id, api_key)
 
-    def _sleep_budget(self, requested: Budget | None, params: dict[str, Any] | None) -> Budget:
+    def _sleep_budget(self, requested: Budget | None, params: SleepParams) -> Budget:
         """A precompute's budget: as requested, and where it names no token limit, what its params can
         spend (up to the operator's ceiling) instead of a question's default, which would afford a
         round's proposal and only a couple of its answers."""
         requested = requested or Budget()
         if requested.max_tokens is not None:
             return requested
-        needed = client_sleep_params(params).full_cost()
+        needed = params.full_cost()
         return requested.model_copy(update={"max_tokens": min(needed, self.settings.limits.max_tokens)})
 
     async def _stored_context(self, context_id: str, owner: str | None) -> tuple[ContextRecord, JobRecord]:

@@ -199,6 +199,11 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path, vllm_server: 
             assert asked["usage"]["amortised_sleep_tokens"] == context["sleep_tokens"]
         served = httpx.get(f"{base}/v1/contexts/{context['context_id']}").json()
         assert served["queries"] == (1 if context["memory"] else 0) and served["text"] == context["text"]
+        url = f"{base}/v1/contexts/{context['context_id']}"
+        grown = httpx.patch(url, json={"append": "On Monday it sells 5 red pens."})
+        assert grown.status_code == 202 and grown.json()["text"].endswith("5 red pens.")
+        assert httpx.delete(url).status_code == 204  # cancels the re-sleep it just queued
+        assert httpx.get(url).status_code == 404
     finally:
         stop_server(restarted, tmp_path, "restarted", sig=signal.SIGTERM)
     if not shutil.which("chromium"):  # everything else ran; the page needs a browser
