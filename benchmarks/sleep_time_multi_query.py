@@ -14,6 +14,7 @@ memories in ``...contexts.jsonl``; a rerun with the same arguments skips them.
     .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset bakery --contexts 30
     .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset stateful_gsm --contexts 30
     .venv/bin/python benchmarks/sleep_time_multi_query.py --memory oracle --contexts 8
+    .venv/bin/python benchmarks/sleep_time_multi_query.py --dataset bakery --report   # tables again, no engine
 
 ``--memory oracle`` stores a perfect sleeper's memory instead (each question's quantity as a
 fact, no sleep tokens): what the query phase can gain from a memory, apart from how well the
@@ -31,10 +32,10 @@ from pathlib import Path
 import anyio
 
 RESULTS_DIR = Path(__file__).parent / "results" / "sleep_time"
-BUDGETS = [64, 128, 256]
+BUDGETS = [128, 256, 512]  # the 0.5B model writes 200-400 tokens of working; fewer cut most answers
 VOTES = [2, 4]
 MEMORY_VOTES = [2]
-VOTE_TOKENS = 256
+VOTE_TOKENS = 512
 
 
 def configurations() -> list[tuple[str, str, dict, bool]]:
@@ -64,7 +65,7 @@ def whole_contexts(dataset: str, contexts: int, seed: int) -> list:
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.grading import is_correct
-    from harness.sleep_report import accuracy_intervals, comparison, graded_facts
+    from harness.sleep_report import graded_facts
     from orchestrator.core.backends.inprocess import InProcessBackend
     from orchestrator.core.budget import Budget
     from orchestrator.core.model_catalog import ensure_model
@@ -84,8 +85,7 @@ async def main(args: argparse.Namespace) -> dict:
     connection = await open_redis(None, Path(tempfile.mkdtemp(prefix="ttc-bench-")))
     runtime = Runtime(settings, backend, Store(connection, "bench"), VerifierSet.build(settings))
     loose = Budget(deadline_s=3600, max_tokens=40_000)  # the sleep's own params bound it, not the default 4,096
-    sleep = {"rounds": args.rounds, "questions": args.questions, "samples": args.samples, "agree": args.agree,
-             "round_max_tokens": args.round_tokens, "retrieve": args.retrieve}  # fmt: skip
+    sleep = sleep_params(args)
     stored_ids: dict[str, str] = {}
     limiter = anyio.CapacityLimiter(args.concurrency)
 
@@ -137,11 +137,26 @@ async def main(args: argparse.Namespace) -> dict:
         await runtime.verifiers.aclose()
         await backend.aclose()
         await connection.aclose()
-    return report(args, sleep, list(_rows(answers_path)), memories, accuracy_intervals, comparison)
+    return report(args, sleep, list(_rows(answers_path)), memories)
 
 
-def report(args, sleep: dict, rows: list[dict], memories: dict[str, dict], accuracy_intervals, comparison) -> dict:
+def sleep_params(args: argparse.Namespace) -> dict:
+    """The sleep params the run asks for."""
+    return {"rounds": args.rounds, "questions": args.questions, "samples": args.samples, "agree": args.agree,
+            "round_max_tokens": args.round_tokens, "retrieve": args.retrieve}  # fmt: skip
+
+
+def stored_report(args: argparse.Namespace) -> dict:
+    """The report recomputed from the saved rows and memories (no engine)."""
+    stem = RESULTS_DIR / f"{args.dataset}-{args.memory}"
+    memories = {row["context"]: row for row in _rows(Path(f"{stem}.contexts.jsonl"))}
+    return report(args, sleep_params(args), _rows(stem.with_suffix(".jsonl")), memories)
+
+
+def report(args, sleep: dict, rows: list[dict], memories: dict[str, dict]) -> dict:
     """The saved report: per configuration, the headline comparison, and the facts' grades."""
+    from harness.sleep_report import accuracy_intervals, comparison
+
     sleep_tokens = {key: int(row.get("sleep_tokens", 0)) for key, row in memories.items()}
     kept = [row["facts"] for row in memories.values() if "facts" in row]
     candidates = [row["candidates"] for row in memories.values() if "candidates" in row]
@@ -166,6 +181,24 @@ def report(args, sleep: dict, rows: list[dict], memories: dict[str, dict], accur
             "kept_right": _share(kept),
         },
     }
+
+
+def markdown(report: dict) -> str:
+    """The report as the README's tables: each configuration, then the headline comparison."""
+    lines = ["| configuration | accuracy (95% interval) | test-time tokens | compute tokens |", "|---|---|---|---|"]
+    for label, row in report["configurations"].items():
+        low, high = row["interval"]
+        lines.append(f"| {label} | {row['accuracy']:.3f} ({low:.2f}–{high:.2f}) | {row['completion_tokens']:.0f} | "
+                     f"{row['compute_tokens']:.0f} |")  # fmt: skip
+    lines += ["", "| measure | estimate | 95% interval | draws undefined |", "|---|---|---|---|"]
+    for name, value in report["comparison"].items():
+        interval = value["interval"]
+        shown = "—" if interval is None else f"{interval[0]:.2f}–{interval[1]:.2f}"
+        lines.append(f"| {name} | {value['estimate']:.3f} | {shown} | {value.get('undefined_draws', 0)} |")
+    facts = report["facts"]
+    lines += ["", f"filter stages: {facts['filter_stages']}; candidates right {facts['candidates_right']}; "
+              f"kept right {facts['kept_right']}"]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _share(grades: list[dict]) -> dict:
@@ -213,10 +246,11 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory", choices=["sleep", "oracle"], default="sleep", help="who writes the memory")
+    parser.add_argument("--report", action="store_true", help="recompute the report from the saved rows, run nothing")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     parsed = parser.parse_args()
-    result = anyio.run(main, parsed)
+    result = stored_report(parsed) if parsed.report else anyio.run(main, parsed)
     out = RESULTS_DIR / f"{parsed.dataset}-{parsed.memory}.json"
     out.write_text(json.dumps(result, indent=2))
-    print(json.dumps({k: result[k] for k in ("comparison", "facts")}, indent=2))
+    print(markdown(result))
     print(f"saved {out}")

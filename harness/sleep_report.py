@@ -54,20 +54,28 @@ def hull(labelled: dict[str, tuple[float, float]], prefix: str, from_zero: bool 
 
 
 def comparison(rows: Sequence[Row], sleep_tokens: dict[str, int]) -> dict[str, Any]:
-    """The headline numbers on these rows (see ``measured``), each with a context-bootstrap interval."""
+    """The headline numbers on these rows (see ``measured``), each with a context-bootstrap interval
+    over the draws where it is defined, and how many draws it was not (a memory that never reaches
+    the baseline has no ratio)."""
     estimate = measured(rows, sleep_tokens)
     contexts = by_context(rows)
     names = sorted(contexts)
     rng = random.Random(0)
     draws: dict[str, list[float]] = defaultdict(list)
+    undefined: dict[str, int] = defaultdict(int)
     for _ in range(BOOTSTRAP):
         chosen = [rng.choice(names) for _ in names]
         resampled = [row | {"context": f"{name}#{draw}"} for draw, name in enumerate(chosen) for row in contexts[name]]
         sleep = {f"{name}#{draw}": sleep_tokens.get(name, 0) for draw, name in enumerate(chosen)}
         for key, value in measured(resampled, sleep).items():
-            if isinstance(value, int | float) and value == value:  # not NaN
+            if value == value:  # not NaN
                 draws[key].append(float(value))
-    return {key: {"estimate": value, "interval": _percentiles(draws.get(key, []))} for key, value in estimate.items()}
+            else:
+                undefined[key] += 1  # the memory never reached the baseline in this draw
+    return {
+        key: {"estimate": value, "interval": _percentiles(draws.get(key, [])), "undefined_draws": undefined[key]}
+        for key, value in estimate.items()
+    }
 
 
 def measured(rows: Sequence[Row], sleep_tokens: dict[str, int]) -> dict[str, float]:
@@ -85,7 +93,8 @@ def measured(rows: Sequence[Row], sleep_tokens: dict[str, int]) -> dict[str, flo
     none_curve = hull(completion, "none/")
     best_tokens, best_accuracy = max(none_curve, key=lambda point: (point[1], -point[0]))
     # the memory side gets no mix with answering nothing: only its own points and mixes of them
-    memory_needed, note = tokens_to_reach(hull(completion, "memory/", from_zero=False), best_accuracy)
+    memory_curve = hull(completion, "memory/", from_zero=False)
+    memory_needed, note = tokens_to_reach(memory_curve, best_accuracy) if memory_curve else (0.0, UNREACHED)
     result = {
         "best_none_accuracy": best_accuracy,
         "best_none_tokens": best_tokens,
