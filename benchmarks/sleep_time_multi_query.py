@@ -32,7 +32,7 @@ from pathlib import Path
 import anyio
 
 RESULTS_DIR = Path(__file__).parent / "results" / "sleep_time"
-BUDGETS = [128, 256, 512]  # the 0.5B model writes 200-400 tokens of working; fewer cut most answers
+BUDGETS = [256, 512]  # the 0.5B model writes 200-400 tokens of working; fewer cut most answers
 VOTES = [2, 4]
 MEMORY_VOTES = [2]
 VOTE_TOKENS = 512
