@@ -93,7 +93,9 @@ async def main(args: argparse.Namespace) -> dict:
         """The context stored with its memory: recomputed if new, restored from the file if not."""
         known = memories.get(key)
         if args.memory == "oracle":
-            record = await oracle_context(runtime, questions)
+            record = await context_with_memory(
+                runtime, questions[0].meta["context"], oracle_memory(questions), {"retrieve": 0}
+            )
         elif known is None:
             async with limiter:
                 record = await runtime.precompute(questions[0].meta["context"], sleep_budget=loose, params=sleep)
@@ -106,7 +108,7 @@ async def main(args: argparse.Namespace) -> dict:
             _append(contexts_path, known)
             print(f"{key}: {record.sleep_tokens} sleep tokens, {known['facts']} facts kept, stages {known['stages']}")
         else:
-            record = await restored_context(runtime, questions[0].meta["context"], known["memory"], sleep)
+            record = await context_with_memory(runtime, questions[0].meta["context"], known["memory"], sleep)
         memories[key] = known or {"context": key, "sleep_tokens": 0, "memory": record.memory}
         stored_ids[key] = record.id
 
@@ -206,20 +208,17 @@ def _share(grades: list[dict]) -> dict:
     return {"facts": facts, "right": right, "share": right / facts if facts else None}
 
 
-async def oracle_context(runtime, questions: list):
-    """A context whose memory is each question's quantity as a fact (no sleep tokens)."""
+def oracle_memory(questions: list) -> str:
+    """A perfect sleeper's memory: each question's quantity as a fact."""
+    return "\n".join(f"Q: {p.meta['query']} A: → {p.answer}" for p in questions)
+
+
+async def context_with_memory(runtime, text: str, memory: str, params: dict):
+    """A context stored with a memory written elsewhere (the oracle's, or an earlier run's, so a
+    resumed run does not sleep twice); no sleep tokens."""
     from orchestrator.core.budget import Usage
 
-    facts = "\n".join(f"Q: {p.meta['query']} A: → {p.answer}" for p in questions)
-    context, job = await runtime.create_context(questions[0].meta["context"], params={"retrieve": 0})
-    return await runtime.store.end_precompute(context.id, job.id, facts, Usage(), None)
-
-
-async def restored_context(runtime, text: str, memory: str, sleep: dict):
-    """A context stored with a memory computed by an earlier run (a resumed run does not sleep twice)."""
-    from orchestrator.core.budget import Usage
-
-    context, job = await runtime.create_context(text, params=sleep)
+    context, job = await runtime.create_context(text, params=params)
     return await runtime.store.end_precompute(context.id, job.id, memory, Usage(), None)
 
 

@@ -35,14 +35,19 @@ def by_context(rows: Sequence[Row]) -> dict[str, list[Row]]:
     return dict(grouped)
 
 
+def by_label(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """The rows of each configuration, labels in order."""
+    grouped: dict[str, list[Row]] = defaultdict(list)
+    for row in rows:
+        grouped[row["label"]].append(row)
+    return dict(sorted(grouped.items()))
+
+
 def points(rows: Sequence[Row], tokens: str = "completion_tokens") -> dict[str, tuple[float, float]]:
     """Per label: (mean ``tokens`` per question, accuracy)."""
-    labelled: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        labelled[row["label"]].append(row)
     return {
         label: (statistics.mean(r[tokens] for r in group), sum(r["correct"] for r in group) / len(group))
-        for label, group in sorted(labelled.items())
+        for label, group in by_label(rows).items()
     }
 
 
@@ -140,10 +145,7 @@ def _number(text: str) -> Fraction | None:
 
 def accuracy_intervals(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
     """Per label: accuracy, its context-bootstrap interval, mean completion and compute tokens."""
-    labelled: dict[str, list[Row]] = defaultdict(list)
-    for row in rows:
-        labelled[row["label"]].append(row)
-    return {label: _label_summary(group) for label, group in sorted(labelled.items())}
+    return {label: _label_summary(group) for label, group in by_label(rows).items()}
 
 
 def _label_summary(group: list[Row]) -> dict[str, Any]:

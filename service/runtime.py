@@ -341,10 +341,11 @@ class Runtime:
         in the same step. An ``idempotency_key`` the owner already used returns its context (and
         job), claimed before anything is stored, as for ``submit``."""
         owner = api_key.id if api_key else None
-        self.check_parallel("sleep_time", client_sleep_params(params))
+        parsed = client_sleep_params(params)
+        self.check_parallel("sleep_time", parsed)
 
         async def store_new(context_id: str) -> tuple[ContextRecord, JobRecord]:
-            budget = self.effective_budget(self._sleep_budget(sleep_budget, client_sleep_params(params)))
+            budget = self.effective_budget(self._sleep_budget(sleep_budget, parsed))
             return await self.contexts.create(text, budget, params, api_key, context_id=context_id, enqueue=enqueue)
 
         return await self._once_per_key(
@@ -372,7 +373,7 @@ class Runtime:
             context = await self.store.get_owned_context(context_id, owner)
             params = SleepParams.model_validate(context.params)
             budget = self.effective_budget(self._sleep_budget(sleep_budget or context.sleep_budget, params))
-            return await self.contexts.extend(context.id, text, budget, api_key, job_id=job_id, enqueue=enqueue)
+            return await self.contexts.extend(context, text, budget, api_key, job_id=job_id, enqueue=enqueue)
 
         async def stored(job_id: str) -> tuple[ContextRecord, JobRecord]:
             job = await self.store.get_owned_job(job_id, owner)

@@ -82,7 +82,7 @@ class ContextKeeper:
 
     async def extend(
         self,
-        context_id: str,
+        context: ContextRecord,
         more: str,
         budget: Budget,
         api_key: ApiKey | None,
@@ -90,13 +90,13 @@ class ContextKeeper:
         job_id: str | None = None,
         enqueue: bool = False,
     ) -> tuple[ContextRecord, JobRecord]:
-        """Append ``more`` to a context and store (and, ``enqueue``, queue) its re-sleep: the old
-        facts still grounded in the new text are kept, and the sleep looks for what the new text
-        implies. Questions keep using the old memory until the new one is stored."""
+        """Append ``more`` to ``context`` (as read for the caller, who owns it) and store (and,
+        ``enqueue``, queue) its re-sleep: the old facts still grounded in the new text are kept, and
+        the sleep looks for what the new text implies. Questions keep using the old memory until
+        the new one is stored."""
         if not more.strip():
             raise InvalidRequestError("the text to append is empty")
         owner = api_key.id if api_key else None
-        context = await self.store.get_owned_context(context_id, owner)
         self._check_fits(f"{context.text}\n{more}")
         params = {**context.params, "prior_facts": (context.memory or "").splitlines(), "changed": more}
         job = JobRecord(

@@ -3,31 +3,25 @@
 A fact is a question about the context, its answer, and the arithmetic that gives it:
 ``Q: How many red pens are left? A: 15 - 3 = 12 → 12``. The sleep phase keeps a fact only if
 
-1. every equation of the working holds (``Fact.checks``, exact fractions);
+1. every equation of the working holds (``Equation.checks``, exact fractions);
 2. the working is *grounded* (``chain_grounded``): each operand is a number the context states
    (in digits or as a word such as "twice" or "dozen"), the result of an earlier equation of the
    same working, or the answer of a fact already kept — "1 + 1 = 2" holds but says nothing here;
 3. enough of the independent samples that answered the question gave the same answer
    (``strategies.sleep_time``).
 
-Pure logic: parsing, checking, grounding, and the line a fact is stored as.
+Pure logic: reading a working's equations, checking them, grounding them.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
 from verifiers.arith_steps import evaluate
 
-# "- 3) label: expression = value", the value maybe with a $ and a trailing unit word or two.
-_FACT_LINE = re.compile(
-    r"^[\s*\-•]*(?:\d+[.)]\s+)?(?P<label>[^:=\n]{3,120}?)\s*:\s*\$?(?P<expression>[\d.,\s+\-*/x×÷()$]+?)"
-    r"\s*=\s*\$?(?P<value>-?[\d,]*\.?\d+)\s*(?:[A-Za-z%]+\s*){0,3}\.?\s*$"
-)
 _OPERATOR = re.compile(r"[+*/x×÷]|(?<=[\d)\s])-")
 _NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?")
 NUMBER_WORDS = {
@@ -46,65 +40,44 @@ _EQUATION = re.compile(r"(?P<expression>[\d.,+\-*/x×÷()\s]*\d[\d.,+\-*/x×÷()
 
 
 @dataclass(frozen=True)
-class Fact:
-    """One derived quantity: its label, the arithmetic that gives it, and the value stated.
+class Equation:
+    """One step of a working: the arithmetic, and the value the solution says it gives.
 
-    Example: ``Fact("pens in all", "12 + 7", Fraction(19)).line() == "pens in all: 12 + 7 = 19"``.
+    Example: ``Equation("12 + 7", Fraction(19)).line() == "12 + 7 = 19"``.
     """
 
-    label: str
     expression: str
     value: Fraction
 
     def line(self) -> str:
-        """The fact as it is stored and shown to the model."""
-        return f"{self.label}: {self.expression} = {number_text(self.value)}"
+        """The step as it is stored and shown to the model."""
+        return f"{self.expression} = {number_text(self.value)}"
 
     @property
     def operands(self) -> tuple[Fraction, ...]:
         """The numbers the arithmetic uses, in order."""
         return tuple(_as_number(text) for text in _NUMBER.findall(self.expression.replace("$", "")))
 
-    @property
-    def computation(self) -> tuple[tuple[Fraction, ...], Fraction]:
-        """What identifies the fact across samples: its operands (as a multiset) and its value."""
-        return tuple(sorted(self.operands)), self.value
-
     def checks(self) -> bool:
-        """Its arithmetic holds exactly (and there is arithmetic: a bare number is not a fact)."""
+        """Its arithmetic holds exactly."""
         return evaluate(self.expression.replace("$", "")) == self.value
 
 
-def parse_facts(text: str) -> list[Fact]:
-    """The fact lines of a model's text, in order; other lines are ignored.
-
-    Example: ``parse_facts("1. Red pens left: 15 - 3 = 12 pens")[0].value == 12``.
-    """
-    facts = []
-    for raw in text.splitlines():
-        match = _FACT_LINE.match(raw.strip())
-        if match is None or not _OPERATOR.search(match["expression"].strip().lstrip("-")):
-            continue
-        label = " ".join(match["label"].split()).strip(" -*")
-        facts.append(Fact(label, " ".join(match["expression"].split()), _as_number(match["value"])))
-    return facts
-
-
-def equations_in(text: str) -> list[Fact]:
+def equations_in(text: str) -> list[Equation]:
     """Every ``a op b = c`` in a worked solution, in order (a chain ``a + b = c = d`` gives its
     first equation; bare numbers and "= 5" after words are not equations).
 
-    Example: ``[f.value for f in equations_in("12 x 3 = 36, then 36 + 4 = 40.")] == [36, 40]``.
+    Example: ``[e.value for e in equations_in("12 x 3 = 36, then 36 + 4 = 40.")] == [36, 40]``.
     """
     found = []
     for match in _EQUATION.finditer(_plain_math(text)):
         expression = _trimmed(" ".join(match["expression"].split()))
         if _OPERATOR.search(expression.lstrip("-")) and _NUMBER.search(expression):
-            found.append(Fact("", expression, _as_number(match["value"])))
+            found.append(Equation(expression, _as_number(match["value"])))
     return found
 
 
-def chain_grounded(equations: Sequence[Fact], known: set[Fraction]) -> bool:
+def chain_grounded(equations: Sequence[Equation], known: set[Fraction]) -> bool:
     """Every operand of every equation is known, or the result of an earlier one of ``equations``."""
     reached = set(known)
     for equation in equations:
@@ -122,31 +95,9 @@ def context_numbers(text: str) -> set[Fraction]:
     return found
 
 
-def grounded_in(fact: Fact, known: set[Fraction]) -> bool:
-    """Every operand of ``fact`` is a known number (stated by the context, or a kept fact's value)."""
-    return bool(fact.operands) and all(operand in known for operand in fact.operands)
-
-
-def agreed(samples: Sequence[Iterable[Fact]], at_least: int) -> list[Fact]:
-    """The facts whose computation at least ``at_least`` samples wrote (each sample counted once),
-    in the order first seen, each under the label most samples gave it.
-
-    Example: two samples that both write ``... : 3 + 4 = 7`` agree on it, whatever the labels.
-    """
-    votes: Counter[tuple] = Counter()
-    labels: dict[tuple, Counter[str]] = {}
-    first: dict[tuple, Fact] = {}
-    for sample in samples:
-        for fact in {fact.computation: fact for fact in sample}.values():
-            votes[fact.computation] += 1
-            labels.setdefault(fact.computation, Counter())[fact.label] += 1
-            first.setdefault(fact.computation, fact)
-    chosen = []
-    for key, fact in first.items():
-        if votes[key] >= at_least:
-            label = labels[key].most_common(1)[0][0]
-            chosen.append(Fact(label, fact.expression, fact.value))
-    return chosen
+def grounded_in(equation: Equation, known: set[Fraction]) -> bool:
+    """Every operand of ``equation`` is a known number (stated by the context, or reached already)."""
+    return bool(equation.operands) and all(operand in known for operand in equation.operands)
 
 
 def number_text(value: Fraction) -> str:

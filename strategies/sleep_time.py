@@ -37,7 +37,7 @@ from orchestrator.core.session import Session
 from orchestrator.core.verification import ScoreRequest
 from strategies.base import StrategyResult, register
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
-from strategies.facts import Fact, chain_grounded, context_numbers, equations_in
+from strategies.facts import Equation, chain_grounded, context_numbers, equations_in
 from verifiers.extraction import extract_answer
 from verifiers.registry import VerifierName
 
@@ -100,11 +100,11 @@ class KeptFact:
 
     question: str
     answer: str
-    working: tuple[Fact, ...]
+    working: tuple[Equation, ...]
 
     def line(self) -> str:
         """The fact as stored and shown. Example: ``Q: How many pens? A: 12 + 7 = 19 → 19``."""
-        return f"Q: {self.question} A: {'; '.join(eq.line().removeprefix(': ') for eq in self.working)} → {self.answer}"
+        return f"Q: {self.question} A: {'; '.join(eq.line() for eq in self.working)} → {self.answer}"
 
     @property
     def value(self) -> Fraction | None:
@@ -244,7 +244,7 @@ async def _solved(
     return kept
 
 
-def _supports(working: tuple[Fact, ...], answer: str, known: set[Fraction]) -> bool:
+def _supports(working: tuple[Equation, ...], answer: str, known: set[Fraction]) -> bool:
     """The working checks, is grounded, and computes the answer (its value is one of its results)."""
     try:
         value = Fraction(answer)

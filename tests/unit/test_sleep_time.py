@@ -7,7 +7,7 @@ from fractions import Fraction
 
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.budget import Budget, BudgetMeter
-from strategies.facts import Fact, chain_grounded, context_numbers, equations_in, grounded_in, parse_facts
+from strategies.facts import Equation, chain_grounded, context_numbers, equations_in, grounded_in
 from strategies.sleep_time import QUERY_NOTES, SleepParams, _capped, precompute_memory, revalidated, with_memory
 from tests.sessions import new_session
 
@@ -23,17 +23,15 @@ def test_equations_are_read_from_plain_and_latex_working() -> None:
     ]
 
 
-def test_fact_lines_are_parsed_from_lists_with_units_and_dollar_signs() -> None:
-    facts = parse_facts("1. Pens in all: 12 + 7 = 19 pens\n- Red pens' cost: $12 x 3 = $36.\nThe answer is 5.")
-    assert [fact.line() for fact in facts] == ["Pens in all: 12 + 7 = 19", "Red pens' cost: 12 x 3 = 36"]
-    assert Fact("per person", "7 / 2", Fraction(7, 2)).line() == "per person: 7 / 2 = 3.5"
-    assert not Fact("pens", "12 + 7", Fraction(20)).checks()
+def test_an_equation_checks_only_when_its_arithmetic_holds() -> None:
+    assert Equation("12 + 7", Fraction(19)).checks() and not Equation("12 + 7", Fraction(20)).checks()
+    assert Equation("7 / 2", Fraction(7, 2)).line() == "7 / 2 = 3.5"
 
 
 def test_working_is_grounded_only_in_stated_numbers_and_its_own_earlier_results() -> None:
     known = context_numbers("Twice a week she buys a dozen eggs, 30% of them brown, for 3 dollars.")
     assert {2, 7, 12, 30, 100, 3} <= known
-    assert not grounded_in(Fact("", "1 + 1", Fraction(2)), known - {Fraction(1)})  # holds, says nothing here
+    assert not grounded_in(Equation("1 + 1", Fraction(2)), known - {Fraction(1)})  # holds, says nothing here
     assert chain_grounded(equations_in("2 x 12 = 24, then 24 x 3 = 72"), known)  # 24 came from the step before
     assert not chain_grounded(equations_in("24 x 4 = 96"), known)  # 24 and 4 are nowhere
 
