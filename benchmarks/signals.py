@@ -110,6 +110,14 @@ def bootstrap(items: list, statistic, seed: int = 0) -> tuple[float, float]:
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
+def bootstrap_mean(per_item: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """``bootstrap`` of a mean of per-item values, drawing the same resamples: the statistic is
+    computed once per item instead of once per item per resample."""
+    rng = np.random.default_rng(seed)
+    means = [per_item[rng.integers(0, len(per_item), len(per_item))].mean() for _ in range(BOOTSTRAP)]
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
 def within_item_auroc(items: list[dict], name: str) -> float | None:
     """The mean AUROC inside each item that has right and wrong samples: what choosing among one
     question's samples needs (the pooled AUROC also rewards telling easy questions from hard ones)."""
@@ -124,18 +132,20 @@ def within_item_auroc(items: list[dict], name: str) -> float | None:
 
 def signal_aurocs(items: list[dict]) -> dict[str, dict]:
     names = list(signal_values(items[0]["samples"][0]))
+    labels = [np.array([s["correct"] for s in item["samples"]]) for item in items]
     table = {}
     for name in names:
+        scores = [np.array([signal_values(s)[name] for s in item["samples"]]) for item in items]
 
-        def statistic(chosen: list[dict], name: str = name) -> float:
-            samples = [s for item in chosen for s in item["samples"]]
-            labels = np.array([s["correct"] for s in samples])
-            if labels.all() or not labels.any():
+        def statistic(chosen: list[int], scores: list[np.ndarray] = scores) -> float:
+            pooled = np.concatenate([labels[i] for i in chosen])
+            if pooled.all() or not pooled.any():
                 raise ValueError("one class")
-            return auroc(labels, np.array([signal_values(s)[name] for s in samples]))
+            return auroc(pooled, np.concatenate([scores[i] for i in chosen]))
 
-        low, high = bootstrap(items, statistic)
-        table[name] = {"auroc": statistic(items), "ci95": [low, high], "within_item": within_item_auroc(items, name)}
+        everyone = list(range(len(items)))
+        low, high = bootstrap(everyone, statistic)
+        table[name] = {"auroc": statistic(everyone), "ci95": [low, high], "within_item": within_item_auroc(items, name)}
     return table
 
 
@@ -223,22 +233,16 @@ def accuracies(items: list[dict], rules: dict) -> dict[str, dict]:
     difference from majority at the same N with its interval, resampling items."""
     table: dict[str, dict] = {}
     for size in SIZES:
+        majority = np.array([right(item, vote(item["samples"][:size])) for item in items], dtype=float)
         for name, rule in {**rules, "oracle_pass_at_n": None}.items():
-
-            def right_share(chosen: list[dict], rule=rule, size: int = size) -> float:
-                if rule is None:
-                    return float(np.mean([any(s["correct"] for s in item["samples"][:size]) for item in chosen]))
-                return float(np.mean([right(item, rule(item["samples"][:size])) for item in chosen]))
-
-            def over_majority(chosen: list[dict], right_share=right_share, size: int = size) -> float:
-                return right_share(chosen) - float(
-                    np.mean([right(item, vote(item["samples"][:size])) for item in chosen])
-                )
-
-            row = {"accuracy": right_share(items), "ci95": list(bootstrap(items, right_share))}
+            if rule is None:
+                outcome = np.array([any(s["correct"] for s in item["samples"][:size]) for item in items], dtype=float)
+            else:
+                outcome = np.array([right(item, rule(item["samples"][:size])) for item in items], dtype=float)
+            row = {"accuracy": float(outcome.mean()), "ci95": list(bootstrap_mean(outcome))}
             if name != "majority":
-                row["minus_majority"] = over_majority(items)
-                row["minus_majority_ci95"] = list(bootstrap(items, over_majority))
+                row["minus_majority"] = float((outcome - majority).mean())
+                row["minus_majority_ci95"] = list(bootstrap_mean(outcome - majority))
             table.setdefault(name, {})[str(size)] = row
     return table
 
