@@ -5,9 +5,10 @@ service runs it. Each sample is scored twice: as one step (the ``orm`` verifier'
 after the whole solution) and cut into steps (the ``prm`` verifier's view: a tag after each step,
 kept as the list of step scores so ``benchmarks/signals.py`` can aggregate them by min, last or
 product). Items the model was trained on are refused (by the content hash of the question).
-Scores go one JSON line per item to ``benchmarks/results/signals/<dataset>-<split>.reward.jsonl``
-(with the model directory and its training date); a rerun skips items already scored with the
-same model.
+Scores go one JSON line per item to ``benchmarks/results/signals/<dataset>-<split>.reward-<label>.jsonl``
+(with the model directory and its training date), the label being the model directory's name
+unless ``--label`` says otherwise; ``benchmarks/signals.py --reward <label>`` reads them. A rerun
+skips items already scored with the same model.
 
     .venv/bin/python benchmarks/signal_reward.py runs/orm-q05 arithmetic gsm8k
 """
@@ -27,8 +28,8 @@ from harness.reward_data import signal_item_hash
 SAMPLES = Path(__file__).parent / "results" / "signals"
 
 
-def scores_path(dataset: str, split: str) -> Path:
-    return SAMPLES / f"{dataset.replace(':', '_')}-{split}.reward.jsonl"
+def scores_path(dataset: str, split: str, label: str) -> Path:
+    return SAMPLES / f"{dataset.replace(':', '_')}-{split}.reward-{label}.jsonl"
 
 
 def stored(path: Path, stamp: str) -> set[str]:
@@ -47,7 +48,7 @@ async def score_item(reward: RewardScorers, item: dict) -> dict:
     return {"id": item["id"], "orm": outcome, "prm_steps": steps}
 
 
-async def score_file(reward: RewardScorers, stamp: str, dataset: str, split: str, concurrency: int) -> None:
+async def score_file(reward: RewardScorers, stamp: str, label: str, dataset: str, split: str, concurrency: int) -> None:
     """Score every item of one signal file not yet scored by this model (refusing trained items)."""
     source = SAMPLES / f"{dataset.replace(':', '_')}-{split}.jsonl"
     items = [json.loads(line) for line in source.read_text().splitlines()]
@@ -55,7 +56,7 @@ async def score_file(reward: RewardScorers, stamp: str, dataset: str, split: str
     seen = [item["id"] for item in items if signal_item_hash(item) in trained]
     if seen:
         raise SystemExit(f"{source}: the reward model was trained on {len(seen)} of these items (e.g. {seen[0]})")
-    out = scores_path(dataset, split)
+    out = scores_path(dataset, split, label)
     done = stored(out, stamp)
     todo = [item for item in items if item["id"] not in done]
     print(f"{dataset} {split}: {len(done)} items scored, {len(todo)} to score", flush=True)
@@ -73,7 +74,7 @@ async def run(args: argparse.Namespace) -> None:
     async with reward_scorers(args.model) as reward:
         stamp = f"{await anyio.Path(args.model).resolve()}@{reward.meta['trained_at']}"
         for dataset in args.datasets:
-            await score_file(reward, stamp, dataset, args.split, args.concurrency)
+            await score_file(reward, stamp, args.label or args.model.name, dataset, args.split, args.concurrency)
 
 
 def main() -> None:
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("datasets", nargs="+")
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--label", help="the name signals.py knows the scores by (default: the directory's name)")
     anyio.run(run, parser.parse_args())
 
 

@@ -18,7 +18,7 @@ With ``--learned FILE`` the learned verifier (trained on dev items only) is scor
 refuses if it was trained on any test item. Writes ``docs/signals/`` (README tables, ROC and
 accuracy plots) and ``benchmarks/results/signals.json``.
 
-    .venv/bin/python benchmarks/signals.py --learned runs/learned-verifier.joblib
+    .venv/bin/python benchmarks/signals.py --learned runs/learned-verifier.joblib --reward orm-q05
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import json
 import math
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +43,11 @@ MEASURES = ["mean", "lowest_group", "bottom_10", "tail", "self_certainty", "answ
 SIZES = [4, 8, 16]
 BOOTSTRAP = 2000
 WINDOW, WARMUP, CONSENSUS = 16, 4, 0.95
-REWARD_SIGNALS = ("orm", "prm_min", "prm_last", "prm_product")
 
 
-def load(dataset: str, split: str) -> list[dict]:
-    """The stored items, with ``self_judge`` on each sample where ``signal_self_judge.py`` scored it."""
+def load(dataset: str, split: str, rewards: Sequence[str] = ()) -> list[dict]:
+    """The stored items, with ``self_judge`` on each sample where ``signal_self_judge.py`` scored it
+    and the scores of each reward model named in ``rewards`` (``signal_reward.py``'s labels)."""
     slug = dataset.replace(":", "_")
     items = [json.loads(line) for line in (SAMPLES / f"{slug}-{split}.jsonl").read_text().splitlines()]
     judged = SAMPLES / f"{slug}-{split}.self_judge.jsonl"
@@ -56,36 +57,43 @@ def load(dataset: str, split: str) -> list[dict]:
             for item in items:
                 for sample, score in zip(item["samples"], scores[item["id"]], strict=True):
                     sample["self_judge"] = score
-    add_reward_scores(items, SAMPLES / f"{slug}-{split}.reward.jsonl")
+    for label in rewards:
+        add_reward_scores(items, SAMPLES / f"{slug}-{split}.reward-{label}.jsonl", label)
     return items
 
 
-def add_reward_scores(items: list[dict], path: Path) -> None:
-    """The reward model's scores (``signal_reward.py``), when every item has them from one model:
-    ``orm`` (the whole solution as one step) and the PRM view's step scores aggregated by
-    ``prm_min``, ``prm_last`` and ``prm_product``."""
-    if not path.exists():
-        return
-    records = {record["id"]: record for record in map(json.loads, path.read_text().splitlines())}
-    if not set(records) >= {item["id"] for item in items}:
-        return
+def add_reward_scores(items: list[dict], path: Path, label: str) -> None:
+    """One reward model's scores (``signal_reward.py``) as signals named after it: ``<label>:orm``
+    (the whole solution as one step) and its step scores aggregated by ``<label>:prm_min``,
+    ``prm_last`` and ``prm_product``. Every item must have them, all from one model."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    records = {record["id"]: record for record in map(json.loads, lines)}
+    missing = [item["id"] for item in items if item["id"] not in records]
+    if missing:
+        raise SystemExit(f"{path}: {len(missing)} items not scored (e.g. {missing[0]}): run signal_reward.py first")
     if len({records[item["id"]]["model"] for item in items}) > 1:
         raise SystemExit(f"{path} mixes scores of several reward models: remove it and score again")
     for item in items:
         record = records[item["id"]]
         for sample, outcome, steps in zip(item["samples"], record["orm"], record["prm_steps"], strict=True):
-            sample["orm"] = outcome
-            sample["prm_min"], sample["prm_last"] = min(steps), steps[-1]
-            sample["prm_product"] = math.prod(steps)
+            sample.setdefault("reward", {}).update(
+                {
+                    f"{label}:orm": outcome,
+                    f"{label}:prm_min": min(steps),
+                    f"{label}:prm_last": steps[-1],
+                    f"{label}:prm_product": math.prod(steps),
+                }
+            )
 
 
 def signal_values(sample: dict) -> dict[str, float]:
     """Every signal of one sample (missing measures as -inf: ranked last)."""
     values = {m: sample["confidence"].get(m, -math.inf) for m in MEASURES}
     values["calculator"] = sample["calculator"]
-    for optional in ("self_judge", "learned", *REWARD_SIGNALS):
+    for optional in ("self_judge", "learned"):
         if optional in sample:
             values[optional] = sample[optional]
+    values.update(sample.get("reward", {}))
     return values
 
 
@@ -192,6 +200,20 @@ def learned_weighted(samples: list[dict]) -> str | None:
 
 def self_judge_weighted(samples: list[dict]) -> str | None:
     return vote(samples, lambda sample: sample["self_judge"])
+
+
+def reward_rules(label: str) -> dict:
+    """Selection by one reward model: votes weighted by its outcome score or its lowest step score,
+    and the single sample its outcome score rates highest."""
+
+    def weighted(signal: str):
+        return lambda samples: vote(samples, lambda sample: sample["reward"][signal])
+
+    return {
+        f"{label}:orm_weighted": weighted(f"{label}:orm"),
+        f"{label}:orm_argmax": best_by(f"{label}:orm"),
+        f"{label}:prm_weighted": weighted(f"{label}:prm_min"),
+    }
 
 
 def relative_features(samples: list[dict]) -> np.ndarray:
@@ -457,18 +479,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--learned", type=Path, help="a learned verifier trained on dev items")
     parser.add_argument("--datasets", nargs="+", default=DATASETS)
+    parser.add_argument(
+        "--reward", action="append", default=[], help="a reward model's label in signal_reward.py's files (repeatable)"
+    )
     args = parser.parse_args()
     DOCS.mkdir(parents=True, exist_ok=True)
     report: dict = {"command": "python benchmarks/signals.py " + " ".join(sys.argv[1:]), "datasets": {}}
     for dataset in args.datasets:
-        items = load(dataset, "test")
+        items = load(dataset, "test", args.reward)
         rules = dict(RULES)
         if "self_judge" in items[0]["samples"][0]:
             rules["self_judge_weighted"] = self_judge_weighted
-        if "orm" in items[0]["samples"][0]:
-            rules["orm_weighted"] = lambda samples: vote(samples, lambda sample: sample["orm"])
-            rules["orm_argmax"] = best_by("orm")
-            rules["prm_weighted"] = lambda samples: vote(samples, lambda sample: sample["prm_min"])
+        for label in args.reward:
+            rules |= reward_rules(label)
         rules["relative_vote"] = fit_relative_vote(load(dataset, "dev"))
         if args.learned:
             score_learned(items, args.learned, dataset)
