@@ -352,6 +352,9 @@ def train_reward_model(
     kind: Annotated[str, typer.Option(help="orm: P(right | solution); prm: P(ends right | steps so far)")] = "orm",
     base: Annotated[str, typer.Option(help="a catalogue model name or a model directory")] = "smollm2-135m",
     per_item: Annotated[int | None, typer.Option(help="samples per item, right and wrong in turn")] = None,
+    items_limit: Annotated[
+        int | None, typer.Option("--items", min=1, help="only the first N items (after --fold): sizes the prm rollouts")
+    ] = None,
     trainable_layers: Annotated[int, typer.Option(help="top decoder layers trained; the rest frozen")] = 2,
     epochs: int = 3,
     batch_size: int = 8,
@@ -382,6 +385,7 @@ def train_reward_model(
         items = read_signal_items(samples)
         if fold is not None:
             items = outside_fold(items, *parse_fold(fold))
+        items = items[:items_limit]
         base_dir = _reward_base(base, settings)
         source = {"samples": [str(path) for path in samples], "base_model": base, "judged_model": served_name(settings)}
         source["held_out_fold"] = fold
