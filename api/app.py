@@ -87,12 +87,16 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/readyz", response_model=Health, responses={503: {"model": ErrorEnvelope}})
     async def readyz(request: Request) -> Health:
-        """The engine and Redis can serve requests."""
+        """The engine and Redis can serve requests (with a fleet of servers, while one replica can;
+        ``detail.replicas`` names any that are down)."""
         runtime: Runtime = request.app.state.runtime
         await runtime.store.ping()
         await runtime.backend.health()
         counters = await runtime.backend.counters()
-        return Health(status="ready", detail={"model": runtime.backend.model.name, "counters": counters.__dict__})
+        detail = {"model": runtime.backend.model.name, "counters": counters.__dict__}
+        if replicas := await runtime.backend.replica_health():
+            detail["replicas"] = replicas
+        return Health(status="ready", detail=detail)
 
     @app.get("/v1/strategies", response_model=list[StrategyInfo])
     async def strategies() -> list[StrategyInfo]:

@@ -24,6 +24,9 @@ REQUESTS = Counter("ttc_http_requests", "HTTP requests", ["route", "status"], re
 PREFIX_HIT_RATE = Gauge("ttc_engine_prefix_cache_hit_rate", "Engine prefix-cache hit rate", registry=REGISTRY)
 KV_USAGE = Gauge("ttc_engine_kv_cache_usage", "Engine KV-cache blocks in use (0..1)", registry=REGISTRY)
 RUNNING = Gauge("ttc_engine_requests_running", "Engine requests running", registry=REGISTRY)
+REPLICA_UP = Gauge(
+    "ttc_engine_replica_up", "1 while a vLLM server of the fleet answers /health", ["replica"], registry=REGISTRY
+)
 
 router = APIRouter()
 
@@ -89,6 +92,8 @@ async def metrics(request: Request) -> Response:
     PREFIX_HIT_RATE.set(counters.prefix_cache_hit_rate)
     KV_USAGE.set(counters.kv_cache_usage)
     RUNNING.set(counters.requests_running)
+    for replica, state in (await runtime.backend.replica_health()).items():
+        REPLICA_UP.labels(replica).set(1.0 if state == "up" else 0.0)
     jobs = CollectorRegistry()
     jobs.register(JobStatsCollector(await runtime.store.job_stats()))
     page = generate_latest(REGISTRY) + generate_latest(jobs)

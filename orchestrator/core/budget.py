@@ -62,6 +62,11 @@ class Usage(BaseModel):
     amortised_sleep_tokens: float | None = Field(
         None, description="sleep_time_tokens divided by the questions the context has answered so far"
     )
+    replica_resends: int = Field(
+        0,
+        description="engine requests sent again to the next replica because theirs died while running them "
+        "(charged again in full; what the dead replica had decoded is not known, so not counted)",
+    )
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -87,6 +92,7 @@ _SUMMED = (
     "kv_bytes_read",
     "eflops",
     "kv_footprint_tokens",
+    "replica_resends",
 )
 
 
@@ -209,10 +215,14 @@ class BudgetMeter:
 
     # --- charging ----------------------------------------------------------------------------
 
-    def charge_generation(self, prompt_tokens: int, cached_prompt_tokens: int, completion_lengths: list[int]) -> None:
-        """Charge one engine request: its prompt, cache hits and the length of each sample."""
+    def charge_generation(
+        self, prompt_tokens: int, cached_prompt_tokens: int, completion_lengths: list[int], resends: int = 0
+    ) -> None:
+        """Charge one engine request: its prompt, cache hits and the length of each sample (and how
+        often it was sent again after a replica died under it)."""
         usage = self.usage
         usage.model_calls += 1
+        usage.replica_resends += resends
         usage.prompt_tokens += prompt_tokens
         usage.cached_prompt_tokens += cached_prompt_tokens
         usage.completion_tokens += sum(completion_lengths)

@@ -184,7 +184,9 @@ class Session:
                 )
             for result in results:
                 lengths = [len(c.token_ids) for c in result.completions]
-                self.meter.charge_generation(result.prompt_tokens, result.cached_prompt_tokens, lengths)
+                self.meter.charge_generation(
+                    result.prompt_tokens, result.cached_prompt_tokens, lengths, resends=result.resends
+                )
         return results
 
     async def score(

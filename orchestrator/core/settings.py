@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
@@ -73,6 +73,11 @@ class RemoteOptions(BaseModel):
     """vLLM OpenAI-compatible servers for ``TTC_BACKEND=remote`` (``TTC_REMOTE__*``)."""
 
     urls: Annotated[list[str], NoDecode] = Field(default_factory=list, description="base URLs of the replicas")
+    routing: Literal["affinity", "random"] = Field(
+        "affinity",
+        description="affinity: every request of a search tree to one replica (rendezvous hash), so siblings "
+        "share its prefix cache; random: each request to a replica drawn at random (to measure what affinity buys)",
+    )
     model_name: str = Field("", description="served model name; empty: ask the servers")
     timeout_s: float = Field(300.0, gt=0)
     api_key: str = ""

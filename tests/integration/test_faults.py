@@ -4,7 +4,11 @@ and a tree moves to the next replica."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
+import anyio.abc
 import pytest
 
 from orchestrator.core.backends import inprocess
@@ -13,6 +17,7 @@ from orchestrator.core.backends.inprocess import InProcessBackend
 from orchestrator.core.backends.remote import RemoteBackend
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.backends.vllm_http import replica_order
+from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import BackendUnavailableError, EngineDiedError
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import RemoteOptions, Settings
@@ -119,13 +124,71 @@ async def test_a_tree_pinned_to_a_dead_replica_moves_to_the_next(vllm_server, mo
         tree = next(f"tree-{i}" for i in range(100) if replica_order(backend.base_urls, f"tree-{i}")[0] == dead)
         prompt = backend.renderer.render_question("2 + 2?")
         [result] = await backend.generate([prompt], SamplingSettings(max_tokens=4), tree_id=tree)
-        assert result.completion_tokens > 0
+        assert result.completion_tokens > 0 and result.resends == 0  # it never reached the dead one
         counters = await backend.counters()  # /metrics reads these: a dead replica is skipped, not a 500
         assert counters.prefix_cache_queries > 0
+        await backend.health()  # ready while one replica answers ...
+        states = await backend.replica_health()  # ... and /readyz names the one that is down
+        assert states[vllm_server] == "up" and states[dead].startswith("down: unreachable")
+        backend.base_urls = [dead]
         with pytest.raises(BackendUnavailableError, match=dead.split("//")[1]):
-            await backend.health()  # while /readyz names the replica that is down
+            await backend.health()
     finally:
         await backend.aclose()
+
+
+@asynccontextmanager
+async def replica_that_drops_requests() -> AsyncIterator[str]:
+    """A server that accepts each request and closes the connection without answering: what a
+    client sees when a vLLM server is killed while running its request."""
+
+    async def drop(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, drop)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            group.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_request_whose_replica_dies_under_it_is_resent_and_charged_again(
+    vllm_server, model_dir, store, stream: bool
+) -> None:
+    backend = await RemoteBackend.connect(RemoteOptions(urls=[vllm_server]), tokenizer=str(model_dir))
+    try:
+        async with replica_that_drops_requests() as dying:
+            backend.base_urls = [dying, vllm_server]
+            tree = next(f"tree-{i}" for i in range(100) if replica_order(backend.base_urls, f"tree-{i}")[0] == dying)
+            meter = BudgetMeter(Budget(), backend.model.shape)
+            runtime = Runtime(Settings(), backend, store, VERIFIERS)
+            session = runtime.session(meter)
+            session.tree_id = tree
+            prompt = backend.renderer.render_question("2 + 2?")
+            stop = (lambda logprobs: False) if stream else None
+            sampling = SamplingSettings(max_tokens=4, logprobs=1 if stream else None)
+            [result] = await session.generate([prompt], sampling, stop_when=stop)
+            assert result.completion_tokens > 0 and result.resends == 1
+            assert meter.snapshot().replica_resends == 1 and meter.snapshot().model_calls == 1
+            backend.base_urls = [dying]
+            with pytest.raises(BackendUnavailableError, match="could"):
+                await session.generate([prompt], sampling, stop_when=stop)
+    finally:
+        await backend.aclose()
+
+
+async def test_random_routing_spreads_one_trees_requests() -> None:
+    replicas = ["http://a:8000", "http://b:8000", "http://c:8000"]
+    pinned = RemoteBackend(replicas, "m", None, None, None)  # type: ignore[arg-type]
+    spread = RemoteBackend(replicas, "m", None, None, None, routing="random")  # type: ignore[arg-type]
+    assert {pinned._replicas_for("tree-1")[0] for _ in range(30)} == {replica_order(replicas, "tree-1")[0]}
+    firsts = [spread._replicas_for("tree-1") for _ in range(60)]
+    assert {order[0] for order in firsts} == set(replicas) and all(sorted(o) == replicas for o in firsts)
 
 
 def test_replica_order_starts_with_the_pinned_replica() -> None:

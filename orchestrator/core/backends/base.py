@@ -78,6 +78,7 @@ class GenerationResult:
     completions: tuple[Completion, ...]
     prompt_tokens: int
     cached_prompt_tokens: int  # prompt tokens served from the prefix cache
+    resends: int = 0  # times it was sent again because its replica died while running it
 
     @property
     def completion_tokens(self) -> int:
@@ -246,6 +247,11 @@ class GenerationBackend(abc.ABC):
     @abc.abstractmethod
     async def counters(self) -> BackendCounters:
         """Current engine counters."""
+
+    async def replica_health(self) -> dict[str, str]:
+        """Each replica's state for a fleet of servers: ``"up"`` or why it is down. Empty for an
+        engine in this process (``health`` says all there is)."""
+        return {}
 
     @abc.abstractmethod
     async def aclose(self) -> None:

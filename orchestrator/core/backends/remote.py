@@ -4,14 +4,19 @@ Prompts arrive already tokenised by the shared renderer and go to ``/v1/completi
 as token ids, so the remote engine sees exactly what the embedded one would. Every
 request of one search tree goes to the same replica (rendezvous hash of the tree id),
 so its branches reuse that replica's prefix cache; when a replica is removed only its
-trees move. Cached prompt tokens come from ``usage.prompt_tokens_details`` — start
-the servers with ``--enable-prompt-tokens-details``, or they count as uncached.
+trees move (``TTC_REMOTE__ROUTING=random`` draws a replica per request instead, to measure
+what that buys). A replica that cannot be reached, or dies while running a request, passes
+the request to the next replica in the tree's order; a request sent again is charged again
+and counted in ``Usage.replica_resends``. Cached prompt tokens come from
+``usage.prompt_tokens_details`` — start the servers with ``--enable-prompt-tokens-details``,
+or they count as uncached.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +53,12 @@ class RemoteBackend(GenerationBackend):
         renderer: ChatRenderer,
         model: ModelInfo,
         client: httpx.AsyncClient,
+        routing: str = "affinity",
     ) -> None:
         super().__init__(renderer, model)
         self.base_urls = base_urls
         self.served_model = served_model
+        self.routing = routing
         self._client = client
         self._in_flight: dict[str, anyio.CancelScope] = {}
 
@@ -84,7 +91,13 @@ class RemoteBackend(GenerationBackend):
         except BaseException:
             await client.aclose()
             raise
-        return cls(options.urls, served, renderer, info, client)
+        return cls(options.urls, served, renderer, info, client, options.routing)
+
+    def _replicas_for(self, tree_id: str) -> list[str]:
+        """Where a request goes first, then where it moves if that replica fails it."""
+        if self.routing == "random":
+            return random.sample(self.base_urls, len(self.base_urls))
+        return replica_order(self.base_urls, tree_id)
 
     async def _generate_one(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None
@@ -93,53 +106,69 @@ class RemoteBackend(GenerationBackend):
         with anyio.CancelScope() as scope:
             self._in_flight[request_id] = scope
             try:
-                replica, response = await self._post_to_live_replica(tree_id or request_id, body)
+                replica, response, resends = await self._post_to_live_replica(tree_id or request_id, body)
             finally:
                 self._in_flight.pop(request_id, None)
         if scope.cancelled_caught:  # aborted: closing the connection made the server abort it
             raise RequestAbortedError(f"request {request_id} was aborted")
-        return _parse_completion(request_id, replica, response, len(token_ids))
+        return _parse_completion(request_id, replica, response, len(token_ids), resends)
 
     async def _generate_until(
         self, token_ids: list[int], sampling: SamplingSettings, request_id: str, tree_id: str | None, stop: StopCheck
     ) -> GenerationResult:
         """Stream the completion (server-sent chunks with logprobs); closing the stream when ``stop``
         says so makes vLLM abort the request. An aborted stream reports no usage: its prompt counts
-        as uncached."""
+        as uncached. A replica that fails the stream passes it, from the start, to the next."""
         body = {
             **self._body(token_ids, sampling, request_id),
             "stream": True,
             "stream_options": {"include_usage": True},
         }
-        replica = replica_order(self.base_urls, tree_id or request_id)[0]
+        failures: list[str] = []
+        for replica in self._replicas_for(tree_id or request_id):
+            try:
+                completion, usage = await self._stream_from(replica, body, request_id, len(token_ids), stop)
+            except httpx.TimeoutException as error:
+                raise BackendUnavailableError(f"vLLM server {replica} timed out: {error!r}") from None
+            except httpx.TransportError as error:
+                failures.append(f"{replica} ({error!r})")
+                log.warning("vLLM server %s failed a stream (%r); trying the next replica", replica, error)
+                continue
+            except httpx.HTTPError as error:
+                raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
+            details = usage.get("prompt_tokens_details") or {}
+            return GenerationResult(
+                request_id,
+                (completion,),
+                int(usage.get("prompt_tokens", len(token_ids))),
+                int(details.get("cached_tokens") or 0),
+                resends=len(failures),
+            )
+        raise BackendUnavailableError(f"no vLLM server could finish the request: {'; '.join(failures)}")
+
+    async def _stream_from(
+        self, replica: str, body: dict[str, Any], request_id: str, prompt_tokens: int, stop: StopCheck
+    ) -> tuple[Completion, dict[str, Any]]:
+        """One replica's stream of a completion, read until it ends or ``stop`` says so."""
         text, ids, logprobs, finish, usage = "", [], [], None, {}
-        try:
-            async with self._client.stream("POST", f"{replica}/v1/completions", json=body) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    _parse_completion(request_id, replica, response, len(token_ids))  # raises its error
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: ") or line == "data: [DONE]":
-                        continue
-                    chunk = json.loads(line.removeprefix("data: "))
-                    usage = chunk.get("usage") or usage
-                    for choice in chunk.get("choices") or []:
-                        part = _to_completion(choice)
-                        text, ids = text + part.text, ids + list(part.token_ids)
-                        logprobs += part.logprobs or ()
-                        finish = choice.get("finish_reason") or finish
-                    if finish is None and logprobs and stop(logprobs):
-                        finish = "abort"
-                        break  # leaving the block closes the connection: the server aborts the request
-        except httpx.HTTPError as error:
-            raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
-        details = usage.get("prompt_tokens_details") or {}
-        return GenerationResult(
-            request_id,
-            (Completion(text, tuple(ids), finish or "abort", tuple(logprobs)),),
-            int(usage.get("prompt_tokens", len(token_ids))),
-            int(details.get("cached_tokens") or 0),
-        )
+        async with self._client.stream("POST", f"{replica}/v1/completions", json=body) as response:
+            if response.status_code != 200:
+                await response.aread()
+                _parse_completion(request_id, replica, response, prompt_tokens)  # raises its error
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line.removeprefix("data: "))
+                usage = chunk.get("usage") or usage
+                for choice in chunk.get("choices") or []:
+                    part = _to_completion(choice)
+                    text, ids = text + part.text, ids + list(part.token_ids)
+                    logprobs += part.logprobs or ()
+                    finish = choice.get("finish_reason") or finish
+                if finish is None and logprobs and stop(logprobs):
+                    finish = "abort"
+                    break  # leaving the block closes the connection: the server aborts the request
+        return Completion(text, tuple(ids), finish or "abort", tuple(logprobs)), usage
 
     def _body(self, token_ids: list[int], sampling: SamplingSettings, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -160,19 +189,27 @@ class RemoteBackend(GenerationBackend):
             body["seed"] = sampling.seed
         return body
 
-    async def _post_to_live_replica(self, tree_id: str, body: dict[str, Any]) -> tuple[str, httpx.Response]:
-        """Send to the tree's replica; one that cannot be reached at all (the request never left)
-        passes the tree to the next in its rendezvous order."""
-        unreachable: list[str] = []
-        for replica in replica_order(self.base_urls, tree_id):
+    async def _post_to_live_replica(self, tree_id: str, body: dict[str, Any]) -> tuple[str, httpx.Response, int]:
+        """Send to the tree's replica. One that cannot be reached (the request never left) or that
+        dies while running it (the connection drops) passes the request to the next in the tree's
+        order. Returns the replica that answered, its answer and how often the request was resent."""
+        failures: list[str] = []
+        resends = 0
+        for replica in self._replicas_for(tree_id):
             try:
-                return replica, await self._client.post(f"{replica}/v1/completions", json=body)
+                return replica, await self._client.post(f"{replica}/v1/completions", json=body), resends
             except (httpx.ConnectError, httpx.ConnectTimeout) as error:
-                unreachable.append(f"{replica} ({error!r})")
+                failures.append(f"{replica} ({error!r})")
                 log.warning("vLLM server %s is unreachable; trying the next replica", replica)
+            except httpx.TimeoutException as error:
+                raise BackendUnavailableError(f"vLLM server {replica} timed out: {error!r}") from None
+            except httpx.TransportError as error:  # it took the request and the connection dropped
+                failures.append(f"{replica} ({error!r})")
+                resends += 1
+                log.warning("vLLM server %s dropped a request it was running (%r); resending it", replica, error)
             except httpx.HTTPError as error:
                 raise BackendUnavailableError(f"vLLM server {replica} failed: {error!r}") from None
-        raise BackendUnavailableError(f"no vLLM server could be reached: {'; '.join(unreachable)}")
+        raise BackendUnavailableError(f"no vLLM server could be reached: {'; '.join(failures)}")
 
     async def abort(self, request_id: str) -> None:
         scope = self._in_flight.get(request_id)
@@ -180,13 +217,23 @@ class RemoteBackend(GenerationBackend):
             scope.cancel()
 
     async def health(self) -> None:
+        """Ready while one replica answers: requests pass over a dead one (``replica_health`` names it)."""
+        states = await self.replica_health()
+        if "up" not in states.values():
+            raise BackendUnavailableError(
+                "no vLLM server is healthy: " + "; ".join(f"{url} {state}" for url, state in states.items())
+            )
+
+    async def replica_health(self) -> dict[str, str]:
+        states: dict[str, str] = {}
         for url in self.base_urls:
             try:
                 response = await self._client.get(f"{url}/health", timeout=5.0)
             except httpx.HTTPError as error:
-                raise BackendUnavailableError(f"vLLM server {url} is unreachable ({error!r})") from None
-            if response.status_code != 200:
-                raise BackendUnavailableError(f"vLLM server {url} is unhealthy (HTTP {response.status_code})")
+                states[url] = f"down: unreachable ({error!r})"
+                continue
+            states[url] = "up" if response.status_code == 200 else f"down: HTTP {response.status_code}"
+        return states
 
     async def counters(self) -> BackendCounters:
         totals = BackendCounters()
@@ -213,7 +260,9 @@ class RemoteBackend(GenerationBackend):
             await self._client.aclose()
 
 
-def _parse_completion(request_id: str, replica: str, response: httpx.Response, prompt_tokens: int) -> GenerationResult:
+def _parse_completion(
+    request_id: str, replica: str, response: httpx.Response, prompt_tokens: int, resends: int = 0
+) -> GenerationResult:
     if response.status_code == 400:
         raise InvalidRequestError(f"vLLM rejected the request: {error_message(response)}")
     if response.status_code != 200:
@@ -227,6 +276,7 @@ def _parse_completion(request_id: str, replica: str, response: httpx.Response, p
         completions=tuple(_to_completion(choice) for choice in choices),
         prompt_tokens=int(usage.get("prompt_tokens", prompt_tokens)),
         cached_prompt_tokens=int(details.get("cached_tokens") or 0),
+        resends=resends,
     )
 
 
