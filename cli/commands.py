@@ -21,6 +21,7 @@ from cli.client import (
     verifiers_table,
 )
 from cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
+from cli.fleet import fleet_app
 from orchestrator.core.errors import TTCError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.add_typer(model_app, name="model")
 keys_app = typer.Typer(help="Manage API keys (required by the API once one exists).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(fleet_app, name="fleet")
 
 
 @app.command()

@@ -62,6 +62,13 @@ def job_streams(job: JobRecord, served: Policy | None = None) -> int:
         return 1
 
 
+def job_tree_id(job_id: str) -> str:
+    """The tree id a job's engine requests are pinned by (one replica of a fleet).
+
+    Example: ``replica_order(urls, job_tree_id(job.id))[0]`` is the replica the job runs on."""
+    return f"tree-{job_id}"
+
+
 class Runtime:
     """A started backend plus the store, shared by every request of a process."""
 
@@ -111,9 +118,16 @@ class Runtime:
             heartbeat_file=self.settings.worker_heartbeat_file,
         )
 
-    def session(self, meter: BudgetMeter, emit: EventSink | None = None, chat: ChatOptions | None = None) -> Session:
+    def session(
+        self,
+        meter: BudgetMeter,
+        emit: EventSink | None = None,
+        chat: ChatOptions | None = None,
+        tree_id: str | None = None,
+    ) -> Session:
         """A session for one request: this runtime's backend and verifiers, the request's meter
-        (and a chat request's conversation and seed)."""
+        (and a chat request's conversation and seed, and the tree id its engine requests are
+        pinned by: a fleet sends them all to one replica)."""
         return Session(
             self.backend,
             meter,
@@ -123,6 +137,7 @@ class Runtime:
             chat=chat,
             served_model=self.model_name,
             routing_policy=self.policy,
+            tree_id=tree_id,
         )
 
     def effective_budget(self, requested: Budget | None) -> Budget:
@@ -279,7 +294,9 @@ class Runtime:
             except STORE_ERRORS as error:  # progress is for watchers: Redis away must not fail the job
                 log.debug("job %s: progress event dropped (%s)", job.id, error)
 
-        session = self.session(meter, emit, job.chat)
+        # a job's tree is named after it: run again (by another worker too) it goes to the same
+        # replica, whose prefix cache still holds its prompt
+        session = self.session(meter, emit, job.chat, tree_id=job_tree_id(job.id))
         await emit({"type": "started", "strategy": job.strategy})
         ended: Ending
         try:

