@@ -71,21 +71,18 @@ async def reset_caches(client: httpx.AsyncClient, urls: list[str]) -> None:
 
 
 async def run_job(client: httpx.AsyncClient, api: str, method: str, problem) -> dict:
-    """Submit one search, poll it to its end; the job's answer, usage and wall time."""
+    """Run one search through the API (the request waits for the job); its answer, usage and wall time."""
     body = {
         "question": problem.question,
         "strategy": method,
         "params": METHODS[method],
         "budget": {"max_tokens": 16_384, "deadline_s": 600},
-        "wait": False,
     }
     started = time.perf_counter()
-    job_id = (await client.post(f"{api}/v1/reason", json=body, timeout=30)).json()["job_id"]
-    while True:
-        job = (await client.get(f"{api}/v1/jobs/{job_id}", timeout=30)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            break
-        await anyio.sleep(0.2)
+    response = await client.post(f"{api}/v1/reason", json=body, timeout=660)
+    job = response.json()
+    if "usage" not in job:  # an error answer, not a job: say so in the row
+        raise RuntimeError(f"{problem.id}: HTTP {response.status_code} {response.text[:300]}")
     from verifiers.outcome import answers_match
 
     usage = job["usage"]
@@ -97,6 +94,7 @@ async def run_job(client: httpx.AsyncClient, api: str, method: str, problem) -> 
         "prompt_tokens": usage["prompt_tokens"],
         "cached_prompt_tokens": usage["cached_prompt_tokens"],
         "completion_tokens": usage["completion_tokens"],
+        "kv_footprint_tokens": usage["kv_footprint_tokens"],
         "replica_resends": usage.get("replica_resends", 0),
         "seconds": time.perf_counter() - started,
     }
@@ -107,6 +105,7 @@ async def run_batch(fleet: Fleet, method: str, batch: list) -> dict:
     async with httpx.AsyncClient() as client:
         await reset_caches(client, fleet.replica_urls)
         before = await server_counters(client, fleet.replica_urls)
+        commands_before = redis_commands(fleet.redis_url)
         started = time.perf_counter()
         jobs: list[dict] = []
 
@@ -118,8 +117,17 @@ async def run_batch(fleet: Fleet, method: str, batch: list) -> dict:
                 group.start_soon(one, problem)
         seconds = time.perf_counter() - started
         after = await server_counters(client, fleet.replica_urls)
+        redis_ops = redis_commands(fleet.redis_url) - commands_before
     servers = {url: {k: after[url][k] - before[url][k] for k in SERVER_COUNTERS} for url in fleet.replica_urls}
-    return {"jobs": sorted(jobs, key=lambda job: job["id"]), "servers": servers, "seconds": seconds}
+    jobs.sort(key=lambda job: job["id"])
+    return {"jobs": jobs, "servers": servers, "seconds": seconds, "redis_commands": redis_ops}
+
+
+def redis_commands(url: str) -> int:
+    """Commands the Redis server has processed so far (the API, the workers and their polling)."""
+    import redis
+
+    return int(redis.Redis.from_url(url).info("stats")["total_commands_processed"])
 
 
 def use_routing(fleet: Fleet, routing: str) -> None:
@@ -197,6 +205,8 @@ def summarise(lines: list[dict]) -> dict:
                 "wall_seconds_per_question": sum(run["seconds"] for run in runs) / max(len(jobs), 1),
                 "accuracy": sum(j["correct"] for j in jobs) / max(len(jobs), 1),
                 "failed": sum(j["status"] != "succeeded" for j in jobs),
+                "kv_footprint_tokens_per_question": sum(j["kv_footprint_tokens"] for j in jobs) / max(len(jobs), 1),
+                "redis_commands_per_job": sum(run["redis_commands"] for run in runs) / max(len(jobs), 1),
             }
         pairs = _paired_jobs(lines, method)
         report[method] = {
