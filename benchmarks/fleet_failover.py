@@ -26,7 +26,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fleet_affinity import run_job, server_counters
 
-from cli.fleet import Fleet, free_port
+from cli.fleet import Fleet, cpu_seconds, free_port
 
 RESULTS = Path(__file__).parent / "results"
 SEARCH = "beam_search"
@@ -118,7 +118,10 @@ async def measure(args: argparse.Namespace) -> dict:
         note(f"first wave done: {sum(j['status'] == 'succeeded' for j in first)}/{len(first)} succeeded")
         async with httpx.AsyncClient() as client:
             before = await server_counters(client, fleet.replica_urls)
+        service = [m for m in fleet.members if m.name == "api" or m.name.startswith("worker-")]
+        cpu_before = {m.name: cpu_seconds(m.pid) for m in service}
         await wave(fleet, problems, second)
+        cpu = {m.name: cpu_seconds(m.pid) - cpu_before[m.name] for m in service}
         async with httpx.AsyncClient() as client:
             after = await server_counters(client, fleet.replica_urls)
         prompts = {url: after[url]["prompt"] - before[url]["prompt"] for url in fleet.replica_urls}
@@ -135,6 +138,7 @@ async def measure(args: argparse.Namespace) -> dict:
         "during_outage": outage,
         "second_wave": summarise(second),
         "second_wave_prompt_share_of_restarted_replica": prompts[victim_url] / max(sum(prompts.values()), 1),
+        "second_wave_service_cpu_seconds_per_job": {name: value / len(second) for name, value in cpu.items()},
         "rows": {"first": first, "second": second},
     }
 

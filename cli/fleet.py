@@ -364,6 +364,17 @@ def process_group(pid: int) -> int | None:
     return None if fields[0] == "Z" else int(fields[2])
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time a live process has used so far (0 for one that is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def is_ready(probe: str) -> bool:
     kind, _, target = probe.partition(":")
     try:
