@@ -257,10 +257,13 @@ async def test_on_the_engine_a_context_is_precomputed_once_and_queried_several_t
     checked either way: over its facts (their sleep shared), or without any (no share to carry)."""
     runtime = Runtime(Settings(), inprocess_backend, store, VERIFIERS)
     params = {"rounds": 1, "questions": 3, "samples": 2, "agree": 1, "round_max_tokens": 160}
-    context = await runtime.precompute(CONTEXT, sleep_budget=Budget(deadline_s=300), params=params)
-    assert context.status == "ready" and context.memory_version == 1 and context.sleep_tokens > 0
-    stages = (await runtime.store.get_job(context.job_id)).trace["stages"]
-    assert stages["proposed"] >= 1, "the model proposed no question about the context"
+    for _ in range(3):  # the proposal is sampled: one that parses to no question checks nothing, so try again
+        context = await runtime.precompute(CONTEXT, sleep_budget=Budget(deadline_s=300), params=params)
+        assert context.status == "ready" and context.memory_version == 1 and context.sleep_tokens > 0
+        stages = (await runtime.store.get_job(context.job_id)).trace["stages"]
+        if stages["proposed"]:
+            break
+    assert stages["proposed"] >= 1, "the model proposed no question about the context, three times"
     assert stages["proposed"] >= stages["answered"] >= stages["agreed"] >= stages["checked"] >= stages["kept"]
     questions = ["How many pens are there in total?", "How much do the red pens cost?", "How much do 2 pens cost?"]
     for served, question in enumerate(questions, start=1):
