@@ -19,7 +19,7 @@ from orchestrator.core.settings import RemoteOptions, Settings
 from service.runtime import Runtime, job_tree_id
 from tests.sessions import VERIFIERS
 
-SEARCH = {"width": 2, "samples_per_beam": 2, "max_steps": 6, "step_max_tokens": 64, "temperature": 1.0}
+SEARCH = {"width": 2, "samples_per_beam": 2, "max_steps": 6, "step_max_tokens": 128, "temperature": 1.0}
 
 
 def second_server(directory: Path, model_dir: Path, port: int) -> Fleet:
