@@ -54,13 +54,12 @@ def rows_path(model: str) -> Path:
 
 async def server_counters(client: httpx.AsyncClient, urls: list[str]) -> dict[str, dict[str, float]]:
     """Each server's cumulative counters (summed over label sets)."""
+    from orchestrator.core.backends.remote import metric_totals
+
     found = {}
     for url in urls:
-        page = (await client.get(f"{url}/metrics", timeout=10)).text
-        found[url] = {
-            name: sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(metric + "{"))
-            for name, metric in SERVER_COUNTERS.items()
-        }
+        totals = metric_totals((await client.get(f"{url}/metrics", timeout=10)).text)
+        found[url] = {name: totals.get(metric, 0.0) for name, metric in SERVER_COUNTERS.items()}
     return found
 
 

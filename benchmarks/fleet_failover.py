@@ -44,12 +44,11 @@ async def wave(fleet: Fleet, problems: list, jobs: list[dict]) -> None:
 
 
 async def busy(url: str) -> bool:
+    from orchestrator.core.backends.remote import parse_prometheus_counters
+
     async with httpx.AsyncClient() as client:
         page = (await client.get(f"{url}/metrics", timeout=5)).text
-    return any(
-        line.startswith("vllm:num_requests_running{") and float(line.rsplit(" ", 1)[1]) > 0
-        for line in page.splitlines()
-    )
+    return parse_prometheus_counters(page).requests_running > 0
 
 
 async def watch_outage(fleet: Fleet, seen: list[dict]) -> None:

@@ -12,7 +12,7 @@ import httpx
 
 from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, vllm_server_command, vllm_server_env
 from orchestrator.core.backends.inprocess import engine_dtype
-from orchestrator.core.backends.remote import RemoteBackend
+from orchestrator.core.backends.remote import RemoteBackend, parse_prometheus_counters
 from orchestrator.core.backends.vllm_http import replica_order
 from orchestrator.core.budget import Budget
 from orchestrator.core.settings import RemoteOptions, Settings
@@ -56,7 +56,7 @@ async def test_a_replica_killed_mid_search_leaves_the_job_to_finish_once_on_the_
             finished = []
             group.start_soon(_run, runtime, job, finished)
             with anyio.fail_after(120):
-                while await _metric(dying, "vllm:num_requests_running") == 0:
+                while await _running(dying) == 0:
                     assert not finished, f"the job ended before its server was killed: {finished[0]}"
                     await anyio.sleep(0.05)
             await anyio.to_thread.run_sync(fleet.kill, "vllm-b")
@@ -77,8 +77,8 @@ async def _run(runtime: Runtime, job, finished: list) -> None:
     finished.append(await runtime.run_inline(job))
 
 
-async def _metric(url: str, name: str) -> float:
-    """A vLLM server's counter or gauge, summed over its label sets."""
+async def _running(url: str) -> int:
+    """Requests a vLLM server is running now (its /metrics gauge)."""
     async with httpx.AsyncClient() as client:
         page = (await client.get(f"{url}/metrics", timeout=5)).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith(name + "{"))
+    return parse_prometheus_counters(page).requests_running

@@ -298,14 +298,22 @@ def _to_completion(choice: dict[str, Any]) -> Completion:
     )
 
 
-def parse_prometheus_counters(text: str) -> BackendCounters:
-    """Read vLLM's counters from a ``/metrics`` page."""
+def metric_totals(text: str) -> dict[str, float]:
+    """Every sample of a ``/metrics`` page, summed over its label sets, by sample name.
+
+    Example: ``metric_totals(page)["vllm:prompt_tokens_total"]``."""
     from prometheus_client.parser import text_string_to_metric_families
 
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             values[sample.name] = values.get(sample.name, 0.0) + sample.value
+    return values
+
+
+def parse_prometheus_counters(text: str) -> BackendCounters:
+    """Read vLLM's counters from a ``/metrics`` page."""
+    values = metric_totals(text)
     return BackendCounters(
         prefix_cache_queries=int(values.get("vllm:prefix_cache_queries_total", 0)),
         prefix_cache_hits=int(values.get("vllm:prefix_cache_hits_total", 0)),
