@@ -14,6 +14,7 @@ turn of the conversation. Only the template places special tokens.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +42,25 @@ class RenderedPrompt(str):
         return prompt
 
 
+def _load_tokenizer(name_or_path: str):
+    """The tokenizer ``AutoTokenizer`` would load. A local directory whose ``tokenizer_config.json``
+    names its class gets that class, imported alone: that is AutoTokenizer's own first choice, and
+    importing AutoTokenizer pulls in torch and the model registry, seconds at every start of a
+    remote-backend server, worker or command that never runs a model. Anything else (a hub name,
+    no class named, custom code) goes through AutoTokenizer."""
+    import transformers
+
+    config = Path(name_or_path) / "tokenizer_config.json"
+    named = json.loads(config.read_text()) if config.is_file() else {}
+    name = named.get("tokenizer_class")
+    tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
+    if not (isinstance(tokenizer_class, type) and issubclass(tokenizer_class, transformers.PreTrainedTokenizerBase)):
+        return transformers.AutoTokenizer.from_pretrained(name_or_path)
+    if "auto_map" in named:  # the model's own code names its class
+        return transformers.AutoTokenizer.from_pretrained(name_or_path)
+    return tokenizer_class.from_pretrained(name_or_path)
+
+
 class ChatRenderer:
     """Renders chat messages to prompt text and token ids with one tokenizer."""
 
@@ -52,10 +72,8 @@ class ChatRenderer:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path) -> ChatRenderer:
         """Load the tokenizer of a local model directory or hub name."""
-        from transformers import AutoTokenizer
-
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+            tokenizer = _load_tokenizer(str(name_or_path))
         except (OSError, ValueError) as error:
             raise ModelNotFoundError(
                 f"cannot load a tokenizer from {name_or_path!r} ({error}); set TTC_MODEL (or TTC_TOKENIZER) "

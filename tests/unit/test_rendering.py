@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from orchestrator.core.errors import InvalidRequestError
@@ -47,3 +49,33 @@ def test_missing_model_names_the_setting(tmp_path) -> None:
 
     with pytest.raises(ModelNotFoundError, match="TTC_MODEL"):
         ChatRenderer.from_pretrained(tmp_path / "nope")
+
+
+def test_the_tokenizer_is_autotokenizers_without_importing_torch(model_dir, tmp_path) -> None:
+    """The class the model's tokenizer_config.json names, loaded without AutoTokenizer's imports
+    (torch among them: seconds at every start of a process that never runs a model); a directory
+    that names no class still gets AutoTokenizer's choice."""
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    loaded = f"""
+import sys
+from orchestrator.core.rendering import ChatRenderer
+tokenizer = ChatRenderer.from_pretrained({str(model_dir)!r}).tokenizer
+print(type(tokenizer).__name__, "torch" in sys.modules)
+"""
+    done = subprocess.run([sys.executable, "-c", loaded], capture_output=True, text=True, check=True)
+    expected = AutoTokenizer.from_pretrained(model_dir)
+    assert done.stdout.split() == [type(expected).__name__, "False"]
+    ours = ChatRenderer.from_pretrained(model_dir).tokenizer
+    text = "<|im_start|>user\n7 + 5 = 12.\n\n  é 中<|im_end|>"
+    assert ours.encode(text) == expected.encode(text)
+    for name in ("tokenizer.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (model_dir / name).exists():
+            (tmp_path / name).write_bytes((model_dir / name).read_bytes())
+    config = json.loads((model_dir / "tokenizer_config.json").read_text())
+    config.pop("tokenizer_class", None)
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert ChatRenderer.from_pretrained(tmp_path).tokenizer.encode(text) == expected.encode(text)
