@@ -71,7 +71,7 @@ def canonical(answer: str) -> str:
     """One written form per numeric value; anything that is not a number, as written (trimmed).
 
     Examples: ``"1,000"`` -> ``"1000"``; ``"12.0"`` -> ``"12"``; ``"2/4"`` -> ``"0.5"``;
-    ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``; ``"(1, 2)"`` -> ``"(1, 2)"``.
+    ``"2.5/100"`` -> ``"0.025"``; ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``; ``"(1, 2)"`` -> ``"(1, 2)"``.
     """
     text = answer.strip().strip("$").strip()
     if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
@@ -80,8 +80,9 @@ def canonical(answer: str) -> str:
         return str(int(text.replace(",", "")))
     plain = text.replace(",", "").replace(" ", "")
     if _PLAIN_NUMBER.fullmatch(plain):
+        numerator, _, denominator = plain.partition("/")  # "2.5/100": Fraction reads no decimal over a number
         try:
-            return _number_form(Fraction(plain))
+            return _number_form(Fraction(numerator) / Fraction(denominator or 1))
         except ZeroDivisionError:
             return text
     if _LATEX.search(text) and len(text) <= MAX_PARSED_CHARS:

@@ -26,6 +26,8 @@ OUTPUTS = [
     ("the answer is $\\frac{1}{2}$", "0.5"),
     ("The answer is 3/4", "0.75"),
     ("Each gets 1/3 of the cake.", "1/3"),
+    ("The rate is 2.5/100 of the price", "0.025"),  # a decimal over a number once crashed a search
+    ("so it is 7/0", "7/0"),
     ("So x = -3.50", "-3.5"),
     ("The answer is $1,000$.", "1000"),
     ("\\boxed{\\dfrac{3}{4}}", "0.75"),
