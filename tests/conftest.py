@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 
 os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -24,7 +23,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tests/integration/test_default_model.py pulls and runs that one). Subprocesses inherit it.
 os.environ.setdefault("TTC_MODEL", "smollm2-135m")
 
-from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, vllm_server_command, vllm_server_env
+from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, is_ready, vllm_server_command, vllm_server_env
 from orchestrator.core.backends.inprocess import InProcessBackend, engine_dtype
 from orchestrator.core.backends.remote import RemoteBackend
 from orchestrator.core.model_catalog import ensure_model
@@ -41,11 +40,8 @@ def wait_for_http(url: str, timeout_s: float, process: subprocess.Popen | None =
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if is_ready(f"http:{url}"):
+            return
         time.sleep(0.5)
     raise TimeoutError(f"{url} did not answer within {timeout_s} s")
 

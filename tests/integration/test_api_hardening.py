@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 
 from api.app import create_app
 from api.security import OPEN_PATHS
+from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 
 REASON = {"question": "3 + 4?", "budget": {"max_tokens": 1000}}  # a scripted token is a character
@@ -122,6 +123,16 @@ async def test_chat_requests_out_of_bounds_get_a_4xx_not_a_500(start_api) -> Non
             response = await client.post("/v1/chat/completions", json=body)
             assert 400 <= response.status_code < 500, (body.keys(), response.text[:300])
             assert response.json()["error"]["message"]
+
+
+async def test_a_seed_the_engine_cannot_take_is_refused_and_one_it_can_is_taken(start_api, monkeypatch) -> None:
+    base, _ = await start_api()
+    body = {"model": "ttc/direct", "messages": [{"role": "user", "content": "3 + 4?"}], "seed": 1}
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        assert (await client.post("/v1/chat/completions", json=body)).status_code == 200
+        monkeypatch.setattr(ScriptedBackend, "seeds_requests", False)  # as vLLM's CPU build in process
+        refused = await client.post("/v1/chat/completions", json=body)
+    assert refused.status_code == 400 and "leave seed unset" in refused.json()["error"]["message"]
 
 
 async def test_quiet_streams_send_keep_alive_comments(api, monkeypatch) -> None:

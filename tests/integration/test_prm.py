@@ -1,14 +1,13 @@
 """The PRM verifier against a real vLLM pooling server on loopback.
 
-The server runs the embedded SmolLM2 as a 2-label token classifier whose step tag is
-the newline token (id 198): its scores are meaningless, but the wire contract
-(``POST /pooling``, one ``[p_bad, p_good]`` pair per tag) is the one a real PRM speaks.
+The server is the reward-model tests' (``reward_server``): the test model fine-tuned on a dozen
+solutions, a 2-label token classifier pooled at its step tag. Its scores barely mean anything
+here, but the wire contract (``POST /pooling``, one ``[p_bad, p_good]`` pair per tag) is the one a
+real PRM such as Qwen2.5-Math-PRM speaks.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,25 +18,18 @@ from orchestrator.core.errors import BackendError, BackendUnavailableError, Conf
 from orchestrator.core.session import Session
 from orchestrator.core.settings import Settings
 from orchestrator.core.verification import ScoreRequest
-from tests.conftest import serve_vllm
 from verifiers.prm import ProcessRewardModel, format_prm_input, step_probabilities
 from verifiers.registry import VerifierSet
+from verifiers.reward import load_reward_meta
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-NEWLINE_TOKEN_ID = 198  # SmolLM2's "\n": the step tag of the test server
-STEP_TAG = "\n"
+STEP_TAG = "\n"  # the pure layout tests' tag; the server pools at its own (``server_tag``)
 
 
 @pytest.fixture(scope="module")
-def prm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM pooling server scoring one [p_bad, p_good] pair per newline."""
-    log_path = tmp_path_factory.mktemp("prm-server") / "server.log"
-    pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": NEWLINE_TOKEN_ID}
-    pooling = ["--runner", "pooling", "--convert", "classify", "--hf-overrides", json.dumps({"num_labels": 2}),
-               "--pooler-config", json.dumps(pooler)]  # fmt: skip
-    with serve_vllm(model_dir, log_path, pooling) as url:
-        yield url
+def server_tag(reward_dir: Path) -> str:
+    return load_reward_meta(reward_dir)["step_tag"]
 
 
 def new_context() -> Session:
@@ -72,9 +64,9 @@ async def test_format_matches_qwen_prm_layout() -> None:
     )
 
 
-async def test_scores_a_batch_one_probability_per_step(prm_server: str) -> None:
+async def test_scores_a_batch_one_probability_per_step(reward_server: str, server_tag: str) -> None:
     session = new_context()
-    async with ProcessRewardModel(prm_server, step_tag=STEP_TAG) as prm:
+    async with ProcessRewardModel(reward_server, step_tag=server_tag) as prm:
         scores = await session.score_steps(prm, BATCH)
         assert prm.model  # discovered from /v1/models
     assert [len(s) for s in scores] == [len(r.steps) for r in BATCH]
@@ -82,10 +74,12 @@ async def test_scores_a_batch_one_probability_per_step(prm_server: str) -> None:
     assert session.meter.usage.verifier_calls == len(BATCH)
 
 
-async def test_borrowed_client_named_model_and_empty_steps(prm_server: str, model_dir: Path) -> None:
+async def test_borrowed_client_named_model_and_empty_steps(
+    reward_server: str, server_tag: str, reward_dir: Path
+) -> None:
     session = new_context()
     async with httpx.AsyncClient(timeout=120) as client:
-        prm = ProcessRewardModel(prm_server, str(model_dir), step_tag=STEP_TAG, system_prompt=None, client=client)
+        prm = ProcessRewardModel(reward_server, str(reward_dir), step_tag=server_tag, system_prompt=None, client=client)
         scores = await session.score_steps(prm, [ScoreRequest("Q?", ()), BATCH[0]])
         await prm.aclose()  # must not close the borrowed client
         assert not client.is_closed
@@ -93,27 +87,27 @@ async def test_borrowed_client_named_model_and_empty_steps(prm_server: str, mode
     assert session.meter.usage.verifier_calls == 2
 
 
-async def test_logits_are_turned_into_probabilities(prm_server: str) -> None:
-    # With the activation off the server returns raw logits (about 1e19 for this untrained head).
-    text = format_prm_input("Q?", ["a", "b"], STEP_TAG)
+async def test_logits_are_turned_into_probabilities(reward_server: str, server_tag: str) -> None:
+    # With the activation off the server returns the head's raw logits.
+    text = format_prm_input("Q?", ["a", "b"], server_tag)
     async with httpx.AsyncClient(timeout=120) as client:
-        model = (await client.get(f"{prm_server}/v1/models")).json()["data"][0]["id"]
+        model = (await client.get(f"{reward_server}/v1/models")).json()["data"][0]["id"]
         body = {"model": model, "input": text, "task": "token_classify", "use_activation": False}
-        response = await client.post(f"{prm_server}/pooling", json=body)
+        response = await client.post(f"{reward_server}/pooling", json=body)
     rows = response.json()["data"][0]["data"]
     assert len(rows) == 2 and any(abs(sum(row) - 1) > 0.01 for row in rows)  # really logits
     assert all(0.0 <= p <= 1.0 for p in step_probabilities(rows))
 
 
-async def test_a_tag_the_server_does_not_pool_on_is_reported(prm_server: str) -> None:
-    # "<extra_0>" is not token 198, and the layout's own newlines are: the counts cannot match.
-    async with ProcessRewardModel(prm_server, step_tag="<extra_0>") as prm:
+async def test_a_tag_the_server_does_not_pool_on_is_reported(reward_server: str) -> None:
+    # "<extra_0>" is not the server's tag token: the counts cannot match.
+    async with ProcessRewardModel(reward_server, step_tag="<extra_0>") as prm:
         with pytest.raises(BackendError, match=r"returned .* step scores for 2 steps.*TTC_PRM__STEP_TAG"):
             await new_context().score_steps(prm, [BATCH[1]])
 
 
-async def test_http_errors_carry_the_server_message(prm_server: str) -> None:
-    async with ProcessRewardModel(prm_server, "no-such-model", step_tag=STEP_TAG) as prm:
+async def test_http_errors_carry_the_server_message(reward_server: str, server_tag: str) -> None:
+    async with ProcessRewardModel(reward_server, "no-such-model", step_tag=server_tag) as prm:
         with pytest.raises(BackendError, match=r"does not exist.*TTC_PRM__MODEL") as caught:
             await new_context().score_steps(prm, BATCH)
     assert not isinstance(caught.value, BackendUnavailableError)
@@ -141,9 +135,11 @@ async def test_registry_needs_a_prm_url(clean_settings: pytest.MonkeyPatch) -> N
         VerifierSet.build(Settings()).get("prm")
 
 
-async def test_registry_builds_the_prm_from_settings(clean_settings: pytest.MonkeyPatch, prm_server: str) -> None:
-    clean_settings.setenv("TTC_PRM__URL", prm_server)
-    clean_settings.setenv("TTC_PRM__STEP_TAG", STEP_TAG)
+async def test_registry_builds_the_prm_from_settings(
+    clean_settings: pytest.MonkeyPatch, reward_server: str, server_tag: str
+) -> None:
+    clean_settings.setenv("TTC_PRM__URL", reward_server)
+    clean_settings.setenv("TTC_PRM__STEP_TAG", server_tag)
     verifiers = VerifierSet.build(Settings())
     prm = verifiers.get("prm")
     assert isinstance(prm, ProcessRewardModel) and prm.name == "prm"

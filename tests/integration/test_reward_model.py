@@ -11,59 +11,28 @@ whether the server path scores the same tokens at the same tag.
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from harness.datasets import content_hash
-from harness.reward_data import RewardExample, outcome_steps
-from harness.reward_training import Trainer, TrainingConfig
 from orchestrator.core.budget import Budget, BudgetMeter
 from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, PrmOptions, RewardOptions, Settings
 from orchestrator.core.verification import ScoreRequest
-from tests.conftest import serve_vllm
+from tests.integration.conftest import EXACT, labelled_solutions
 from verifiers.registry import VerifierSet
 from verifiers.reward import ARTIFACT_FILE, load_reward_meta, open_reward_model
 
 pytestmark = [pytest.mark.engine, pytest.mark.slow]
 
-EXACT = "float32"  # both scorers in one exact dtype, so "the same scores" can be checked tightly
-PAIRS = [(2, 3), (4, 5), (7, 6), (9, 8), (12, 3), (15, 7)]
-
-
-def solutions() -> list[tuple[str, str, float]]:
-    """(question, solution, label): each sum solved right, and wrong by one."""
-    rows = []
-    for a, b in PAIRS:
-        question = f"What is {a} + {b}?"
-        rows.append((question, f"{a} + {b} = {a + b}\n\nThe answer is {a + b}.", 1.0))
-        rows.append((question, f"{a} + {b} = {a + b + 1}\n\nThe answer is {a + b + 1}.", 0.0))
-    return rows
-
-
-@pytest.fixture(scope="module")
-def reward_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("reward") / "orm"
-    examples = [
-        RewardExample(f"q{i // 2}", content_hash(q), q, outcome_steps(text), (label,))
-        for i, (q, text, label) in enumerate(solutions())
-    ]
-    config = TrainingConfig(trainable_layers=2, epochs=30, batch_size=2, learning_rate=1e-4, validation_share=0.0)
-    meta = Trainer(model_dir, out, config).train(examples, {"judged_model": "smollm2-135m"})
-    losses = [row["train_loss"] for row in meta["history"]]
-    assert losses[0] < 0.8  # the zero head starts at chance (ln 2), not at a random head's huge logits
-    assert losses[-1] < 0.3, f"the loss did not fall well below chance: {losses}"
-    return out
-
 
 def test_the_artifact_records_what_it_judges_and_saw(reward_dir: Path) -> None:
     meta = load_reward_meta(reward_dir, "smollm2-135m")
     assert meta["kind"] == "orm" and meta["step_tag"] == "<empty_output>"
-    assert set(meta["item_hashes"]) == {content_hash(q) for q, _, _ in solutions()}
+    assert set(meta["item_hashes"]) == {content_hash(q) for q, _, _ in labelled_solutions()}
     with pytest.raises(ConfigurationError, match="trained on smollm2-135m's samples"):
         load_reward_meta(reward_dir, "qwen2.5-coder-0.5b")
 
@@ -73,11 +42,11 @@ def scoring_session() -> Session:
 
 
 def batch() -> list[ScoreRequest]:
-    return [ScoreRequest(q, tuple(text.split("\n\n"))) for q, text, _ in solutions()]
+    return [ScoreRequest(q, tuple(text.split("\n\n"))) for q, text, _ in labelled_solutions()]
 
 
 def assert_right_above_wrong(scores: list[list[float]]) -> None:
-    labels = [label for _, _, label in solutions()]
+    labels = [label for _, _, label in labelled_solutions()]
     right = [row[0] for row, label in zip(scores, labels, strict=True) if label]
     wrong = [row[0] for row, label in zip(scores, labels, strict=True) if not label]
     assert all(len(row) == 2 and row[0] == row[1] for row in scores)  # one score per step, the same
@@ -110,20 +79,11 @@ def test_served_in_process_it_ranks_what_it_learned(inprocess_scores: list[list[
     assert_right_above_wrong(inprocess_scores)
 
 
-@pytest.fixture(scope="module")
-def pooling_server(reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tag_id = load_reward_meta(reward_dir)["step_tag_id"]
-    pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": tag_id}
-    log_path = tmp_path_factory.mktemp("reward-server") / "server.log"
-    with serve_vllm(reward_dir, log_path, ["--runner", "pooling", "--pooler-config", json.dumps(pooler)], EXACT) as url:
-        yield url
-
-
-async def test_served_by_a_pooling_server_it_scores_the_same(
-    pooling_server: str, reward_dir: Path, inprocess_scores: list[list[float]]
+async def test_served_by_a_reward_server_it_scores_the_same(
+    reward_server: str, reward_dir: Path, inprocess_scores: list[list[float]]
 ) -> None:
     tag = load_reward_meta(reward_dir)["step_tag"]
-    verifiers = VerifierSet.build(Settings(prm=PrmOptions(url=pooling_server, step_tag=tag, system_prompt="")))
+    verifiers = VerifierSet.build(Settings(prm=PrmOptions(url=reward_server, step_tag=tag, system_prompt="")))
     try:
         remote = await verifiers.get("orm").score(batch(), scoring_session())
     finally:
