@@ -10,7 +10,8 @@ as well as completion), so a search never decodes more than best-of-N's k sample
 sample as the stored samples were drawn (the same system prompt, temperature 0.7), and their depth
 (``--max-steps``, 12 by default) lets a solution run to its end: this model's GSM8K solutions have
 6 steps (blank-line separated) at the median and 9 at the 90th percentile, so 5 steps cut most of
-them short (a first run with 5 scored 0.05 at k = 4; its rows are kept in ``...-s5x96.jsonl``).
+them short. (A first run with 5 steps, and with beam search still stopping at its first `width`
+finished leaves instead of N, scored 0.05 at k = 4; its rows are kept in ``...-s5x96.jsonl``.)
 
 Items fall into difficulty bins by how many of their last 8 stored samples are right (the oracle
 difficulty Snell et al. bin by): hard 0, medium 1-2, easy 3 or more. Best-of-N reads only the

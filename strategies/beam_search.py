@@ -3,8 +3,9 @@
 Beam search keeps the ``width`` best partial solutions at every depth, each expanded
 into ``samples_per_beam`` one-step children. DVTS (diverse verifier tree search) runs
 ``width`` independent subtrees instead: every subtree keeps only its own best child, so
-the subtrees cannot collapse onto one line of reasoning. Both stop once ``width``
-leaves have finished.
+the subtrees cannot collapse onto one line of reasoning. Both stop once ``width x
+samples_per_beam`` leaves (N) have finished, as search-and-learn's do, and answer with the
+best-scored one.
 """
 
 from __future__ import annotations
@@ -55,7 +56,9 @@ class KeepBest:
         return self.width * self.samples
 
     def done(self, tree: SearchTree) -> bool:
-        return sum(node.finished for node in tree.nodes.values()) >= self.width
+        # N = width x samples finished leaves, as search-and-learn stops: stopping at `width` of them
+        # ended a width-1 search at its first finished leaf, the hastiest solution rather than the best.
+        return sum(node.finished for node in tree.nodes.values()) >= self.width * self.samples
 
     async def select(self, search: StepSearch, live: list[Node]) -> Frontier:
         by_score = sorted(live, key=lambda node: node.score or 0.0, reverse=True)

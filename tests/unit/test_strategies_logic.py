@@ -107,6 +107,18 @@ async def test_tree_search_traces_add_up(name: str, params: dict) -> None:
     assert wrong and all(n["status"] in {"pruned", "live"} or n["score"] < 0.5 for n in wrong)
 
 
+async def test_beam_search_runs_until_n_leaves_finish_not_only_the_first_hasty_one() -> None:
+    def stepper(prompt: str, sampling: SamplingSettings) -> list[str]:
+        if prompt.count("\n\n") == 0:  # the first step: a hasty wrong answer, and a careful step
+            return ["3 x 4 = 13. The answer is 13.", "3 x 4 = 12\n\n"][: sampling.n]
+        return ["12 - 2 = 10. The answer is 10."] * sampling.n
+
+    strategy = get_strategy("beam_search")
+    params = strategy.parse_params({"width": 1, "samples_per_beam": 2})
+    result = await strategy.run("Tom has 3 boxes of 4 apples and eats 2.", context(stepper)[0], params)
+    assert result.answer == "10"  # 1 x 2 leaves finished, the better one chosen
+
+
 async def test_tree_search_out_of_budget_returns_best_so_far() -> None:
     session, _ = context(make_stepper(), Budget(max_tokens=40))
     strategy = get_strategy("rebase")
