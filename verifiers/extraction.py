@@ -71,7 +71,8 @@ def canonical(answer: str) -> str:
     """One written form per numeric value; anything that is not a number, as written (trimmed).
 
     Examples: ``"1,000"`` -> ``"1000"``; ``"12.0"`` -> ``"12"``; ``"2/4"`` -> ``"0.5"``;
-    ``"2.5/100"`` -> ``"0.025"``; ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``; ``"(1, 2)"`` -> ``"(1, 2)"``.
+    ``"2.5/100"`` -> ``"0.025"``; ``"1/3"`` -> ``"1/3"``; ``"\\\\dfrac{3}{4}"`` -> ``"0.75"``;
+    ``"(1, 2)"`` -> ``"(1, 2)"``.
     """
     text = answer.strip().strip("$").strip()
     if sum(ch.isdigit() for ch in text) > MAX_DIGITS:
