@@ -54,9 +54,9 @@ def _load_tokenizer(name_or_path: str):
     named = json.loads(config.read_text()) if config.is_file() else {}
     name = named.get("tokenizer_class")
     tokenizer_class = getattr(transformers, name, None) if isinstance(name, str) else None
-    if not (isinstance(tokenizer_class, type) and issubclass(tokenizer_class, transformers.PreTrainedTokenizerBase)):
-        return transformers.AutoTokenizer.from_pretrained(name_or_path)
-    if "auto_map" in named:  # the model's own code names its class
+    base = transformers.PreTrainedTokenizerBase
+    is_tokenizer = isinstance(tokenizer_class, type) and issubclass(tokenizer_class, base)
+    if not is_tokenizer or "auto_map" in named:  # with auto_map, the model's own code names its class
         return transformers.AutoTokenizer.from_pretrained(name_or_path)
     return tokenizer_class.from_pretrained(name_or_path)
 
