@@ -218,15 +218,16 @@ def convert_gguf_to_safetensors(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def model_source(model: str, cache_dir: Path, *, on_cpu: bool) -> str:
+def model_source(model: str, cache_dir: Path, *, on_cpu: Callable[[], bool]) -> str:
     """What an engine loads for ``TTC_MODEL``: a pulled catalogue model, a local directory or a hub id.
 
     A catalogue name is pulled and converted on a CPU (hubs are often out of reach there) and
-    stands for its hub id on a GPU. Example: ``model_source("smollm2-135m", cache, on_cpu=False)``
-    is ``"HuggingFaceTB/SmolLM2-135M-Instruct"``.
+    stands for its hub id on a GPU. ``on_cpu`` is asked only for a catalogue name (finding out
+    imports vLLM, seconds a wrong path need not wait). Example:
+    ``model_source("smollm2-135m", cache, on_cpu=lambda: False)`` is ``"HuggingFaceTB/SmolLM2-135M-Instruct"``.
     """
     if model in CATALOGUE:
-        return str(ensure_model(cache_dir, model)) if on_cpu else CATALOGUE[model].hub_id
+        return str(ensure_model(cache_dir, model)) if on_cpu() else CATALOGUE[model].hub_id
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").exists():

@@ -92,11 +92,11 @@ def test_the_real_small_model_matches_its_pin_and_a_flipped_byte_does_not(tmp_pa
 
 
 def test_names_map_to_hub_ids_off_the_cpu_and_every_spelling_to_one_identity(tmp_path: Path) -> None:
-    assert model_source("qwen2.5-coder-0.5b", tmp_path, on_cpu=False) == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+    assert model_source("qwen2.5-coder-0.5b", tmp_path, on_cpu=lambda: False) == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
     assert model_identity("Qwen/Qwen2.5-Coder-0.5B-Instruct") == "qwen2.5-coder-0.5b"
     assert model_identity("smollm2-135m") == "smollm2-135m"
     assert model_identity("other/model") == "other/model"
     with pytest.raises(ModelNotFoundError, match="smollm2-135m"):
-        model_source("qwen-nope", tmp_path, on_cpu=True)
+        model_source("qwen-nope", tmp_path, on_cpu=lambda: True)
     with pytest.raises(ModelNotFoundError, match="no model called"):
         model_catalog.catalogue_model("qwen-nope")

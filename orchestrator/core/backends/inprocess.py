@@ -40,7 +40,7 @@ from orchestrator.core.errors import (
     InvalidRequestError,
     RequestAbortedError,
 )
-from orchestrator.core.model_catalog import CATALOGUE, model_source
+from orchestrator.core.model_catalog import model_source
 from orchestrator.core.rendering import ChatRenderer
 from orchestrator.core.settings import EngineOptions, Settings
 
@@ -319,9 +319,7 @@ def use_every_cpu_core() -> None:
 def resolve_model(settings: Settings) -> str:
     """The model to load for ``TTC_MODEL``: a catalogue model (pulled on first use on a CPU), a directory
     or a hub name."""
-    # Only a catalogue name depends on the platform: a wrong path fails before vLLM is imported (seconds).
-    on_cpu = _on_cpu() if settings.model in CATALOGUE else True
-    return model_source(settings.model, settings.model_cache_dir, on_cpu=on_cpu)
+    return model_source(settings.model, settings.model_cache_dir, on_cpu=_on_cpu)
 
 
 def cpu_has_bf16(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
