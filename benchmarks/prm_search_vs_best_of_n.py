@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import statistics
 import sys
 import time
@@ -42,6 +41,7 @@ from pathlib import Path
 import anyio
 from signals import load, vote  # benchmarks/ is the script's directory
 
+from harness.efficiency import paired_difference
 from harness.reward_data import signal_item_hash
 from strategies.direct import DEFAULT_SYSTEM_PROMPT
 from verifiers.outcome import answers_match
@@ -50,7 +50,6 @@ RESULTS_DIR = Path(__file__).parent / "results"
 SEARCHES = ("beam_search", "dvts")
 BINS = {"hard": (0, 0), "medium": (1, 2), "easy": (3, 8)}  # right samples of the last 8, inclusive
 VOTED = 8  # best-of-N votes with the first 8 samples, difficulty is judged on the rest
-DRAWS = 4000
 
 
 def search_shape(method: str, k: int) -> dict[str, int]:
@@ -158,17 +157,6 @@ def stored_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def paired_interval(search: dict[str, bool], baseline: dict[str, bool], seed: int = 0) -> list[float]:
-    """A 95% bootstrap interval of the search's accuracy minus the baseline's, resampling items."""
-    ids = sorted(search)
-    rng, differences = random.Random(seed), []
-    for _ in range(DRAWS):
-        picked = [ids[rng.randrange(len(ids))] for _ in ids]
-        differences.append(sum(search[i] - baseline[i] for i in picked) / len(picked))
-    differences.sort()
-    return [differences[int(0.025 * DRAWS)], differences[int(0.975 * DRAWS)]]
-
-
 def summarise(rows: list[dict], ids: set[str], budgets: list[int]) -> dict:
     """Per method and k on the items ``ids``: accuracy, mean tokens; each search against majority@k."""
     table: dict[str, dict] = {}
@@ -185,10 +173,11 @@ def summarise(rows: list[dict], ids: set[str], budgets: list[int]) -> dict:
                 "completion_tokens": statistics.mean(r["completion_tokens"] for r in found.values()),
             }
             if method != "majority":
-                correct = {i: r["correct"] for i, r in found.items()}
-                majority = {i: r["correct"] for i, r in at_k["majority"].items()}
-                entry["minus_majority"] = entry["accuracy"] - statistics.mean(majority.values())
-                entry["minus_majority_ci95"] = paired_interval(correct, majority)
+                ids_in_order = sorted(found)
+                versus = paired_difference(
+                    [at_k["majority"][i]["correct"] for i in ids_in_order], [found[i]["correct"] for i in ids_in_order]
+                )
+                entry["minus_majority"], entry["minus_majority_ci95"] = versus["difference"], versus["ci95"]
             if method in SEARCHES:
                 entry["compute_tokens"] = statistics.mean(r["compute_tokens"] for r in found.values())
             table.setdefault(method, {})[str(k)] = entry
