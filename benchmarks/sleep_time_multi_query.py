@@ -65,7 +65,7 @@ def whole_contexts(dataset: str, contexts: int, seed: int) -> list:
 
 async def main(args: argparse.Namespace) -> dict:
     from harness.grading import is_correct
-    from harness.sleep_report import graded_facts
+    from harness.sleep_report import graded_answers, graded_facts
     from orchestrator.core.backends.inprocess import InProcessBackend
     from orchestrator.core.budget import Budget
     from orchestrator.core.model_catalog import ensure_model
@@ -101,10 +101,11 @@ async def main(args: argparse.Namespace) -> dict:
                 record = await runtime.precompute(questions[0].meta["context"], sleep_budget=loose, params=sleep)
             job = await runtime.store.get_job(record.job_id)
             quantities = questions[0].meta["quantities"]
+            answered = [candidate["answer"] for candidate in job.trace.get("candidates", [])]
             known = {"context": key, "sleep_tokens": record.sleep_tokens, "memory": record.memory or "",
                      "stages": job.trace.get("stages"), "dropped": job.trace.get("dropped", []),
                      "facts": graded_facts((record.memory or "").splitlines(), quantities),
-                     "candidates": graded_facts(job.trace.get("candidates", []), quantities)}  # fmt: skip
+                     "candidates": graded_answers(answered, quantities)}  # fmt: skip
             _append(contexts_path, known)
             print(f"{key}: {record.sleep_tokens} sleep tokens, {known['facts']} facts kept, stages {known['stages']}")
         else:

@@ -126,14 +126,22 @@ def _best_cost_ratio(compute: dict[str, tuple[float, float]], baseline: list, sl
 
 
 def graded_facts(lines: Sequence[str], quantities: Sequence[str]) -> dict[str, int]:
-    """How many facts (``Q: ... A: ... → answer`` lines) there are, and how many are right: the
-    answer is a quantity the context's generator knows. Approximate both ways: a true answer the
-    generator did not list counts as wrong, and a wrong answer that happens to equal another of
-    its quantities counts as right."""
-    known = {Fraction(value) for value in quantities}
-    answers = [line.rsplit("→", 1)[1].strip() for line in lines if "→" in line]
-    right = sum(_number(answer) in known for answer in answers)
-    return {"facts": len(answers), "right": right}
+    """How many facts (``Q: ... A: ... → answer`` lines) there are, and how many are right
+    (``is_known_quantity``)."""
+    return graded_answers([line.rsplit("→", 1)[1].strip() for line in lines if "→" in line], quantities)
+
+
+def graded_answers(answers: Sequence[str], quantities: Sequence[str]) -> dict[str, int]:
+    """How many answers there are, and how many are right (``is_known_quantity``)."""
+    return {"facts": len(answers), "right": sum(is_known_quantity(answer, quantities) for answer in answers)}
+
+
+def is_known_quantity(answer: str, quantities: Sequence[str]) -> bool:
+    """Whether ``answer`` is a quantity the context's generator knows: a fact's grade. Approximate
+    both ways: a true answer the generator did not list counts as wrong, and a wrong answer that
+    happens to equal another of its quantities counts as right.
+    Example: ``is_known_quantity("1,200", ["1200", "7"]) is True``."""
+    return _number(answer) in {Fraction(value) for value in quantities}
 
 
 def _number(text: str) -> Fraction | None:
@@ -151,20 +159,26 @@ def accuracy_intervals(rows: Sequence[Row]) -> dict[str, dict[str, Any]]:
 def _label_summary(group: list[Row]) -> dict[str, Any]:
     contexts = by_context(group)
     names = sorted(contexts)
-    rng = random.Random(0)
 
     def accuracy(chosen: list[str]) -> float:
         picked = [row for name in chosen for row in contexts[name]]
         return sum(row["correct"] for row in picked) / len(picked)
 
-    draws = [accuracy([rng.choice(names) for _ in names]) for _ in range(BOOTSTRAP)]
     return {
         "accuracy": accuracy(names),
-        "interval": _percentiles(draws),
+        "interval": context_interval(names, accuracy),
         "questions": len(group),
         "completion_tokens": statistics.mean(row["completion_tokens"] for row in group),
         "compute_tokens": statistics.mean(row["compute_tokens"] for row in group),
     }
+
+
+def context_interval(names: Sequence[str], statistic: Callable[[list[str]], float]) -> list[float] | None:
+    """The 95% interval of ``statistic`` over contexts drawn with replacement (NaN draws left out).
+    Example: ``context_interval(["a", "b"], lambda chosen: chosen.count("a") / len(chosen))``."""
+    rng = random.Random(0)
+    draws = [statistic([rng.choice(names) for _ in names]) for _ in range(BOOTSTRAP)]
+    return _percentiles([draw for draw in draws if draw == draw])
 
 
 def _percentiles(values: list[float], low: float = 0.025, high: float = 0.975) -> list[float] | None:

@@ -114,14 +114,29 @@ class KeptFact:
             return None
 
 
+class Candidate(BaseModel):
+    """An answered question as the filters saw it: its most common answer, how many of the samples
+    gave it, whether one of their workings checks and is grounded, and the judge's score (only facts
+    that passed every other filter are judged). What a filter threshold is fitted on
+    (``harness.fact_filter``)."""
+
+    question: str
+    answer: str
+    votes: int
+    samples: int
+    checked: bool
+    grounded: bool
+    judge: float | None = None
+
+
 class Memory(BaseModel):
-    """The facts kept, the questions dropped, every answered question's most common answer (before
-    the filters), and how many each filter let through."""
+    """The facts kept, the questions dropped, every answered question as the filters saw it, and how
+    many each filter let through."""
 
     text: str
     facts: list[str]
     dropped: list[str]
-    candidates: list[str] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list)
     rounds: int
     stages: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(STAGES, 0))
 
@@ -132,7 +147,7 @@ async def precompute_memory(context: str, session: Session, params: SleepParams)
     kept = revalidated(params.prior_facts, stated)
     stages = dict.fromkeys(STAGES, 0)
     dropped: list[str] = []
-    candidates: list[str] = []
+    candidates: list[Candidate] = []
     rounds = 0
     try:
         for _ in range(params.rounds):
@@ -144,7 +159,7 @@ async def precompute_memory(context: str, session: Session, params: SleepParams)
                 break  # nothing new to ask: the memory is done
             known = stated | {value for fact in kept if (value := fact.value) is not None}
             fresh = await _solved(context, proposed, known, params, session, stages, candidates)
-            fresh = await _judged(fresh, params, session, context, stages)
+            fresh = await _judged(fresh, params, session, context, stages, candidates)
             room = params.max_facts - len(kept)
             kept += fresh[:room]
             dropped += [q for q in proposed if q not in {fact.question for fact in fresh}]
@@ -200,10 +215,10 @@ async def _proposed(
 
 async def _solved(
     context: str, questions: list[str], known: set[Fraction], params: SleepParams, session: Session,
-    stages: dict[str, int], candidates: list[str],
+    stages: dict[str, int], candidates: list[Candidate],
 ) -> list[KeptFact]:  # fmt: skip
     """Each question answered ``samples`` times in one batched request; the ones that pass every check.
-    Every answered question's most common answer goes to ``candidates`` (what the filters judged).
+    Every answered question goes to ``candidates`` with what each check said of it.
 
     Only as many questions are asked as the budget affords at full length: a budget spread thin
     would cut every answer short, and a cut answer's last number is not its answer.
@@ -225,22 +240,19 @@ async def _solved(
         votes = Counter(answer for answer in answers if answer is not None)
         if not votes:
             continue
-        stages["answered"] += 1
         answer, count = votes.most_common(1)[0]
-        candidates.append(f"Q: {question} A: → {answer}")
-        if count < min(params.agree, len(texts)):
-            continue
-        stages["agreed"] += 1
         workings = [equations_in(text) for text, said in zip(texts, answers, strict=True) if said == answer]
         checked = [working for working in workings if working and all(eq.checks() for eq in working)]
-        if not checked:
-            continue
-        stages["checked"] += 1
         grounded = [working for working in checked if _supports(tuple(working), answer, known)]
-        if not grounded:
-            continue
-        stages["grounded"] += 1
-        kept.append(KeptFact(question, answer, tuple(min(grounded, key=len))))
+        candidates.append(Candidate(question=question, answer=answer, votes=count, samples=len(texts),
+                                    checked=bool(checked), grounded=bool(grounded)))  # fmt: skip
+        agreed = count >= min(params.agree, len(texts))
+        stages["answered"] += 1  # the filters in order, each counted (a grounded working has checked)
+        stages["agreed"] += agreed
+        stages["checked"] += agreed and bool(checked)
+        stages["grounded"] += agreed and bool(grounded)
+        if agreed and grounded:
+            kept.append(KeptFact(question, answer, tuple(min(grounded, key=len))))
     return kept
 
 
@@ -259,11 +271,16 @@ def _supports(working: tuple[Equation, ...], answer: str, known: set[Fraction]) 
 
 
 async def _judged(
-    facts: list[KeptFact], params: SleepParams, session: Session, context: str, stages: dict[str, int]
-) -> list[KeptFact]:
+    facts: list[KeptFact], params: SleepParams, session: Session, context: str, stages: dict[str, int],
+    candidates: list[Candidate],
+) -> list[KeptFact]:  # fmt: skip
+    """The facts the judge (if any) scores above ``judge_above``; each score is noted on its candidate."""
     if params.judge is not None and facts:
         verifier = session.verifier(params.judge)
         scores = await session.score(verifier, [ScoreRequest(context, (fact.line(),)) for fact in facts])
+        by_question = {candidate.question: candidate for candidate in candidates}
+        for fact, score in zip(facts, scores, strict=True):
+            by_question[fact.question].judge = score
         facts = [fact for fact, score in zip(facts, scores, strict=True) if score > params.judge_above]
     stages["judged"] += len(facts)
     return facts
@@ -277,7 +294,8 @@ def _normal(question: str) -> str:
 async def sleep_time(context: str, session: Session, params: SleepParams) -> StrategyResult:
     """Sleep-time precompute: checked facts about a context, before any question (what a context's job runs)."""
     memory = await precompute_memory(context, session, params)
-    trace = {"facts": memory.facts, "dropped": memory.dropped, "candidates": memory.candidates,
+    candidates = [candidate.model_dump() for candidate in memory.candidates]
+    trace = {"facts": memory.facts, "dropped": memory.dropped, "candidates": candidates,
              "rounds": memory.rounds, "stages": memory.stages}  # fmt: skip
     return StrategyResult(answer=None, output=memory.text, trace=trace)
 

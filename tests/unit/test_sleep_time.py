@@ -93,7 +93,10 @@ async def test_each_filter_drops_what_it_should_and_later_rounds_build_on_kept_f
         "kept": 2,
     }
     assert set(memory.dropped) == set(list(SOLUTIONS)[1:5])
-    assert "Q: What do the red pens cost? A: → 35" in memory.candidates
+    seen = {c.question: (c.answer, c.votes, c.samples, c.checked, c.grounded) for c in memory.candidates}
+    assert seen["How many pens are there?"] == ("19", 3, 4, True, True)
+    assert seen["What do the red pens cost?"] == ("35", 4, 4, False, False)  # agreed, arithmetic wrong
+    assert seen["What do two shops' pens cost?"] == ("114", 4, 4, True, False)  # checks, 2 ungrounded
     assert memory.rounds == 3 and "Already worked out:\nQ: How many pens are there?" in calls[-1]
 
 
@@ -105,6 +108,17 @@ async def test_a_budget_too_small_for_a_full_answer_asks_nothing_and_keeps_what_
     memory = await precompute_memory(CONTEXT, session, SleepParams(samples=4, round_max_tokens=384))
     assert memory.facts == [] and session.meter.usage.budget_exhausted == "tokens"
     assert not any("Question: " in call for call in calls)  # no answer was started only to be cut short
+
+
+async def test_a_judge_scores_the_facts_that_passed_every_other_filter_and_drops_those_at_or_below_its_bar() -> None:
+    proposals = [["How many pens are there?", "What do the red pens cost?"]]
+    for bar, kept in ((0.4, 1), (0.5, 0)):  # the scripted model never answers Yes or No: P(Yes) is 0.5
+        session = new_session(ScriptedBackend(shop_script(proposals, [])))
+        params = SleepParams(rounds=1, samples=4, agree=3, judge="self_judge", judge_above=bar)
+        memory = await precompute_memory(CONTEXT, session, params)
+        assert len(memory.facts) == kept and memory.stages["grounded"] == 1 and memory.stages["judged"] == kept
+        judged = {candidate.question: candidate.judge for candidate in memory.candidates}
+        assert judged == {"How many pens are there?": 0.5, "What do the red pens cost?": None}
 
 
 def test_a_re_sleep_keeps_prior_facts_only_while_they_still_hold() -> None:
