@@ -8,12 +8,14 @@ grounded, the judge's score) and graded against the context's generator. The rul
 and the service's default rule are then scored on test, with what each filter stage loses and a
 paired interval on the difference. Test contexts share no content with dev ones.
 
+Several datasets pool their dev contexts for one fit and their test contexts for one score.
+
 Resumable: each context's candidates land in ``results/sleep_time/filters-<dataset>.jsonl``; a
-rerun skips them. ``--report`` refits and rescores from that file, with no engine.
+rerun skips them. ``--report`` refits and rescores from those files, with no engine.
 
     .venv/bin/python benchmarks/sleep_time_filters.py --dataset multi_query --contexts 12
     .venv/bin/python benchmarks/sleep_time_filters.py --dataset bakery --contexts 12
-    .venv/bin/python benchmarks/sleep_time_filters.py --dataset bakery --report
+    .venv/bin/python benchmarks/sleep_time_filters.py --dataset multi_query bakery --report   # pooled
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def first_contexts(dataset: str, split: str, contexts: int, seed: int) -> dict[s
     return dict(list(chosen.items())[:contexts])
 
 
-async def sleep_everywhere(args: argparse.Namespace, path: Path) -> None:
+async def sleep_everywhere(args: argparse.Namespace, dataset: str, path: Path) -> None:
     """Sleep over every context not yet in ``path``, the filters open, and store its graded candidates."""
     from embedded import embedded_engine
 
@@ -69,7 +71,7 @@ async def sleep_everywhere(args: argparse.Namespace, path: Path) -> None:
 
         async with anyio.create_task_group() as group:
             for split in SPLITS:
-                for key, problem in first_contexts(args.dataset, split, args.contexts, args.seed).items():
+                for key, problem in first_contexts(dataset, split, args.contexts, args.seed).items():
                     if (split, key) not in done:
                         group.start_soon(sleep, split, key, problem)
 
@@ -85,7 +87,7 @@ def report(args: argparse.Namespace, rows: list[dict]) -> dict:
     test = [c for group in by_split["test"].values() for c in group]
     return {
         "benchmark": "sleep_time_filters",
-        "dataset": args.dataset,
+        "datasets": args.dataset,
         "judge": args.judge,
         "contexts": {split: len(by_split[split]) for split in SPLITS},
         "samples": args.samples,
@@ -135,7 +137,8 @@ def _append(path: Path, row: dict) -> None:
 
 if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["multi_query", "bakery", "stateful_gsm"], default="multi_query")
+    families = ["multi_query", "bakery", "stateful_gsm"]
+    parser.add_argument("--dataset", nargs="+", choices=families, default=["multi_query"], help="one or more, pooled")
     parser.add_argument("--contexts", type=int, default=12, help="per split")
     parser.add_argument("--questions", type=int, default=6)
     parser.add_argument("--samples", type=int, default=4)
@@ -146,11 +149,14 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser.add_argument("--report", action="store_true", help="refit and rescore from the saved rows, run nothing")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     parsed = parser.parse_args()
-    rows_path = RESULTS_DIR / f"filters-{parsed.dataset}.jsonl"
-    if not parsed.report:
-        anyio.run(sleep_everywhere, parsed, rows_path)
-    result = report(parsed, _rows(rows_path))
-    out = RESULTS_DIR / f"filters-{parsed.dataset}.json"
+    rows = []
+    for dataset in parsed.dataset:
+        rows_path = RESULTS_DIR / f"filters-{dataset}.jsonl"
+        if not parsed.report:
+            anyio.run(sleep_everywhere, parsed, dataset, rows_path)
+        rows += _rows(rows_path)
+    result = report(parsed, rows)
+    out = RESULTS_DIR / f"filters-{'+'.join(parsed.dataset)}.json"
     out.write_text(json.dumps(result, indent=2))
     print(markdown(result))
     print(f"saved {out}")

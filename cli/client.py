@@ -59,11 +59,18 @@ async def follow(events: AsyncIterator[dict[str, Any]]) -> None:
 
 
 async def reason_remotely(
-    server: str, api_key: str | None, question: str, strategy: str, budget: Any, params: dict[str, Any]
+    server: str,
+    api_key: str | None,
+    question: str,
+    strategy: str,
+    budget: Any,
+    params: dict[str, Any],
+    context_id: str | None = None,
 ) -> Any:
-    """Submit the question to the service, draw its progress, and return the finished job."""
+    """Submit the question (over ``context_id``'s context, if given) to the service, draw its
+    progress, and return the finished job."""
     async with connected(server, api_key) as client:
-        job = await client.submit(question, budget=budget, strategy=strategy, params=params)
+        job = await client.submit(question, budget=budget, strategy=strategy, params=params, context_id=context_id)
         await follow(job.events())
         return await job.result()
 

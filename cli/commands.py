@@ -21,6 +21,7 @@ from cli.client import (
     verifiers_table,
 )
 from cli.common import exit_with, fail, load_settings, quiet_engine_logs, run
+from cli.contexts import contexts_app
 from cli.fleet import fleet_app
 from orchestrator.core.errors import TTCError
 
@@ -32,6 +33,7 @@ app.add_typer(model_app, name="model")
 keys_app = typer.Typer(help="Manage API keys (required by the API once one exists).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(contexts_app, name="contexts")
 app.add_typer(fleet_app, name="fleet")
 
 
@@ -45,6 +47,9 @@ def reason(
     as_json: Annotated[bool, typer.Option("--json", help="print the whole job record as JSON")] = False,
     server: ServerOption = None,
     api_key: ApiKeyOption = None,
+    context: Annotated[
+        str | None, typer.Option("--context", help="ask over this context and its memory (needs --server)")
+    ] = None,
 ) -> None:
     """Answer one question with its progress drawn live, then print the answer and its usage.
 
@@ -56,8 +61,10 @@ def reason(
     except json.JSONDecodeError as error:
         fail(TTCError(f"--params must be JSON ({error})"))
     budget = Budget(max_tokens=max_tokens, deadline_s=deadline)
+    if context and not server:
+        fail(TTCError("--context asks a service's context: give --server (or TTC_BASE_URL) too"))
     if server:
-        job = run(lambda: reason_remotely(server, api_key, question, strategy, budget, parsed))
+        job = run(lambda: reason_remotely(server, api_key, question, strategy, budget, parsed, context))
     else:
         from strategies import get_strategy
 

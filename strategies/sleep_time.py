@@ -72,7 +72,13 @@ class SleepParams(BaseModel):
     round_max_tokens: int = Field(384, ge=32, le=4096, description="tokens per proposal and per answer")
     temperature: float = Field(0.7, ge=0.0, le=5.0)
     judge: VerifierName | None = Field(None, description="a verifier that must also score each fact above judge_above")
-    judge_above: float = Field(0.5, ge=0.0, le=1.0)
+    judge_above: float = Field(
+        0.39,
+        ge=0.0,
+        le=1.0,
+        description="the judge's bar: fitted for self_judge on the default model's dev contexts "
+        "(benchmarks/sleep_time_filters.py); refit it for another judge or model",
+    )
     max_facts: int = Field(40, ge=1, le=200)
     retrieve: int = Field(6, ge=0, le=200, description="facts shown with each question, closest first (0: all)")
     memory_max_chars: int = Field(5000, ge=100, le=20_000)

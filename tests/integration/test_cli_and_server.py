@@ -195,23 +195,43 @@ def test_serve_answers_over_http_and_stops_cleanly(tmp_path: Path, vllm_server: 
         wait_for_http(f"{base}/readyz", 300, restarted)
         again = httpx.get(f"{base}/v1/jobs/{body['job_id']}")
         assert again.status_code == 200 and again.json()["answer"] == body["answer"]
-        question = {"question": "How many pens are there?", "context_id": context["context_id"]}
-        asked = httpx.post(f"{base}/v1/reason", json=question | {"params": {"max_tokens": 48}}, timeout=120).json()
-        assert asked["status"] == "succeeded" and asked["trace"]["context"]["status"] == "ready"
-        if context["memory"]:  # the small model rarely writes a fact that passes every filter
-            assert asked["trace"]["context"]["memory_version"] == 1
-            assert asked["usage"]["amortised_sleep_tokens"] == context["sleep_tokens"]
-        served = httpx.get(f"{base}/v1/contexts/{context['context_id']}").json()
-        assert served["queries"] == (1 if context["memory"] else 0) and served["text"] == context["text"]
-        url = f"{base}/v1/contexts/{context['context_id']}"
-        grown = httpx.patch(url, json={"append": "On Monday it sells 5 red pens."})
-        assert grown.status_code == 202 and grown.json()["text"].endswith("5 red pens.")
-        assert httpx.delete(url).status_code == 204  # cancels the re-sleep it just queued
-        assert httpx.get(url).status_code == 404
+        check_contexts_from_the_command_line(base, context)
     finally:
         stop_server(restarted, tmp_path, "restarted", sig=signal.SIGTERM)
     if not shutil.which("chromium"):  # everything else ran; the page needs a browser
         pytest.skip("the /ui browser check needs Debian's chromium package (make install installs it as root)")
+
+
+def check_contexts_from_the_command_line(base: str, context: dict) -> None:
+    """`ttc reason --context`, then `ttc contexts show | extend | delete` on the stored context (run
+    in this process: the commands are the SDK's calls, and a process each would only add start-up)."""
+    from click.testing import Result
+    from typer.testing import CliRunner
+
+    from cli.commands import app
+
+    def ttc(*args: str) -> Result:
+        return CliRunner().invoke(app, [*args, "--server", base], env={"TTC_API_KEY": None})
+
+    context_id = context["context_id"]
+    short = '{"max_tokens": 48}'
+    asked = ttc("reason", "How many pens are there?", "--context", context_id, "--params", short, "--json")
+    assert asked.exit_code == 0, asked.output
+    job = json.loads(asked.stdout)
+    assert job["status"] == "succeeded" and job["trace"]["context"]["status"] == "ready"
+    if context["memory"]:  # the small model rarely writes a fact that passes every filter
+        assert job["trace"]["context"]["memory_version"] == 1
+        assert job["usage"]["amortised_sleep_tokens"] == context["sleep_tokens"]
+    served = json.loads(ttc("contexts", "show", context_id, "--json").stdout)
+    assert served["queries"] == (1 if context["memory"] else 0) and served["text"] == context["text"]
+    grown = ttc("contexts", "extend", context_id, "On Monday it sells 5 red pens.")
+    assert grown.exit_code == 0 and f"{context_id}: queued" in grown.stdout, grown.output
+    assert httpx.get(f"{base}/v1/contexts/{context_id}").json()["text"].endswith("5 red pens.")
+    assert ttc("contexts", "extend", context_id).exit_code == 2  # no text: say what to give
+    deleted = ttc("contexts", "delete", context_id)  # cancels the re-sleep it just queued
+    assert deleted.exit_code == 0 and "deleted" in deleted.stdout
+    assert httpx.get(f"{base}/v1/contexts/{context_id}").status_code == 404
+    assert ttc("contexts", "show", context_id).exit_code == 2  # no such context: fix the id
 
 
 def precompute_a_context(base: str) -> dict:

@@ -72,7 +72,8 @@ async def test_a_killed_workers_job_is_finished_exactly_once_by_the_other(
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                # SIGTERM, as docker and systemd stop a worker (a shell's background job ignores SIGINT)
+                process.send_signal(signal.SIGTERM)
                 try:
                     process.wait(60)
                 except subprocess.TimeoutExpired:
