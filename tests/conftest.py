@@ -1,7 +1,9 @@
 """Shared fixtures: the real embedded engine, a real `vllm serve` subprocess and real Redis.
 
-Engines are expensive (about 30 s each on 2 cores), so each is built once per session
-and only when a test asks for it.
+Engines are expensive (about 30 s each on 2 cores), so each is built once per session and only
+when a selected test needs it. Servers of their own (the session's `vllm serve`, the reward
+model's, ``make run`` on the default model) start the moment the tests are collected, while the
+unit tests (ordered first) run: ``tests.early``.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ import os
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,12 +24,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # tests/integration/test_default_model.py pulls and runs that one). Subprocesses inherit it.
 os.environ.setdefault("TTC_MODEL", "smollm2-135m")
 
-from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, is_ready, vllm_server_command, vllm_server_env
-from orchestrator.core.backends.inprocess import InProcessBackend, engine_dtype
+from cli.fleet import free_port, is_ready  # noqa: F401 (free_port: the tests import it from here)
+from orchestrator.core.backends.inprocess import InProcessBackend
 from orchestrator.core.backends.remote import RemoteBackend
 from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.settings import EngineOptions, RemoteOptions, Settings
 from orchestrator.core.store import RedisConnection, Store, open_redis
+from tests.early import start_early, stop_all, take
+from tests.servers import CommandServer
 
 TEST_MODEL = os.environ["TTC_MODEL"]
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
@@ -59,33 +62,39 @@ async def inprocess_backend(model_dir: Path) -> AsyncIterator[InProcessBackend]:
     await backend.aclose()
 
 
-@contextmanager
-def serve_vllm(model_dir: Path, log_path: Path, extra_args: list[str], dtype: str | None = None) -> Iterator[str]:
-    """Run a vLLM OpenAI server on loopback (a fleet of one); yields its base URL. Stopping it
-    stops its whole process group: an engine core left behind would eat the cores of every test
-    after it.
+def early_root(config: pytest.Config) -> Path:
+    """Where servers started early keep their files: the session's pytest temporary directory."""
+    return config._tmp_path_factory.getbasetemp() / "early"  # the tmp_path_factory fixture's own
 
-    ``dtype`` None picks what ttc's own engine would on this CPU.
-    """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    command = vllm_server_command(model_dir, port, engine_dtype(dtype), extra_args)
-    env = vllm_server_env(f"0-{(os.cpu_count() or 1) - 1}")
-    server = Member("vllm", command, env, str(log_path), f"http:{url}/health")
-    fleet = Fleet(log_path.parent, "", "", [url], [server])
-    try:
-        fleet.start("vllm", timeout_s=300)
-        yield url
-    finally:
-        fleet.down()
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The unit tests first (in their order): they run on one core while the servers the rest need
+    start on the other (``tests.early``)."""
+    items.sort(key=lambda item: 0 if "unit" in item.path.relative_to(config.rootpath).parts[:2] else 1)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly or session.testsfailed:  # nothing will run, or collection failed
+        return
+    needed = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    start_early(needed, early_root(session.config))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    stop_all()
 
 
 @pytest.fixture(scope="session")
-def vllm_server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real vLLM OpenAI server on loopback serving the embedded model."""
-    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with serve_vllm(model_dir, log_path, PREFIX_CACHING_ARGS) as url:
-        yield url
+def vllm_server(request: pytest.FixtureRequest) -> str:
+    """A real vLLM OpenAI server on loopback serving the embedded model (started early, stopped
+    when the session ends)."""
+    return take("vllm_server", early_root(request.config)).ready()
+
+
+@pytest.fixture
+def default_model_server(request: pytest.FixtureRequest) -> CommandServer:
+    """``make run`` on the serving default, started early; the test stops it (else the session's end does)."""
+    return take("default_model_server", early_root(request.config))
 
 
 @pytest.fixture(scope="session")

@@ -3,15 +3,15 @@
 - The real app on a real port with real Redis and the scripted backend: for API logic tests
   (generation itself is tested on the engine).
 - A reward model trained on a handful of solutions, and one ``vllm serve --runner pooling`` server
-  serving it: the reward-model tests and the PRM wire-contract tests both score through it.
+  serving it (``tests.reward_server``, started with the session): the reward-model tests and the
+  PRM wire-contract tests both score through it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +20,13 @@ import pytest
 import uvicorn
 
 from api.app import create_app
-from harness.datasets import content_hash
-from harness.reward_data import RewardExample, outcome_steps
-from harness.reward_training import Trainer, TrainingConfig
 from orchestrator.core.backends.scripted import ScriptedBackend
 from orchestrator.core.settings import Settings
 from orchestrator.core.store import Store
 from service.runtime import Runtime
-from tests.conftest import free_port, serve_vllm
+from tests.conftest import early_root, free_port
+from tests.early import take
 from tests.sessions import VERIFIERS
-from verifiers.reward import load_reward_meta
 
 StartApi = Callable[..., Awaitable[tuple[str, Store]]]
 
@@ -73,42 +70,18 @@ async def api(start_api: StartApi) -> tuple[str, Store]:
     return await start_api(max_request_bytes=4096)
 
 
-EXACT = "float32"  # the reward model's dtype on both engines, so "the same scores" can be checked tightly
-PAIRS = [(2, 3), (4, 5), (7, 6), (9, 8), (12, 3), (15, 7)]
-
-
-def labelled_solutions() -> list[tuple[str, str, float]]:
-    """(question, solution, label): each sum solved right, and wrong by one."""
-    rows = []
-    for a, b in PAIRS:
-        question = f"What is {a} + {b}?"
-        rows.append((question, f"{a} + {b} = {a + b}\n\nThe answer is {a + b}.", 1.0))
-        rows.append((question, f"{a} + {b} = {a + b + 1}\n\nThe answer is {a + b + 1}.", 0.0))
-    return rows
-
-
 @pytest.fixture(scope="session")
-def reward_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The test model fine-tuned as an outcome reward model on ``labelled_solutions``; its loss must fall."""
-    out = tmp_path_factory.mktemp("reward") / "orm"
-    examples = [
-        RewardExample(f"q{i // 2}", content_hash(q), q, outcome_steps(text), (label,))
-        for i, (q, text, label) in enumerate(labelled_solutions())
-    ]
-    config = TrainingConfig(trainable_layers=2, epochs=30, batch_size=2, learning_rate=1e-4, validation_share=0.0)
-    meta = Trainer(model_dir, out, config).train(examples, {"judged_model": "smollm2-135m"})
-    losses = [row["train_loss"] for row in meta["history"]]
+def reward_dir(request: pytest.FixtureRequest) -> Path:
+    """The test model fine-tuned as an outcome reward model on ``labelled_solutions`` (trained in
+    the background from the start of the session: ``tests.reward_server``); its loss must fall."""
+    model = take("reward_dir", early_root(request.config))
+    losses = [row["train_loss"] for row in model.trained()["history"]]
     assert losses[0] < 0.8  # the zero head starts at chance (ln 2), not at a random head's huge logits
     assert losses[-1] < 0.3, f"the loss did not fall well below chance: {losses}"
-    return out
+    return model.directory
 
 
 @pytest.fixture(scope="session")
-def reward_server(reward_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The trained reward model on a real ``vllm serve --runner pooling`` server, as a fleet runs a
-    PRM: one ``[p_bad, p_good]`` pair per step tag, read by the ``prm`` and ``orm`` verifiers."""
-    tag_id = load_reward_meta(reward_dir)["step_tag_id"]
-    pooler = {"task": "token_classify", "tok_pooling_type": "STEP", "step_tag_id": tag_id}
-    log_path = tmp_path_factory.mktemp("reward-server") / "server.log"
-    with serve_vllm(reward_dir, log_path, ["--runner", "pooling", "--pooler-config", json.dumps(pooler)], EXACT) as url:
-        yield url
+def reward_server(request: pytest.FixtureRequest, reward_dir: Path) -> str:
+    """The trained reward model on a real ``vllm serve --runner pooling`` server, as a fleet runs a PRM."""
+    return take("reward_server", early_root(request.config)).ready()

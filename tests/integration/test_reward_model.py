@@ -22,7 +22,7 @@ from orchestrator.core.errors import ConfigurationError
 from orchestrator.core.session import Session
 from orchestrator.core.settings import EngineOptions, PrmOptions, RewardOptions, Settings
 from orchestrator.core.verification import ScoreRequest
-from tests.integration.conftest import EXACT, labelled_solutions
+from tests.reward_server import EXACT, labelled_solutions
 from verifiers.registry import VerifierSet
 from verifiers.reward import ARTIFACT_FILE, load_reward_meta, open_reward_model
 
