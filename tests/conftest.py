@@ -31,7 +31,7 @@ from orchestrator.core.model_catalog import ensure_model
 from orchestrator.core.settings import EngineOptions, RemoteOptions, Settings
 from orchestrator.core.store import RedisConnection, Store, open_redis
 from tests.early import start_early, stop_all, take
-from tests.servers import CommandServer
+from tests.servers import CommandServer, VllmServer
 
 TEST_MODEL = os.environ["TTC_MODEL"]
 ENGINE_OPTIONS = EngineOptions(max_model_len=2048, cpu_kv_cache_space_gib=1)
@@ -89,6 +89,13 @@ def vllm_server(request: pytest.FixtureRequest) -> str:
     """A real vLLM OpenAI server on loopback serving the embedded model (started early, stopped
     when the session ends)."""
     return take("vllm_server", early_root(request.config)).ready()
+
+
+@pytest.fixture
+def second_vllm_server(request: pytest.FixtureRequest) -> VllmServer:
+    """Another `vllm serve` of the embedded model, started early and not waited for (the fleet
+    test kills it; the session's end stops what is left)."""
+    return take("second_vllm_server", early_root(request.config))
 
 
 @pytest.fixture

@@ -29,10 +29,13 @@ class Started(Protocol):
     def stop(self) -> None: ...
 
 
-def _session_vllm(log_root: Path) -> Started:
-    model_dir = ensure_model(Settings().model_cache_dir, os.environ["TTC_MODEL"])
-    (log_root / "vllm-server").mkdir(parents=True, exist_ok=True)
-    return start_vllm(model_dir, log_root / "vllm-server" / "server.log", PREFIX_CACHING_ARGS)
+def _vllm(name: str) -> Callable[[Path], Started]:
+    def start(log_root: Path) -> Started:
+        model_dir = ensure_model(Settings().model_cache_dir, os.environ["TTC_MODEL"])
+        (log_root / name).mkdir(parents=True, exist_ok=True)
+        return start_vllm(model_dir, log_root / name / "server.log", PREFIX_CACHING_ARGS)
+
+    return start
 
 
 def _reward_model(serve: bool) -> Callable[[Path], Started]:
@@ -44,7 +47,8 @@ def _reward_model(serve: bool) -> Callable[[Path], Started]:
 
 
 STARTERS: dict[str, Callable[[Path], Started]] = {
-    "vllm_server": _session_vllm,
+    "vllm_server": _vllm("vllm-server"),
+    "second_vllm_server": _vllm("second-vllm-server"),  # the fleet test's, which it kills
     "default_model_server": start_default_model,
     "reward_server": _reward_model(serve=True),  # trains the reward model, then serves it
     "reward_dir": _reward_model(serve=False),  # only trains it

@@ -4,54 +4,34 @@ trees again is measured by ``benchmarks/fleet_failover.py`` on a whole fleet.)""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import anyio
 import httpx
 
-from cli.fleet import PREFIX_CACHING_ARGS, Fleet, Member, free_port, vllm_server_command, vllm_server_env
-from orchestrator.core.backends.inprocess import engine_dtype
 from orchestrator.core.backends.remote import RemoteBackend, parse_prometheus_counters
 from orchestrator.core.backends.vllm_http import replica_order
 from orchestrator.core.budget import Budget
 from orchestrator.core.settings import RemoteOptions, Settings
 from service.runtime import Runtime, job_tree_id
+from tests.servers import VllmServer
 from tests.sessions import VERIFIERS
 
 SEARCH = {"width": 2, "samples_per_beam": 2, "max_steps": 6, "step_max_tokens": 128, "temperature": 1.0}
 
 
-def second_server(directory: Path, model_dir: Path, port: int) -> Fleet:
-    """A fleet of one more vLLM server on ``port`` (the session's ``vllm_server`` is the first)."""
-    url = f"http://127.0.0.1:{port}"
-    command = vllm_server_command(model_dir, port, engine_dtype(None), PREFIX_CACHING_ARGS)
-    env = vllm_server_env(f"0-{(os.cpu_count() or 1) - 1}")
-    member = Member("vllm-b", command, env, str(directory / "vllm-b.log"), f"http:{url}/health")
-    return Fleet(directory, "", "", [url], [member])
-
-
-def port_that_wins(first: str, tree_id: str) -> int:
-    """A free port whose server would come first in the tree's rendezvous order beside ``first``."""
-    while True:
-        port = free_port()
-        if replica_order([first, f"http://127.0.0.1:{port}"], tree_id)[0] != first:
-            return port
-
-
 async def test_a_replica_killed_mid_search_leaves_the_job_to_finish_once_on_the_other(
-    vllm_server, model_dir, store, tmp_path: Path
+    vllm_server: str, second_vllm_server: VllmServer, model_dir, store
 ) -> None:
     backend = await RemoteBackend.connect(RemoteOptions(urls=[vllm_server]), tokenizer=str(model_dir))
     runtime = Runtime(Settings(), backend, store, VERIFIERS)
+    dying = second_vllm_server.url
     question = "Tom has 3 boxes of 4 apples. How many apples?"
-    # the deadline counts from submission, and the second server takes a while to start
-    job = await runtime.submit(question, strategy="beam_search", params=SEARCH, budget=Budget(deadline_s=600))
-    fleet = second_server(tmp_path, model_dir, port_that_wins(vllm_server, job_tree_id(job.id)))
-    dying = fleet.replica_urls[0]
+    while True:  # a job whose tree the rendezvous order pins to the second server (about one in two)
+        job = await runtime.submit(question, strategy="beam_search", params=SEARCH, budget=Budget(deadline_s=600))
+        if replica_order([vllm_server, dying], job_tree_id(job.id))[0] == dying:
+            break
     try:
-        await anyio.to_thread.run_sync(fleet.start, "vllm-b")
-        backend.base_urls = [vllm_server, dying]  # the job's tree is pinned to the second
+        await anyio.to_thread.run_sync(second_vllm_server.ready)
+        backend.base_urls = [vllm_server, dying]
         async with anyio.create_task_group() as group:
             finished = []
             group.start_soon(_run, runtime, job, finished)
@@ -59,7 +39,7 @@ async def test_a_replica_killed_mid_search_leaves_the_job_to_finish_once_on_the_
                 while await _running(dying) == 0:
                     assert not finished, f"the job ended before its server was killed: {finished[0]}"
                     await anyio.sleep(0.05)
-            await anyio.to_thread.run_sync(fleet.kill, "vllm-b")
+            await anyio.to_thread.run_sync(second_vllm_server.fleet.kill, "vllm")
 
         [done] = finished
         events = [event["type"] for _, event in await store.read_events(job.id)]
@@ -70,7 +50,7 @@ async def test_a_replica_killed_mid_search_leaves_the_job_to_finish_once_on_the_
         assert states[vllm_server] == "up" and states[dying].startswith("down")
     finally:
         await backend.aclose()
-        await anyio.to_thread.run_sync(fleet.down)
+        await anyio.to_thread.run_sync(second_vllm_server.stop)
 
 
 async def _run(runtime: Runtime, job, finished: list) -> None:
