@@ -62,12 +62,28 @@ reward model's training, and its server when some test needs that; ``ready`` ser
 _started: dict[str, Started] = {}
 
 
+class FailedStart:
+    """A start that raised: the fixture taking it raises the same error (in its test, not at collection)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def stop(self) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        raise self.error
+
+
 def start_early(fixture_names: set[str], log_root: Path) -> None:
     """Start, without waiting, the server of every fixture in ``fixture_names`` that has one."""
     for name, starter in STARTERS.items():
         key = SHARED.get(name, name)
         if name in fixture_names and key not in _started:
-            _started[key] = starter(log_root)
+            try:
+                _started[key] = starter(log_root)
+            except Exception as error:  # e.g. a model that cannot be pulled: the tests needing it fail
+                _started[key] = FailedStart(error)
 
 
 def take(name: str, log_root: Path) -> Started:
