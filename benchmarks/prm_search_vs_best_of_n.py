@@ -39,7 +39,8 @@ import time
 from pathlib import Path
 
 import anyio
-from signals import load, vote  # benchmarks/ is the script's directory
+from jsonl import read_rows  # benchmarks/ is the script's directory
+from signals import load, vote
 
 from harness.efficiency import paired_difference
 from harness.reward_data import signal_item_hash
@@ -153,10 +154,6 @@ async def run_searches(
                     )
 
 
-def stored_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
 def summarise(rows: list[dict], ids: set[str], budgets: list[int]) -> dict:
     """Per method and k on the items ``ids``: accuracy, mean tokens; each search against majority@k."""
     table: dict[str, dict] = {}
@@ -249,9 +246,9 @@ def main(args: argparse.Namespace) -> None:
     rows_file = RESULTS_DIR / f"{stem}.jsonl"
     if not args.report:
         refuse_trained_items(items)
-        done = {(row["id"], row["method"], row["k"]) for row in stored_rows(rows_file)}
+        done = {(row["id"], row["method"], row["k"]) for row in read_rows(rows_file)}
         anyio.run(run_searches, items, args, budget_per_sample, rows_file, done)
-    rows = stored_rows(rows_file)
+    rows = read_rows(rows_file)
     rows += [row for k in args.budgets for row in best_of_n_rows(items, k, args.orm)]
     result = report(items, rows, args, budget_per_sample)
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(result, indent=2))

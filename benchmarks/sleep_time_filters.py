@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 import anyio
+from jsonl import append_row, read_rows
 
 RESULTS_DIR = Path(__file__).parent / "results" / "sleep_time"
 SPLITS = ("dev", "test")
@@ -49,7 +50,7 @@ async def sleep_everywhere(args: argparse.Namespace, dataset: str, path: Path) -
     from orchestrator.core.budget import Budget
     from strategies.sleep_time import SleepParams, precompute_memory
 
-    done = {(row["split"], row["context"]) for row in _rows(path)}
+    done = {(row["split"], row["context"]) for row in read_rows(path)}
     params = SleepParams(rounds=1, questions=args.questions, samples=args.samples, agree=1,
                          round_max_tokens=args.round_tokens, judge=args.judge, judge_above=0.0)  # fmt: skip
     limiter = anyio.CapacityLimiter(args.concurrency)
@@ -65,7 +66,7 @@ async def sleep_everywhere(args: argparse.Namespace, dataset: str, path: Path) -
                           for c in memory.candidates]  # fmt: skip
             row = {"split": split, "context": key, "sleep_tokens": session.meter.usage.compute_tokens,
                    "candidates": candidates}  # fmt: skip
-            _append(path, row)
+            append_row(path, row)
             right = sum(c["right"] for c in candidates)
             print(f"{split} {key}: {len(candidates)} candidates, {right} right, {row['sleep_tokens']} tokens")
 
@@ -125,16 +126,6 @@ def _interval(interval: list[float] | None, form: str = "+.2f") -> str:
     return "(—)" if interval is None else f"({interval[0]:{form}} to {interval[1]:{form}})"
 
 
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _append(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(json.dumps(row) + "\n")
-
-
 if __name__ == "__main__":  # vLLM starts its engine core with spawn
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     families = ["multi_query", "bakery", "stateful_gsm"]
@@ -154,7 +145,7 @@ if __name__ == "__main__":  # vLLM starts its engine core with spawn
         rows_path = RESULTS_DIR / f"filters-{dataset}.jsonl"
         if not parsed.report:
             anyio.run(sleep_everywhere, parsed, dataset, rows_path)
-        rows += _rows(rows_path)
+        rows += read_rows(rows_path)
     result = report(parsed, rows)
     out = RESULTS_DIR / f"filters-{'+'.join(parsed.dataset)}.json"
     out.write_text(json.dumps(result, indent=2))

@@ -30,6 +30,7 @@ import tempfile
 from pathlib import Path
 
 import anyio
+from jsonl import append_row, read_rows
 
 RESULTS_DIR = Path(__file__).parent / "results" / "sleep_time"
 BUDGETS = [256, 512]  # the 0.5B model writes 200-400 tokens of working; fewer cut most answers
@@ -76,8 +77,8 @@ async def main(args: argparse.Namespace) -> dict:
 
     stem = RESULTS_DIR / f"{args.dataset}-{args.memory}"
     answers_path, contexts_path = stem.with_suffix(".jsonl"), Path(f"{stem}.contexts.jsonl")
-    answered = {(row["label"], row["id"]) for row in _rows(answers_path)}
-    memories = {row["context"]: row for row in _rows(contexts_path)}
+    answered = {(row["label"], row["id"]) for row in read_rows(answers_path)}
+    memories = {row["context"]: row for row in read_rows(contexts_path)}
     problems = whole_contexts(args.dataset, args.contexts, args.seed)
     settings = Settings(limits=RequestLimits(deadline_s=3600))  # queued behind the other contexts on 2 cores
     model = ensure_model(settings.model_cache_dir, settings.model)
@@ -106,7 +107,7 @@ async def main(args: argparse.Namespace) -> dict:
                      "stages": job.trace.get("stages"), "dropped": job.trace.get("dropped", []),
                      "facts": graded_facts((record.memory or "").splitlines(), quantities),
                      "candidates": graded_answers(answered, quantities)}  # fmt: skip
-            _append(contexts_path, known)
+            append_row(contexts_path, known)
             print(f"{key}: {record.sleep_tokens} sleep tokens, {known['facts']} facts kept, stages {known['stages']}")
         else:
             record = await context_with_memory(runtime, questions[0].meta["context"], known["memory"], sleep)
@@ -122,7 +123,7 @@ async def main(args: argparse.Namespace) -> dict:
                "correct": is_correct(problem, job.answer, job.output),
                "completion_tokens": job.usage.completion_tokens, "compute_tokens": job.usage.compute_tokens,
                "facts_used": (job.trace.get("context") or {}).get("facts_used")}  # fmt: skip
-        _append(answers_path, row)
+        append_row(answers_path, row)
 
     try:
         by_context: dict[str, list] = {}
@@ -140,7 +141,7 @@ async def main(args: argparse.Namespace) -> dict:
         await runtime.verifiers.aclose()
         await backend.aclose()
         await connection.aclose()
-    return report(args, sleep, list(_rows(answers_path)), memories)
+    return report(args, sleep, list(read_rows(answers_path)), memories)
 
 
 def sleep_params(args: argparse.Namespace) -> dict:
@@ -152,8 +153,8 @@ def sleep_params(args: argparse.Namespace) -> dict:
 def stored_report(args: argparse.Namespace) -> dict:
     """The report recomputed from the saved rows and memories (no engine)."""
     stem = RESULTS_DIR / f"{args.dataset}-{args.memory}"
-    memories = {row["context"]: row for row in _rows(Path(f"{stem}.contexts.jsonl"))}
-    return report(args, sleep_params(args), _rows(stem.with_suffix(".jsonl")), memories)
+    memories = {row["context"]: row for row in read_rows(Path(f"{stem}.contexts.jsonl"))}
+    return report(args, sleep_params(args), read_rows(stem.with_suffix(".jsonl")), memories)
 
 
 def report(args, sleep: dict, rows: list[dict], memories: dict[str, dict]) -> dict:
@@ -221,16 +222,6 @@ async def context_with_memory(runtime, text: str, memory: str, params: dict):
 
     context, job = await runtime.create_context(text, params=params)
     return await runtime.store.end_precompute(context.id, job.id, memory, Usage(), None)
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def _append(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as out:
-        out.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":  # vLLM starts its engine core with spawn

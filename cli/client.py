@@ -32,6 +32,7 @@ ApiKeyOption = Annotated[str | None, typer.Option("--api-key", envvar="TTC_API_K
 RequiredServer = Annotated[
     str, typer.Option("--server", envvar="TTC_BASE_URL", help="the service's URL (or TTC_BASE_URL)")
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="the whole record as JSON")]
 JobIdArgument = Annotated[str, typer.Argument(help="the job's id (ttc jobs list shows them)")]
 
 jobs_app = typer.Typer(help="Jobs on a running service: list, show, watch, cancel.", no_args_is_help=True)
@@ -121,7 +122,7 @@ def jobs_show(
     job_id: JobIdArgument,
     server: RequiredServer,
     api_key: ApiKeyOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="the whole record as JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """One job: status, answer, usage (and how auto decided)."""
     job = _run_on_job(server, api_key, job_id, lambda job: job.status())

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli.client import ApiKeyOption, RequiredServer, connected, console
+from cli.client import ApiKeyOption, JsonOption, RequiredServer, connected, console
 from cli.common import fail, run
 from orchestrator.core.errors import TTCError
 
@@ -60,7 +60,7 @@ def contexts_show(
     context_id: ContextIdArgument,
     server: RequiredServer,
     api_key: ApiKeyOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="the whole record as JSON")] = False,
+    as_json: JsonOption = False,
 ) -> None:
     """A context: status, memory, sleep tokens and questions served."""
     _show(_on_service(server, api_key, lambda client: client.context(context_id)), as_json)
