@@ -57,7 +57,6 @@ class CommandServer:
     process: subprocess.Popen
     port: int
     log: Path
-    data_dir: Path
     env: dict[str, str] = field(repr=False)
 
     def stop(self) -> None:
@@ -87,7 +86,7 @@ def start_default_model(log_root: Path) -> CommandServer:
             cwd=root,
             process_group=0,  # leading its own group, as a shell runs a foreground command
         )
-    return CommandServer(process, port, log, root / "data", env)
+    return CommandServer(process, port, log, env)
 
 
 def wait_for_text(server: CommandServer, text: str, timeout_s: float) -> str:
